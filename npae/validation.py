@@ -1,0 +1,132 @@
+"""Input checks for every public entry point, written once.
+
+Every check raises ``ValueError`` (a value is wrong: shape, NaN, range) or ``TypeError`` (a value is
+of the wrong kind: a string where an array was expected) with a message that names the argument,
+what was received and what was expected.
+
+Dtype coercion, documented once: array inputs are converted with ``np.asarray(X, dtype=model_dtype)``.
+Integer and boolean arrays are accepted and converted; complex, object and string arrays are refused.
+"""
+import numbers
+
+import numpy as np
+
+
+def check_choice(name, value, options):
+    """Return ``value`` if it is one of ``options``, else raise a ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
+    return value
+
+
+def check_dtype(dtype):
+    """Return the NumPy dtype for ``"float32"``/``"float64"`` (or the equivalent np.dtype)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_scalar(name, value, *, low=None, high=None, low_open=False, high_open=False,
+                 integer=False):
+    """Check a real (or integer) hyperparameter against an interval and return it.
+
+    ``low_open``/``high_open`` make the bound strict. NaN and inf are always refused.
+    """
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if integer else "a real number"
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return value
+
+
+def check_sizes(name, sizes):
+    """Check a tuple of layer widths (positive integers) and return it as a tuple."""
+    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of positive integers, got {sizes!r}") from None
+    for s in sizes:
+        check_scalar(f"each entry of {name}", s, low=1, integer=True)
+    return tuple(int(s) for s in sizes)
+
+
+def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finite=True):
+    """Return ``X`` as a C-contiguous array of ``dtype`` after checking kind, shape and values.
+
+    Parameters
+    ----------
+    X : array_like
+        The input. Lists are accepted; object, string and complex arrays are refused (TypeError).
+    name : str
+        The argument's name, used in messages.
+    n_features : int or None
+        Required size of the last axis.
+    ndim : int or tuple of int
+        Allowed numbers of dimensions (2 for a batch ``(B, D)``).
+    dtype : dtype
+        Dtype of the returned array.
+    finite : bool
+        Refuse NaN and inf (ValueError naming how many and the first position).
+    """
+    if isinstance(X, (str, bytes)) or X is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(X).__name__}")
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
+    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if arr.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        hint = " (a batch of shape (n_samples, n_features))" if 2 in ndims else ""
+        raise ValueError(f"{name} must be {want}{hint}, got a {arr.ndim}-D array of shape {arr.shape}")
+    if n_features is not None and arr.shape[-1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[-1]} features (shape {arr.shape}); "
+                         f"the model expects {n_features}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf value(s), first at index {first}")
+    return arr
+
+
+def check_unit_interval(name, X):
+    """Raise ValueError unless every entry of ``X`` lies in [0, 1] (targets of a Bernoulli/BCE loss)."""
+    lo, hi = float(X.min()), float(X.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} must lie in [0, 1] for a binary cross-entropy / Bernoulli loss, "
+                         f"got values in [{lo:g}, {hi:g}]; rescale the data or use loss='mse'")
+
+
+def check_labels(name, y, n_classes, n_samples=None):
+    """Return integer labels of shape (n,) after checking they lie in ``0 .. n_classes - 1``."""
+    if isinstance(y, (str, bytes)) or y is None:
+        raise TypeError(f"{name} must be an array of integer class labels, got {type(y).__name__}")
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per sample), got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise ValueError(f"{name} must hold whole-number class labels")
+    elif arr.dtype.kind not in "biu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but there are {n_samples} samples")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"{name} must lie in 0..{n_classes - 1} (n_classes={n_classes}), "
+                         f"got values in [{arr.min()}, {arr.max()}]")
+    return arr
