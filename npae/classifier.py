@@ -1,0 +1,203 @@
+"""Transfer learning: a softmax classifier on top of a (pre)trained encoder.
+
+``x → encoder → h → head (dense layers) → logits s → softmax cross-entropy``. The encoder is copied
+from an :class:`npae.Autoencoder` (its ``.encoder``) or from a :class:`npae.Sequential`, so the
+source model never changes. ``freeze_encoder=True`` (the default) keeps the encoder out of
+``params``: no optimizer ever sees its arrays, and its backward is never run. With
+``freeze_encoder=False`` its arrays join ``params`` as ``encoder.<k>.W`` / ``encoder.<k>.b`` and are
+fine-tuned with the head.
+
+Derivation: docs/derivations/softmax.md
+"""
+import copy
+
+import numpy as np
+
+from . import functional as F
+from .autoencoder import ACTIVATION_NAMES, build_mlp
+from .init import make_rng
+from .layers import Dense, Sequential
+from .model import Model
+from .validation import check_choice, check_dtype, check_labels, check_scalar, check_sizes
+
+
+def _copy_encoder(encoder, dtype):
+    """A deep copy of the encoder's layers as a Sequential prefixed ``encoder.``, in ``dtype``."""
+    seq = getattr(encoder, "encoder", encoder)
+    if not isinstance(seq, Sequential):
+        raise TypeError(f"encoder must be an npae.Autoencoder (or a model with an .encoder Sequential) "
+                        f"or an npae.Sequential, got {type(encoder).__name__}")
+    if not seq.dense_layers:
+        raise ValueError("encoder has no Dense layer")
+    layers = []
+    for layer in seq.layers:
+        new = copy.copy(layer)
+        new.params = {k: np.array(v, dtype=dtype, copy=True) for k, v in layer.params.items()}
+        new.grads, new.cache = {}, None
+        layers.append(new)
+    return Sequential(layers, prefix="encoder.")
+
+
+def _describe(seq):
+    """JSON-able description of a Sequential's architecture (its weights are in ``params``)."""
+    out = []
+    for layer in seq.layers:
+        if isinstance(layer, Dense):
+            out.append(["dense", layer.n_in, layer.n_out])
+        else:
+            out.append([layer.name, dict(layer.hyper)])
+    return out
+
+
+class Classifier(Model):
+    """Softmax classifier on an encoder: a new head of dense layers, trained with cross-entropy.
+
+    ``loss = −(1/B) Σ_i log softmax(s_i)[y_i]`` (batch mean of the per-example negative
+    log-likelihood, :func:`npae.functional.softmax_cross_entropy_loss`) [SOFTMAX-1].
+
+    Parameters
+    ----------
+    encoder : npae.Autoencoder or npae.Sequential
+        Copied (in ``dtype``); the source is never modified.
+    n_classes : int >= 2
+    hidden : tuple of int
+        Widths of the head's hidden layers. ``()`` is a linear probe: one affine map to the logits.
+    freeze_encoder : bool
+        True: the encoder is fixed (not in ``params``, never updated; its codes are computed once per
+        ``fit``). False: fine-tuned together with the head.
+    activation : str
+        Activation of the head's hidden layers.
+    dtype, seed, slope, alpha, init : as :class:`npae.Autoencoder` (``seed`` seeds the head's initial
+        weights and the minibatch shuffling).
+
+    Attributes
+    ----------
+    encoder, head : Sequential
+    params : dict
+        ``head.<k>.W``, ``head.<k>.b`` (frozen); ``encoder.<k>.*`` first, then ``head.<k>.*``
+        (trainable).
+    last_terms : ``{"loss", "accuracy"}`` of the last step.
+    """
+
+    def __init__(self, encoder, n_classes, hidden=(), freeze_encoder=True, activation="relu",
+                 dtype="float64", seed=0, *, slope=0.01, alpha=1.0, init="auto"):
+        check_scalar("n_classes", n_classes, low=2, integer=True)
+        hidden = check_sizes("hidden", hidden)
+        if not isinstance(freeze_encoder, (bool, np.bool_)):
+            raise TypeError(f"freeze_encoder must be True or False, got {freeze_encoder!r}")
+        check_choice("activation", activation, ACTIVATION_NAMES)
+        self.dtype = check_dtype(dtype)
+        self.encoder = _copy_encoder(encoder, self.dtype)
+        dense = self.encoder.dense_layers
+        self.input_dim, self.code_dim = dense[0].n_in, dense[-1].n_out
+        self.n_classes, self.freeze_encoder = int(n_classes), bool(freeze_encoder)
+        self.rng = make_rng(seed)
+        self.head = build_mlp([self.code_dim, *hidden, self.n_classes], activation, "identity",
+                              rng=self.rng, dtype=self.dtype, prefix="head.", slope=slope, alpha=alpha,
+                              init=init)
+        self.config = dict(encoder_layers=_describe(self.encoder), n_classes=self.n_classes,
+                           hidden=list(hidden), freeze_encoder=self.freeze_encoder,
+                           activation=activation, dtype=self.dtype.name, seed=seed,
+                           slope=float(slope), alpha=float(alpha), init=init)
+        if self.freeze_encoder:
+            self.params = dict(self.head.params)
+        else:
+            self.params = {**self.encoder.params, **self.head.params}
+        self.last_terms = {}
+
+    # ------------------------------------------------------------------ one step
+    def _head_step(self, h, y):
+        """Loss and head gradients from codes ``h`` (B, code_dim); returns (loss, dh)."""
+        logits = self.head.forward(h)  # (B, K)
+        loss, dlogits = F.softmax_cross_entropy_loss(logits, y)  # (B, K) [SOFTMAX-1]
+        dh = self.head.backward(dlogits)  # (B, code_dim) [SOFTMAX-2]
+        accuracy = float(np.mean(np.argmax(logits, axis=1) == y))
+        self.last_terms = {"loss": loss, "accuracy": accuracy}
+        return loss, dh
+
+    def _loss_and_grads(self, x, y):
+        h = self.encoder.forward(x)  # (B, code_dim)
+        loss, dh = self._head_step(h, y)
+        if self.freeze_encoder:
+            return loss, dict(self.head.grads)  # [SOFTMAX-3] the encoder gets no gradient
+        self.encoder.backward(dh)  # [SOFTMAX-3]
+        return loss, {**self.encoder.grads, **self.head.grads}
+
+    def loss_and_grads(self, x, y):
+        """Loss and gradients on the batch ``x`` (B, input_dim) with labels ``y`` (B,) in
+        0..n_classes−1. ``loss`` is the batch mean of the cross-entropy; ``grads`` has the keys and
+        shapes of ``params``."""
+        x = self._check_X(x, "x")
+        y = check_labels("y", y, self.n_classes, n_samples=x.shape[0])
+        return self._loss_and_grads(x, y)
+
+    # ------------------------------------------------------------------ training (Model.fit hooks)
+    def _fit_data(self, X, y=None):
+        # Model.fit hands the training pair over as one argument; validation_data=(X, y) arrives
+        # unpacked.
+        if y is None:
+            if not (isinstance(X, tuple) and len(X) == 2):
+                raise ValueError("the classifier needs labels: fit(X, y) and validation_data=(X, y)")
+            X, y = X
+        X = self._check_X(X)
+        y = check_labels("y", y, self.n_classes, n_samples=X.shape[0])
+        if self.freeze_encoder:
+            return self.encoder.forward(X), y  # the codes, computed once: the encoder never changes
+        return X, y
+
+    def _train_batch(self, x, y):
+        if self.freeze_encoder:  # x holds codes (see _fit_data)
+            loss, _ = self._head_step(x, y)
+            return loss, dict(self.head.grads)
+        return self._loss_and_grads(x, y)
+
+    def _evaluate(self, x, y, batch_size=1024):
+        sums, n = {}, x.shape[0]
+        for start in range(0, n, batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            if self.freeze_encoder:
+                self._head_step(xb, yb)
+            else:
+                self._loss_and_grads(xb, yb)
+            for key, value in self.last_terms.items():
+                sums[key] = sums.get(key, 0.0) + value * xb.shape[0]
+        return {key: total / n for key, total in sums.items()}
+
+    def fit(self, X, y, **fit_kwargs):
+        """Train on ``X`` (N, input_dim) with labels ``y`` (N,); keyword arguments as
+        :meth:`npae.model.Model.fit` (``validation_data=(X_val, y_val)``). Returns the history
+        (``loss``, ``accuracy`` per epoch)."""
+        return super().fit((X, y), **fit_kwargs)
+
+    def loss(self, X, y):
+        """Mean cross-entropy on ``(X, y)``."""
+        return self._evaluate(*self._fit_data(X, y))["loss"]
+
+    # ------------------------------------------------------------------ using the model
+    def decision_function(self, X):
+        """Logits (N, n_classes)."""
+        return self.head.forward(self.encoder.forward(self._check_X(X)))
+
+    def predict_proba(self, X):
+        """Class probabilities ``softmax(s)`` (N, n_classes) [SOFTMAX-4], rows summing to 1."""
+        return np.exp(F.log_softmax(self.decision_function(X)))  # [SOFTMAX-4]
+
+    def predict(self, X):
+        """Most probable class (N,) int64."""
+        return np.argmax(self.decision_function(X), axis=1).astype(np.int64)
+
+    def score(self, X, y):
+        """Accuracy on ``(X, y)``."""
+        X = self._check_X(X)
+        y = check_labels("y", y, self.n_classes, n_samples=X.shape[0])
+        return float(np.mean(self.predict(X) == y))
+
+    @property
+    def encoder_params(self):
+        """The encoder's arrays (in ``params`` too when it is trainable)."""
+        return self.encoder.params
+
+    def __repr__(self):
+        c = self.config
+        return (f"Classifier(code_dim={self.code_dim}, n_classes={self.n_classes}, "
+                f"hidden={tuple(c['hidden'])}, freeze_encoder={self.freeze_encoder})")

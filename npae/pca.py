@@ -1,0 +1,157 @@
+"""PCA by the SVD, and the principal angles that compare a linear autoencoder's subspace with it.
+
+A linear autoencoder trained with squared error learns the top-k principal subspace, but not the
+principal axes themselves: any invertible mix ``W_dec → A W_dec``, ``W_enc → W_enc A⁻¹`` of the
+code gives the same reconstructions. So the comparison is between *subspaces*, by principal angles,
+never between weight vectors.
+
+Derivation: docs/derivations/pca.md
+"""
+import numpy as np
+
+from .validation import check_array, check_choice, check_scalar
+
+
+class PCA:
+    """Principal component analysis by the thin SVD of the centred data.
+
+    ``X − mean = U S Vᵀ`` [PCA-1]; the principal axes are the rows of ``Vᵀ`` (``components_``,
+    shape (k, D), the scikit-learn convention), the variances along them are ``S² / (N − 1)``
+    [PCA-2]. The sign of each axis is fixed so that its largest-magnitude entry is positive
+    (the SVD leaves it free).
+
+    Parameters
+    ----------
+    n_components : int or None
+        Number of axes kept (default: all, ``min(N, D)``).
+
+    Attributes (after ``fit``)
+    --------------------------
+    mean_ : (D,) array
+    components_ : (k, D) array, orthonormal rows
+    explained_variance_ : (k,) array, decreasing
+    explained_variance_ratio_ : (k,) array, the share of the total variance
+    singular_values_ : (k,) array
+    """
+
+    def __init__(self, n_components=None):
+        if n_components is not None:
+            check_scalar("n_components", n_components, low=1, integer=True)
+        self.n_components = n_components
+
+    def fit(self, X):
+        """Fit the axes to ``X`` (N, D); returns ``self``."""
+        X = check_array(X, "X", dtype=np.float64)
+        N, D = X.shape
+        k = min(N, D) if self.n_components is None else self.n_components
+        if k > min(N, D):
+            raise ValueError(f"n_components={k} exceeds min(n_samples, n_features)={min(N, D)}")
+        if N < 2:
+            raise ValueError(f"PCA needs at least 2 samples, got {N}")
+        self.mean_ = X.mean(axis=0)  # (D,)
+        Xc = X - self.mean_  # (N, D)
+        _, S, Vt = np.linalg.svd(Xc, full_matrices=False)  # (r,), (r, D) [PCA-1]
+        rows = np.arange(Vt.shape[0])
+        signs = np.sign(Vt[rows, np.argmax(np.abs(Vt), axis=1)])  # (r,)
+        Vt = Vt * signs[:, None]
+        variance = S * S / (N - 1)  # (r,) [PCA-2]
+        total = float(np.sum(Xc * Xc)) / (N - 1)
+        self.components_ = Vt[:k].copy()  # (k, D)
+        self.singular_values_ = S[:k].copy()
+        self.explained_variance_ = variance[:k].copy()
+        self.explained_variance_ratio_ = variance[:k] / total if total > 0 else np.zeros(k)  # [PCA-3]
+        self.n_features_in_ = D
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "components_"):
+            raise RuntimeError("this PCA is not fitted yet; call fit(X) first")
+
+    def transform(self, X):
+        """Coordinates along the axes: ``Z = (X − mean) Vₖ`` [PCA-4], shape (N, k)."""
+        self._check_fitted()
+        X = check_array(X, "X", n_features=self.n_features_in_, dtype=np.float64)
+        return (X - self.mean_) @ self.components_.T  # (N, k) [PCA-4]
+
+    def inverse_transform(self, Z):
+        """Back to data space: ``X̂ = Z Vₖᵀ + mean`` [PCA-5], shape (N, D)."""
+        self._check_fitted()
+        Z = check_array(Z, "Z", n_features=self.components_.shape[0], dtype=np.float64)
+        return Z @ self.components_ + self.mean_  # (N, D) [PCA-5]
+
+    def fit_transform(self, X):
+        """``fit(X)`` then ``transform(X)``."""
+        return self.fit(X).transform(X)
+
+    def reconstruction_error(self, X):
+        """Per-example squared error ``||x − x̂||²`` of the rank-k reconstruction, shape (N,)."""
+        X = check_array(X, "X", dtype=np.float64)
+        diff = self.inverse_transform(self.transform(X)) - X  # (N, D)
+        return np.sum(diff * diff, axis=1)
+
+    def __repr__(self):
+        return f"PCA(n_components={self.n_components})"
+
+
+def _orthonormal_basis(A, name):
+    """Orthonormal basis (D, r) of the column space of ``A`` (D, p) from its SVD; r = numerical rank."""
+    U, S, _ = np.linalg.svd(A, full_matrices=False)
+    if S.size == 0 or S[0] == 0.0:
+        raise ValueError(f"{name} has rank 0; its column space has no angles to measure")
+    rank = int(np.sum(S > S[0] * max(A.shape) * np.finfo(np.float64).eps))
+    return U[:, :rank]
+
+
+def principal_angles(A, B):
+    """Principal angles, in degrees and increasing, between the column spaces of ``A`` (D, p) and
+    ``B`` (D, q) [PCA-6].
+
+    With orthonormal bases ``Q_A``, ``Q_B``, the cosines of the angles are the singular values of
+    ``Q_Aᵀ Q_B``; there are ``min(rank A, rank B)`` of them. 0 everywhere means one space contains
+    the other. (Arccos loses accuracy below ~1e-6 degrees; that is far below anything reported.)
+    """
+    A = check_array(A, "A", dtype=np.float64)
+    B = check_array(B, "B", dtype=np.float64)
+    if A.shape[0] != B.shape[0]:
+        raise ValueError(f"A and B must have the same number of rows (the ambient dimension), "
+                         f"got {A.shape} and {B.shape}")
+    QA, QB = _orthonormal_basis(A, "A"), _orthonormal_basis(B, "B")  # (D, r), (D, s)
+    cosines = np.linalg.svd(QA.T @ QB, compute_uv=False)  # (min(r, s),) [PCA-6]
+    return np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))  # [PCA-6]
+
+
+def linear_map(sequential, name="model"):
+    """The matrix (n_in, n_out) of a chain of Dense layers with no nonlinearity in between
+    (``x ↦ x M + c``); a ValueError names the first nonlinear layer."""
+    from .layers import Dense, Identity
+    M = None
+    for layer in sequential.layers:
+        if isinstance(layer, Dense):
+            W = layer.params["W"].astype(np.float64)
+            M = W if M is None else M @ W
+        elif not isinstance(layer, Identity):
+            raise ValueError(f"{name} is not linear: it contains {layer!r}; principal angles with "
+                             f"PCA apply to a linear autoencoder (identity activations)")
+    return M
+
+
+def subspace_angles(model, pca, which="decoder"):
+    """Principal angles (degrees) between a linear autoencoder's subspace and a fitted PCA's.
+
+    ``which="decoder"``: the span of the decoder's output directions, the columns of ``M_decᵀ``
+    (D, Z), where ``M_dec`` (Z, D) is the product of the decoder's weights. ``which="encoder"``: the
+    span of the columns of ``M_enc`` (D, Z), the directions the encoder reads. Both are compared
+    with the span of ``pca.components_.T`` (D, k). The model must be linear throughout (identity
+    activations, ``output="identity"``).
+    """
+    check_choice("which", which, ("decoder", "encoder"))
+    if getattr(model, "output", "identity") != "identity":
+        raise ValueError(f"the model's output is {model.output!r}; principal angles with PCA need a "
+                         f"linear autoencoder (output='identity', loss='mse')")
+    if not hasattr(pca, "components_"):
+        raise ValueError("pca is not fitted; call pca.fit(X) first")
+    if which == "decoder":
+        basis = linear_map(model.decoder, "the decoder").T  # (D, Z)
+    else:
+        basis = linear_map(model.encoder, "the encoder")  # (D, Z)
+    return principal_angles(basis, pca.components_.T)
