@@ -7,11 +7,14 @@ __version__ = "0.1.0"
 
 from . import datasets, functional, gradcheck, optim
 from .autoencoder import Autoencoder
+from .io import ModelFileError, load
+from .training import DivergenceError, TrainingInterrupted
 from .layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
                      make_activation)
 
 __all__ = [
     "Autoencoder",
+    "load", "ModelFileError", "DivergenceError", "TrainingInterrupted",
     "Dense", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
     "make_activation",
     "datasets", "functional", "gradcheck", "optim",

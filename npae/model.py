@@ -1,6 +1,9 @@
-"""What every npae model shares: input checks, the ``fit`` entry point, batched evaluation."""
-import numpy as np
+"""What every npae model shares: input checks, the ``fit`` entry point, batched evaluation, saving.
 
+Every subclass is registered (by module and class name) so that :func:`npae.load` can rebuild it
+from the ``config`` stored in a model file.
+"""
+from . import io
 from .training import fit_loop
 from .validation import check_array, check_unit_interval
 
@@ -13,6 +16,10 @@ class Model:
     stochastic_inputs = ()
     #: whether the data must lie in [0, 1] (a Bernoulli / BCE reconstruction)
     needs_unit_targets = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        io.register_model_class(cls)
 
     def _check_X(self, X, name="X"):
         X = check_array(X, name, n_features=self.input_dim, dtype=self.dtype)
@@ -30,13 +37,15 @@ class Model:
         return (self._check_X(X),)
 
     def fit(self, X, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
-            progress=True, patience=None):
+            progress=True, patience=None, checkpoint=None, checkpoint_every=1, resume=None,
+            clip_norm=None):
         """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator.
 
         Parameters
         ----------
         X : (N, input_dim) array
         epochs, batch_size : int
+            ``epochs`` counts from the start of training, also when resuming.
         optimizer : str or npae.optim.Optimizer
             ``"sgd" | "momentum" | "adam" | "adagrad" | "rmsprop"`` (built with ``lr``) or an instance.
         lr : float
@@ -45,10 +54,28 @@ class Model:
             Show a tqdm progress bar.
         patience : int, optional
             Early stopping on the validation loss (see :func:`npae.training.fit_loop`).
+        checkpoint : str or os.PathLike, optional
+            Write a checkpoint (model, optimizer, generator state, epoch, history) there every
+            ``checkpoint_every`` epochs, after the last epoch, and on Ctrl-C.
+        checkpoint_every : int
+        resume : str or os.PathLike, optional
+            Continue from this checkpoint (written by a model of the same class and config; its
+            optimizer replaces ``optimizer``/``lr``). The result is bit-identical to an
+            uninterrupted run.
+        clip_norm : float, optional
+            Rescale the gradients so their global norm is at most this.
 
         Returns
         -------
         history : dict of lists, per-epoch means of ``loss`` and the model's other terms.
+
+        Raises
+        ------
+        npae.training.DivergenceError
+            A loss term or gradient became NaN or inf; the parameters keep their last finite values.
+        npae.training.TrainingInterrupted
+            Ctrl-C (a KeyboardInterrupt), raised after the current batch and after the checkpoint
+            is written.
         """
         data = self._fit_data(X)
         if validation_data is not None:
@@ -57,8 +84,18 @@ class Model:
             validation_data = self._fit_data(*validation_data)
         self.history_ = fit_loop(self, data, epochs=epochs, batch_size=batch_size,
                                  optimizer=optimizer, lr=lr, validation_data=validation_data,
-                                 progress=progress, patience=patience)
+                                 progress=progress, patience=patience, checkpoint=checkpoint,
+                                 checkpoint_every=checkpoint_every, resume=resume,
+                                 clip_norm=clip_norm)
         return self.history_
+
+    def save(self, path):
+        """Write the model (class, config, parameters, generator state) to ``path`` atomically.
+
+        One ``.npz`` of plain arrays with a JSON header; ``path`` is used as given (``.npz`` is the
+        convention but is not appended). Load with :func:`npae.load`. See :mod:`npae.io`.
+        """
+        return io.save(self, path)
 
     def _evaluate(self, X, batch_size=1024):
         """Loss terms averaged over all of ``X`` (already checked), computed in batches."""

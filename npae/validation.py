@@ -8,6 +8,7 @@ Dtype coercion, documented once: array inputs are converted with ``np.asarray(X,
 Integer and boolean arrays are accepted and converted; complex, object and string arrays are refused.
 """
 import numbers
+import os
 
 import numpy as np
 
@@ -101,6 +102,32 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf value(s), first at index {first}")
     return arr
+
+
+def check_bool(name, value):
+    """Return ``value`` if it is a bool (or numpy bool), else raise a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_path(name, value, *, must_exist=False, writable=False):
+    """Return ``value`` as a ``str`` file path after checking its kind and, optionally, that the file
+    exists (``must_exist``) or that its directory exists so it can be written (``writable``)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got {type(value).__name__}")
+    path = os.fsdecode(os.fspath(value))
+    if not path:
+        raise ValueError(f"{name} must be a non-empty file path")
+    if must_exist and not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no file at {path!r}")
+    if writable:
+        if os.path.isdir(path):
+            raise ValueError(f"{name} {path!r} is a directory; give a file name such as 'model.npz'")
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"{name}: directory {directory!r} of {path!r} does not exist")
+    return path
 
 
 def check_unit_interval(name, X):
