@@ -7,6 +7,8 @@ __version__ = "0.1.0"
 
 from . import datasets, functional, gradcheck, optim
 from .autoencoder import Autoencoder
+from . import latent
+from .vae import VAE, ConditionalVAE
 from .io import ModelFileError, load
 from .training import DivergenceError, TrainingInterrupted
 from .layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
@@ -14,6 +16,7 @@ from .layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid,
 
 __all__ = [
     "Autoencoder",
+    "VAE", "ConditionalVAE", "latent",
     "load", "ModelFileError", "DivergenceError", "TrainingInterrupted",
     "Dense", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
     "make_activation",
