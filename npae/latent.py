@@ -96,19 +96,28 @@ def reparameterize_backward(dz, cache):
 # --------------------------------------------------------------------------------------------------
 # Closed-form KL to the standard normal prior
 # --------------------------------------------------------------------------------------------------
+def gaussian_kl_terms(mu, logvar):
+    """Per-coordinate ``KL(N(mu_j, exp(logvar_j)) || N(0, 1))``, shape of ``mu`` [KL-1].
+
+    ``0.5 (mu² + expm1(logvar) − logvar)``: expm1 keeps ``exp(v) − 1 − v`` exact near v = 0,
+    where the plain form rounds to a tiny negative number.
+    """
+    return 0.5 * (mu * mu + (np.expm1(logvar) - logvar))  # [KL-1]
+
+
 def gaussian_kl_forward(mu, logvar):
     """Per-example ``KL(N(mu, diag exp(logvar)) || N(0, I))``, summed over latents [KL-1].
 
     ``kl_i = 0.5 Σ_j (mu_ij² + exp(logvar_ij) − 1 − logvar_ij)`` (in nats; ≥ 0, and 0 exactly at
-    mu = 0, logvar = 0). No batch mean here: the caller chooses the reduction.
+    mu = 0, logvar = 0), computed by :func:`gaussian_kl_terms`. No batch mean here: the caller
+    chooses the reduction.
 
     Returns ``(kl, cache)`` with ``kl`` of shape (B,).
 
     Derivation: docs/derivations/kl.md#kl-1
     """
-    var = np.exp(logvar)  # (B, Z)
-    kl = 0.5 * np.sum(mu * mu + var - 1.0 - logvar, axis=-1)  # (B,) [KL-1]
-    return kl, (mu, var)
+    kl = np.sum(gaussian_kl_terms(mu, logvar), axis=-1)  # (B,) [KL-1]
+    return kl, (mu, logvar)
 
 
 def gaussian_kl_backward(dkl, cache):
@@ -117,10 +126,10 @@ def gaussian_kl_backward(dkl, cache):
 
     Derivation: docs/derivations/kl.md#kl-2
     """
-    mu, var = cache
+    mu, logvar = cache
     dkl = dkl[..., None]  # (B, 1)
     dmu = dkl * mu  # (B, Z) [KL-2]
-    dlogvar = dkl * 0.5 * (var - 1.0)  # (B, Z) [KL-3]
+    dlogvar = dkl * 0.5 * np.expm1(logvar)  # (B, Z) [KL-3]
     return dmu, dlogvar
 
 

@@ -322,7 +322,7 @@ class VAE(Model):
     def kl_per_dimension(self, X):
         """Mean over X of ``KL(q(z_j|x) || N(0, 1))`` for each latent j, nats, (latent_dim,)."""
         mu, logvar = self.encode_stats(X)
-        return np.mean(0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar), axis=0)  # [KL-1]
+        return np.mean(latent.gaussian_kl_terms(mu, logvar), axis=0)
 
     def active_units(self, X, threshold=latent.ACTIVE_UNIT_THRESHOLD):
         """Number of latents whose posterior mean varies across X: ``Var_x(mu_j) > threshold``."""
@@ -451,7 +451,7 @@ class ConditionalVAE(VAE):
 
     def kl_per_dimension(self, X, y):
         mu, logvar = self.encode_stats(X, y)
-        return np.mean(0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar), axis=0)  # [KL-1]
+        return np.mean(latent.gaussian_kl_terms(mu, logvar), axis=0)
 
     def active_units(self, X, y, threshold=latent.ACTIVE_UNIT_THRESHOLD):
         return int(np.sum(np.var(self.encode(X, y), axis=0) > threshold))
