@@ -1,0 +1,38 @@
+"""Shared test configuration: a hypothesis profile that tolerates JIT compilation."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "npae", deadline=None, max_examples=int(os.environ.get("NPAE_HYPOTHESIS_EXAMPLES", "20")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+settings.load_profile("npae")
+
+
+def off_kink(a, margin=0.05, limit=5.0):
+    """Push entries of ``a`` at least ``margin`` away from 0 (the kink of relu-like activations) and
+    keep them within ``±limit`` (past that tanh and sigmoid saturate: a derivative below
+    ~eps·|f|/h cannot be measured by any finite difference; see docs/testing.md)."""
+    return np.clip(np.where(a >= 0, a + margin, a - margin), -limit, limit)
+
+
+def activation_inputs_off_kinks(model, margin=1e-2):
+    """True when every activation layer of ``model`` saw pre-activations at least ``margin`` from 0
+    in the last forward pass (central differences across a kink are meaningless)."""
+    for seq_name in ("encoder", "decoder", "trunk", "head"):
+        seq = getattr(model, seq_name, None)
+        for layer in getattr(seq, "layers", []):
+            for holder in (layer, getattr(layer, "act", None)):  # plain or fused Dense+activation
+                pre = getattr(holder, "pre", None)
+                if pre is not None and np.min(np.abs(pre)) < margin:
+                    return False
+    return True
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
