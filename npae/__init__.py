@@ -7,6 +7,10 @@ __version__ = "0.1.0"
 
 from . import datasets, functional, gradcheck, optim
 from .autoencoder import Autoencoder
+from .variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
+from .pca import PCA, principal_angles, subspace_angles
+from .classifier import Classifier
+from .pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
 from . import latent
 from .vae import VAE, ConditionalVAE
 from .io import ModelFileError, load
@@ -16,6 +20,8 @@ from .layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid,
 
 __all__ = [
     "Autoencoder",
+    "DenoisingAutoencoder", "SparseAutoencoder", "ContractiveAutoencoder", "PCA", "principal_angles",
+    "subspace_angles", "Classifier", "greedy_pretrain", "stack_encoder", "init_autoencoder_from_stack",
     "VAE", "ConditionalVAE", "latent",
     "load", "ModelFileError", "DivergenceError", "TrainingInterrupted",
     "Dense", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",

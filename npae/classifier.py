@@ -16,7 +16,7 @@ import numpy as np
 from . import functional as F
 from .autoencoder import ACTIVATION_NAMES, build_mlp
 from .init import make_rng
-from .layers import Dense, Sequential
+from .layers import Dense, Sequential, make_activation
 from .model import Model
 from .validation import check_choice, check_dtype, check_labels, check_scalar, check_sizes
 
@@ -191,6 +191,25 @@ class Classifier(Model):
         X = self._check_X(X)
         y = check_labels("y", y, self.n_classes, n_samples=X.shape[0])
         return float(np.mean(self.predict(X) == y))
+
+    # ------------------------------------------------------------------ model files (npae.io)
+    @classmethod
+    def _from_config(cls, config):
+        """Rebuild from ``config``: the encoder's architecture comes from ``encoder_layers`` (its
+        weights, random here, are then overwritten from the file by :func:`npae.load`)."""
+        config = dict(config)
+        dtype = check_dtype(config.get("dtype", "float64"))
+        layers = []
+        for spec in config.pop("encoder_layers"):
+            if spec[0] == "dense":
+                layers.append(Dense(int(spec[1]), int(spec[2]), dtype=dtype))
+            else:
+                layers.append(make_activation(spec[0], **spec[1]))
+        return cls(Sequential(layers), **config)
+
+    def _saved_arrays(self):
+        """The encoder's arrays (outside ``params`` when frozen) and the head's."""
+        return {**self.encoder.params, **self.head.params}
 
     @property
     def encoder_params(self):
