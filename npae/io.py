@@ -223,7 +223,11 @@ def save(model, path, *, training=None, arrays=None):
     path = _check_path(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path!r}: it is a directory")
-    out = {f"param/{name}": np.ascontiguousarray(p) for name, p in model.params.items()}
+    cls = type(model)
+    if not _is_model(model):
+        raise TypeError(f"cannot save a {cls.__name__}: it is not an npae.model.Model subclass")
+    _check_rebuildable(model)
+    out = {f"param/{name}": np.ascontiguousarray(p) for name, p in model._saved_arrays().items()}
     for name, a in (arrays or {}).items():
         if not (name.startswith("optim/") or name.startswith("train/")):
             raise ValueError(f"extra array names must start with 'optim/' or 'train/', got {name!r}")
@@ -231,9 +235,6 @@ def save(model, path, *, training=None, arrays=None):
     for name, a in out.items():
         if a.dtype.kind not in _ARRAY_KINDS:
             raise TypeError(f"cannot save array {name!r} of dtype {a.dtype}: only numbers are stored")
-    cls = type(model)
-    if not _is_model(model):
-        raise TypeError(f"cannot save a {cls.__name__}: it is not an npae.model.Model subclass")
     rng = getattr(model, "rng", None)
     header = {
         "format": FORMAT_NAME,
@@ -251,6 +252,26 @@ def save(model, path, *, training=None, arrays=None):
     out[HEADER_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     _write_atomic(path, out)
     return path
+
+
+def _check_rebuildable(model):
+    """Refuse, before writing anything, a model that :func:`load` could not rebuild from its config."""
+    cls = type(model)
+    if getattr(cls._from_config, "__func__", None) is not getattr(_base_from_config(), "__func__", None):
+        return  # the class rebuilds itself
+    try:
+        inspect.signature(cls).bind(**model.config)
+    except TypeError as err:
+        raise TypeError(f"cannot save a {cls.__name__}: its config (keys {sorted(model.config)}) does "
+                        f"not match its constructor ({err}), so it could not be loaded back; the class "
+                        f"must override Model._from_config (and Model._saved_arrays for weights kept "
+                        f"outside params)") from None
+
+
+def _base_from_config():
+    from .model import Model
+
+    return Model._from_config
 
 
 def _npae_version():
@@ -316,6 +337,13 @@ def read(path):
     path = _check_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise ModelFileError(f"{path}: not an npae model file (a single .npy array, not a .npz)")
+    if not magic.startswith(b"PK"):
+        raise ModelFileError(f"{path}: truncated or corrupt file: not a .npz (zip) archive "
+                             f"({len(magic)} leading bytes {magic!r})")
     raw = {}
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -326,8 +354,6 @@ def read(path):
             raise ModelFileError(f"{path}: holds an object (pickled) array; npae model files hold "
                                  f"plain numeric arrays only, and loading never unpickles") from None
         raise ModelFileError(f"{path}: not a readable npae model file ({err})") from None
-    except AttributeError:  # np.load returned a plain array: a .npy file, not a zip
-        raise ModelFileError(f"{path}: not an npae model file (a single .npy array, not a .npz)") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as err:
         raise ModelFileError(f"{path}: truncated or corrupt file ({type(err).__name__}: {err}); "
                              f"not a complete .npz") from None
@@ -384,43 +410,53 @@ def build_model(mf):
     """A fresh model of the class and config in ``mf`` (its own random initial weights)."""
     cls = _find_class(mf.header["class"], mf.header["module"], mf.path)
     try:
-        return cls(**_decode_config(mf.header["config"], mf.path))
+        return cls._from_config(_decode_config(mf.header["config"], mf.path))
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{mf.path}: cannot rebuild {cls.__name__} from the saved config: "
                              f"{err}") from None
 
 
-def restore(model, mf):
-    """Copy the parameters and generator state of ``mf`` into ``model`` in place, after checking
-    that the class and config are the model's and that every name, shape and dtype matches."""
+def check_compatible(model, mf):
+    """Raise :class:`ModelFileError` unless ``mf`` holds a model of ``model``'s class and config
+    (the seed may differ) whose arrays match ``model``'s in name, shape and dtype. Changes nothing."""
     cls = type(model)
     if mf.header["class"] != cls.__qualname__:
         raise ModelFileError(f"{mf.path}: holds a {mf.header['class']}, not a {cls.__name__}")
-    saved = mf.header["config"]
-    ours = json.loads(json.dumps(_encode_config(model.config)))
-    if saved != ours:
-        diff = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
+    saved_config = {k: v for k, v in mf.header["config"].items() if k != "seed"}
+    model_config = {k: v for k, v in json.loads(json.dumps(_encode_config(model.config))).items()
+                    if k != "seed"}  # the seed may differ: the generator state comes from the file
+    if saved_config != model_config:
+        diff = sorted(k for k in set(saved_config) | set(model_config)
+                      if saved_config.get(k) != model_config.get(k))
         raise ModelFileError(f"{mf.path}: config differs from this model's in {diff}: saved "
-                             f"{ {k: saved.get(k) for k in diff} }, model { {k: ours.get(k) for k in diff} }")
-    params = mf.params
-    missing = [k for k in model.params if k not in params]
-    extra = [k for k in params if k not in model.params]
+                             f"{ {k: saved_config.get(k) for k in diff} }, model "
+                             f"{ {k: model_config.get(k) for k in diff} }")
+    saved, target = mf.params, model._saved_arrays()
+    missing = [k for k in target if k not in saved]
+    extra = [k for k in saved if k not in target]
     if missing or extra:
         raise ModelFileError(f"{mf.path}: parameters do not match a {cls.__name__} with this config: "
                              f"missing {missing}, unexpected {extra}")
-    for name, p in model.params.items():
-        a = params[name]
+    for name, p in target.items():
+        a = saved[name]
         if a.shape != p.shape or a.dtype != p.dtype:
             raise ModelFileError(f"{mf.path}: parameter {name!r} has shape {a.shape} {a.dtype}; a "
                                  f"{cls.__name__} with this config needs {p.shape} {p.dtype}")
-    for name, p in model.params.items():
-        p[...] = params[name]
+
+
+def restore(model, mf):
+    """Copy the parameters and generator state of ``mf`` into ``model`` in place, after
+    :func:`check_compatible`; returns ``model``."""
+    check_compatible(model, mf)
+    saved, target = mf.params, model._saved_arrays()
     state = mf.header.get("rng_state")
     if state is not None and getattr(model, "rng", None) is not None:
         try:
             model.rng.bit_generator.state = state
         except (TypeError, ValueError, KeyError) as err:
             raise ModelFileError(f"{mf.path}: bad generator state ({err})") from None
+    for name, p in target.items():
+        p[...] = saved[name]
     return model
 
 

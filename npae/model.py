@@ -89,6 +89,17 @@ class Model:
                                  clip_norm=clip_norm)
         return self.history_
 
+    @classmethod
+    def _from_config(cls, config):
+        """Rebuild a model from its ``config`` (used by :func:`npae.load`); its weights are then
+        overwritten from the file. Override when the constructor does not take ``**config``."""
+        return cls(**config)
+
+    def _saved_arrays(self):
+        """The arrays a model file stores (``param/<name>``) and :func:`npae.load` writes back in
+        place: ``params``, plus any array outside ``params`` that the model needs (override)."""
+        return self.params
+
     def save(self, path):
         """Write the model (class, config, parameters, generator state) to ``path`` atomically.
 

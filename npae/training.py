@@ -99,7 +99,8 @@ def check_step(model, loss, grads, epoch, batch, clip_norm=None):
     One ``np.vdot`` per gradient decides: a NaN or inf anywhere makes the sum of squares non-finite;
     only then is each gradient scanned to name the first bad one, in forward order.
     """
-    term = _first_bad_term(model.last_terms, float(loss))
+    loss = float(loss)  # a non-finite term makes the loss (their weighted sum) non-finite too
+    term = None if math.isfinite(loss) else _first_bad_term(model.last_terms, loss)
     if term is not None:
         raise DivergenceError(
             f"training diverged at epoch {epoch} batch {batch}: loss term {term!r} is "
@@ -189,10 +190,10 @@ def _save_checkpoint(path, model, opt, st, epochs):
 def _resume(path, model, n, batch_size):
     """Restore ``model`` from the checkpoint at ``path``; return ``(optimizer, state, rng_state)``."""
     mf = io.read(path)
+    io.check_compatible(model, mf)
     if not mf.is_checkpoint:
         raise io.ModelFileError(f"{mf.path}: a model file, not a checkpoint (no optimizer or epoch); "
                                 f"load it with npae.load and call fit without resume")
-    io.restore(model, mf)
     opt = io.build_optimizer(mf, model.params)
     tr, st = mf.header["training"], _State()
     try:
@@ -218,6 +219,7 @@ def _resume(path, model, n, batch_size):
         raise ValueError(f"resume: {mf.path} was saved in the middle of an epoch over {st.perm.shape[0]} "
                          f"examples with batch_size={st.batch_size}; got {n} examples and "
                          f"batch_size={batch_size}. Pass the same data and batch_size.")
+    io.restore(model, mf)  # only now: a refused checkpoint leaves the model as it was
     return opt, st, mf.header.get("rng_state")
 
 
