@@ -3,12 +3,13 @@
 Weight decay, where given, is the L2 penalty ``(wd / 2) ||p||²`` added to the loss, i.e.
 ``g ← g + wd · p`` before the update [OPT-1] (coupled, as in ``torch.optim`` without the "W").
 State (moments, step count) is kept per parameter name and can be saved with :meth:`state_dict`.
-Derivation and update rules: docs/derivations/optim.md
+Derivation and update rules: docs/derivations/opt.md
 """
 import math
 
 import numpy as np
 
+from . import kernels
 from .constants import OPTIM_EPS
 from .validation import check_choice, check_scalar
 
@@ -101,7 +102,9 @@ class Adam(Optimizer):
 
     def _update(self, name, p, g):
         m, v = self._slot("m", name, p), self._slot("v", name, p)
-        adam_update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
+        fused = kernels.ENABLED and p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous
+        update = kernels.adam_update if fused else adam_update  # one fused pass, or NumPy
+        update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
 
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
