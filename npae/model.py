@@ -81,7 +81,10 @@ class Model:
         if validation_data is not None:
             if not isinstance(validation_data, tuple):
                 validation_data = (validation_data,)
-            validation_data = self._fit_data(*validation_data)
+            try:
+                validation_data = self._fit_data(*validation_data)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"validation_data: {err}") from None
         self.history_ = fit_loop(self, data, epochs=epochs, batch_size=batch_size,
                                  optimizer=optimizer, lr=lr, validation_data=validation_data,
                                  progress=progress, patience=patience, checkpoint=checkpoint,

@@ -187,7 +187,7 @@ def _save_checkpoint(path, model, opt, st, epochs):
     io.save(model, path, training=training, arrays=arrays)
 
 
-def _resume(path, model, n, batch_size):
+def _resume(path, model, n, batch_size, epochs):
     """Restore ``model`` from the checkpoint at ``path``; return ``(optimizer, state, rng_state)``."""
     mf = io.read(path)
     io.check_compatible(model, mf)
@@ -219,6 +219,9 @@ def _resume(path, model, n, batch_size):
         raise ValueError(f"resume: {mf.path} was saved in the middle of an epoch over {st.perm.shape[0]} "
                          f"examples with batch_size={st.batch_size}; got {n} examples and "
                          f"batch_size={batch_size}. Pass the same data and batch_size.")
+    if st.epochs_done > epochs:
+        raise ValueError(f"resume: {mf.path} has {st.epochs_done} epochs done; epochs={epochs} counts "
+                         f"from the start of training, so it must be >= {st.epochs_done}")
     io.restore(model, mf)  # only now: a refused checkpoint leaves the model as it was
     return opt, st, mf.header.get("rng_state")
 
@@ -262,7 +265,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
     n = data[0].shape[0]
     n_batches = -(-n // batch_size)
     if resume is not None:
-        opt, st, rng_state = _resume(resume, model, n, batch_size)
+        opt, st, rng_state = _resume(resume, model, n, batch_size, epochs)
     else:
         opt, st, rng_state = get_optimizer(optimizer, lr), _State(), None
     model.optimizer_ = opt

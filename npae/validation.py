@@ -96,12 +96,16 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
                          f"the model expects {n_features}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if finite and not np.isfinite(arr).all():
+    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():  # before any cast
         bad = ~np.isfinite(arr)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf value(s), first at index {first}")
-    return arr
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize:  # e.g. to float32
+        top, biggest = float(np.finfo(dtype).max), max(-float(arr.min()), float(arr.max()))
+        if biggest > top:  # the cast would turn these into inf
+            raise ValueError(f"{name} has values of magnitude up to {biggest:g}, beyond the range "
+                             f"of {np.dtype(dtype).name} (max {top:g})")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def check_bool(name, value):
