@@ -8,6 +8,7 @@ them in place.
 import numpy as np
 
 from . import functional as F
+from . import kernels
 from .init import INITIALIZERS, make_rng
 from .validation import check_choice, check_dtype, check_scalar
 
@@ -30,9 +31,16 @@ class Dense:
         y, self.cache = F.dense_forward(x, self.params["W"], self.params["b"])
         return y
 
-    def backward(self, dy):
-        dx, self.grads["W"], self.grads["b"] = F.dense_backward(dy, self.cache)
-        return dx
+    def backward(self, dy, input_grad=True):
+        """Fill ``grads`` and return ``dx``; ``input_grad=False`` skips ``dx`` (returns None), the
+        largest product of a first layer's backward."""
+        if input_grad:
+            dx, self.grads["W"], self.grads["b"] = F.dense_backward(dy, self.cache)
+            return dx
+        x, _ = self.cache
+        self.grads["W"] = x.T @ dy  # (n_in, n_out) [DENSE-3]
+        self.grads["b"] = dy.sum(axis=0)  # (n_out,) [DENSE-4]
+        return None
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out})"
@@ -110,6 +118,67 @@ def make_activation(name, *, slope=0.01, alpha=1.0):
     return ACTIVATION_CLASSES[name]()
 
 
+class DenseAct:
+    """A :class:`Dense` layer and the ReLU / leaky ReLU after it (or none), run as one step.
+
+    Forward: ``x @ W`` on BLAS, then bias + activation in one fused pass
+    (:func:`npae.kernels.bias_act_forward`). Backward: activation gradient and bias gradient in one
+    pass (:func:`npae.kernels.act_backward`), then the two products. It writes the caches, ``pre``
+    and ``grads`` that the two layers write themselves, so the rest of npae cannot tell the
+    difference. :class:`Sequential` builds these when ``kernels.ENABLED``.
+    """
+
+    def __init__(self, dense, act=None):
+        self.dense, self.act = dense, act
+        self.code = kernels.ACT_CODES[act.name] if act is not None else 0
+        self.slope = act.hyper.get("slope", 0.0) if act is not None else 0.0
+
+    def forward(self, x):
+        W, b = self.dense.params["W"], self.dense.params["b"]
+        a = x @ W  # (B, n_out) becomes the pre-activation in place
+        h = a if self.act is None else np.empty_like(a)  # (B, n_out)
+        kernels.bias_act_forward(a, b, h, self.code, kernels.scalar(self.slope, a))  # [DENSE-1]
+        self.dense.cache = (x, W)
+        if self.act is not None:  # the caches relu_forward / leaky_relu_forward return
+            self.act.cache = a if self.code == 1 else (a, self.slope)
+            self.act.pre = a
+        return h
+
+    def backward(self, dh, input_grad=True):
+        x, W = self.dense.cache
+        if self.act is None:
+            da = dh  # (B, n_out)
+            db = dh.sum(axis=0)  # (n_out,) [DENSE-4]
+        else:
+            a = self.act.pre
+            da, db = np.empty_like(a), np.empty(a.shape[1], dtype=a.dtype)  # (B, n_out), (n_out,)
+            kernels.act_backward(np.ascontiguousarray(dh), a, da, db, self.code,
+                                 kernels.scalar(self.slope, a))  # [ACT-3] [DENSE-4]
+        self.dense.grads["W"] = x.T @ da  # (n_in, n_out) [DENSE-3]
+        self.dense.grads["b"] = db
+        return da @ W.T if input_grad else None  # (B, n_in) [DENSE-2]
+
+    def __repr__(self):
+        return f"DenseAct({self.dense!r}, {self.act!r})"
+
+
+def fuse_layers(layers):
+    """Group each Dense with a following ReLU / leaky ReLU into a :class:`DenseAct`; every other
+    Dense becomes a DenseAct of its own, every other layer is kept as it is."""
+    steps, k = [], 0
+    while k < len(layers):
+        layer = layers[k]
+        nxt = layers[k + 1] if k + 1 < len(layers) else None
+        if isinstance(layer, Dense):
+            fusable = isinstance(nxt, Activation) and nxt.name in ("relu", "leaky_relu")
+            steps.append(DenseAct(layer, nxt if fusable else None))
+            k += 2 if fusable else 1
+        else:
+            steps.append(layer)
+            k += 1
+    return steps
+
+
 class Sequential:
     """A chain of layers. ``params``/``grads`` are named ``<prefix><k>.W`` / ``<prefix><k>.b`` with
     ``k`` counting the Dense layers in forward order (``encoder.0.W``, ``encoder.1.W``, ...)."""
@@ -124,6 +193,8 @@ class Sequential:
                 for key in layer.params:
                     self._names.append((f"{prefix}{k}.{key}", layer, key))
                 k += 1
+        # what forward/backward run: the same layers, fused in pairs when the kernels are on
+        self.steps = fuse_layers(self.layers) if kernels.ENABLED else self.layers
 
     @property
     def dense_layers(self):
@@ -138,13 +209,18 @@ class Sequential:
         return {name: layer.grads[key] for name, layer, key in self._names}
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        for step in self.steps:
+            x = step.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+    def backward(self, dy, input_grad=True):
+        """Backpropagate ``dy`` and return dL/dx; ``input_grad=False`` returns None and skips the
+        first layer's ``dx`` product (a model's encoder never needs it)."""
+        for k in range(len(self.steps) - 1, -1, -1):
+            step = self.steps[k]
+            if k == 0 and not input_grad and isinstance(step, (Dense, DenseAct)):
+                return step.backward(dy, input_grad=False)
+            dy = step.backward(dy)
         return dy
 
     def __repr__(self):

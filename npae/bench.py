@@ -1,0 +1,296 @@
+"""Training-speed benchmark: the same VAE in npae and, when it can be imported, in PyTorch.
+
+    python -m npae.bench [--quick] [--json PATH]
+
+Per case (architecture, batch, dtype) both libraries train the same Bernoulli VAE (ReLU MLP
+encoder emitting [mu | logvar], ReLU MLP decoder emitting logits), from the same initial weights
+(npae's, copied into torch), with Adam and the same batch size, on the same data. Epochs alternate
+npae, torch, npae, torch, ... so drift of the machine (clock, other jobs) hits both alike. Reported:
+median seconds per epoch (the first epoch, which includes compilation, is left out), the ratio
+torch/npae (> 1: npae is faster), achieved GFLOP/s of the matrix products and their fraction of this
+machine's GEMM peak measured in the same run (a large ``np.dot``), and for the MNIST case the test
+negative ELBO of both (one sample per test image, nats).
+
+PyTorch is never imported by npae itself: only here, and only when present.
+"""
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from . import datasets, kernels
+from .optim import Adam
+from .vae import VAE
+
+MNIST_DIRS = ("/work/shared/data/mnist",
+              os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Machine
+# --------------------------------------------------------------------------------------------------
+def blas_threads():
+    """Threads npae's BLAS uses: OpenBLAS/OMP environment settings, else the usable cores."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def gemm_peak(dtype, n=2048, repeats=5):
+    """Best GFLOP/s of an (n, n) @ (n, n) product in ``dtype`` (SGEMM for float32, DGEMM for float64)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty_like(a)
+    np.dot(a, b, out=out)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.dot(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def machine_info():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "blas_threads": blas_threads(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "npae_jit": kernels.ENABLED}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def _read_idx_images(path):
+    """Images of a gzip IDX3 file as (N, rows·cols) floats in [0, 1]."""
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    n, rows, cols = (int.from_bytes(data[k:k + 4], "big") for k in (4, 8, 12))
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows * cols) / 255.0
+
+
+def mnist_split(seed=0):
+    """``(train, test, source)``: t10k[:8000] and t10k[8000:] of real MNIST when a data folder is
+    present, else synthetic Bernoulli images of the same shape."""
+    for folder in MNIST_DIRS:
+        path = os.path.join(folder, "t10k-images-idx3-ubyte.gz")
+        if os.path.exists(path):
+            X = _read_idx_images(path)
+            return X[:8000], X[8000:], "MNIST t10k"
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((10, 784)) ** 3  # a few blurry "digits"
+    X = (rng.random((10000, 784)) < prototypes[rng.integers(0, 10, 10000)]).astype(np.float64)
+    return X[:8000], X[8000:], "synthetic"
+
+
+# --------------------------------------------------------------------------------------------------
+# FLOP count: matrix products of one training step
+# --------------------------------------------------------------------------------------------------
+def step_flops(sizes_enc, sizes_dec, batch):
+    """Multiply-adds ×2 of forward (x W), backward (dW and dx, except dx of the first layer)."""
+    enc = list(zip(sizes_enc[:-1], sizes_enc[1:]))
+    dec = list(zip(sizes_dec[:-1], sizes_dec[1:]))
+    macs = sum(i * o for i, o in enc + dec)
+    first = enc[0][0] * enc[0][1]
+    return 2.0 * batch * (3 * macs - first)
+
+
+# --------------------------------------------------------------------------------------------------
+# PyTorch twin
+# --------------------------------------------------------------------------------------------------
+def _torch_twin(model, torch):
+    """A torch VAE with npae ``model``'s layers and current weights."""
+    dtype = torch.float32 if model.dtype == np.float32 else torch.float64
+
+    def linears(seq):
+        out = []
+        for dense in seq.dense_layers:
+            lin = torch.nn.Linear(dense.n_in, dense.n_out, dtype=dtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(dense.params["W"].T.copy()))
+                lin.bias.copy_(torch.from_numpy(dense.params["b"].copy()))
+            out.append(lin)
+        return out
+
+    class TorchVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = torch.nn.ModuleList(linears(model.encoder))
+            self.dec = torch.nn.ModuleList(linears(model.decoder))
+            self.Z = model.latent_dim
+
+        def _mlp(self, layers, h):
+            for k, lin in enumerate(layers):
+                h = lin(h)
+                if k < len(layers) - 1:
+                    h = torch.relu(h)
+            return h
+
+        def forward(self, x, eps):
+            """Per-example mean of recon (BCE sum) + KL, like npae's loss with β = 1."""
+            h = self._mlp(self.enc, x)
+            mu, logvar = h[:, :self.Z], h[:, self.Z:]
+            z = mu + torch.exp(0.5 * logvar) * eps
+            logits = self._mlp(self.dec, z)
+            B = x.shape[0]
+            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B
+            kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B
+            return recon + kl
+
+    return TorchVAE(), dtype
+
+
+# --------------------------------------------------------------------------------------------------
+# One case
+# --------------------------------------------------------------------------------------------------
+def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, seed=0):
+    """Train npae (and torch) for ``epochs`` alternating epochs; return a dict of results."""
+    X = X.astype(dtype)
+    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed)
+    opt = Adam(lr=lr)
+    times = {"npae": [], "torch": []}
+    if torch is not None:
+        tmodel, tdtype = _torch_twin(model, torch)
+        topt = torch.optim.Adam(tmodel.parameters(), lr=lr)
+        tX = torch.from_numpy(X)
+        gen = torch.Generator().manual_seed(seed)
+
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.fit(X, epochs=1, batch_size=batch, optimizer=opt, progress=False)
+        times["npae"].append(time.perf_counter() - t0)
+        if torch is not None:
+            t0 = time.perf_counter()
+            perm = torch.randperm(X.shape[0], generator=gen)
+            for start in range(0, X.shape[0], batch):
+                xb = tX[perm[start:start + batch]]
+                eps = torch.randn(xb.shape[0], latent_dim, dtype=tdtype, generator=gen)
+                topt.zero_grad()
+                tmodel(xb, eps).backward()
+                topt.step()
+            times["torch"].append(time.perf_counter() - t0)
+
+    enc = [X.shape[1], *hidden, 2 * latent_dim]
+    dec = [latent_dim, *hidden[::-1], X.shape[1]]
+    n_full, rest = divmod(X.shape[0], batch)
+    flops = n_full * step_flops(enc, dec, batch) + (step_flops(enc, dec, rest) if rest else 0.0)
+
+    def median(ts):  # leave out the first epoch (compilation, warm caches) when there are others
+        return statistics.median(ts[1:] if len(ts) > 1 else ts)
+
+    res = {"case": name, "dtype": np.dtype(dtype).name, "batch": batch, "epochs": epochs,
+           "n_train": int(X.shape[0]), "npae_s": median(times["npae"]),
+           "npae_gflops": flops / median(times["npae"]) / 1e9}
+    if torch is not None:
+        res["torch_s"] = median(times["torch"])
+        res["torch_gflops"] = flops / res["torch_s"] / 1e9
+        res["ratio"] = res["torch_s"] / res["npae_s"]
+    if X_test is not None:
+        X_test = X_test.astype(dtype)
+        res["npae_test_nelbo"] = model.neg_elbo(X_test, seed=seed + 1)
+        if torch is not None:
+            with torch.no_grad():
+                tgen = torch.Generator().manual_seed(seed + 1)
+                eps = torch.randn(X_test.shape[0], latent_dim, dtype=tdtype, generator=tgen)
+                res["torch_test_nelbo"] = float(tmodel(torch.from_numpy(X_test), eps))
+    return res
+
+
+def import_torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32", "float64"),
+        epochs=None):
+    """Run the benchmark; returns ``{"machine": ..., "peak_gflops": ..., "results": [...]}``."""
+    threads = blas_threads()
+    torch = import_torch(threads) if use_torch else None
+    info = machine_info()
+    info["torch"] = torch.__version__ if torch is not None else None
+    n_peak = 1024 if quick else 2048
+    peak = {dt: gemm_peak(np.dtype(dt), n=n_peak) for dt in dtypes}
+    results = []
+    for case in cases:
+        if case == "mnist":
+            X, X_test, source = mnist_split()
+            setup = dict(hidden=(400,), latent_dim=20, batch=128, lr=1e-3)
+            n_epochs = epochs or (3 if quick else 10)
+            label = f"784-400-20 b128 ({source})"
+        else:
+            X, _ = datasets.load_digits()
+            X_test, setup = None, dict(hidden=(32,), latent_dim=2, batch=64, lr=1e-3)
+            n_epochs = epochs or (6 if quick else 30)
+            label = "64-32-2 b64 (digits)"
+        for dt in dtypes:
+            res = run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch, **setup)
+            res["peak_gflops"] = peak[dt]
+            res["peak_fraction"] = res["npae_gflops"] / peak[dt]
+            results.append(res)
+    return {"machine": info, "peak_gflops": peak, "results": results}
+
+
+def format_table(report):
+    """The report as a Markdown table."""
+    head = ("| case | dtype | npae s/epoch | torch s/epoch | torch/npae | npae GFLOP/s | "
+            "% GEMM peak | torch GFLOP/s | test −ELBO npae | test −ELBO torch |")
+    lines = [head, "|" + "---|" * 10]
+
+    def f(value, spec):
+        return "–" if value is None else format(value, spec)
+
+    for r in report["results"]:
+        lines.append(f"| {r['case']} | {r['dtype']} | {f(r['npae_s'], '.4f')} | "
+                     f"{f(r.get('torch_s'), '.4f')} | {f(r.get('ratio'), '.2f')} | "
+                     f"{f(r['npae_gflops'], '.1f')} | {f(100 * r['peak_fraction'], '.0f')} | "
+                     f"{f(r.get('torch_gflops'), '.1f')} | {f(r.get('npae_test_nelbo'), '.2f')} | "
+                     f"{f(r.get('torch_test_nelbo'), '.2f')} |")
+    m = report["machine"]
+    peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items())
+    lines.append("")
+    lines.append(f"{m['cpu']}, {m['cores']} cores, BLAS threads {m['blas_threads']}, numpy "
+                 f"{m['numpy']}, torch {m['torch']}, npae kernels {'on' if m['npae_jit'] else 'off'}; "
+                 f"GEMM peak: {peaks}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m npae.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, smaller peak test (< 1 min)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--no-torch", action="store_true", help="time npae alone")
+    parser.add_argument("--cases", nargs="+", choices=["mnist", "tiny"], default=["mnist", "tiny"])
+    parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
+                        default=["float32", "float64"])
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per library and case")
+    args = parser.parse_args(argv)
+    report = run(quick=args.quick, use_torch=not args.no_torch, cases=tuple(args.cases),
+                 dtypes=tuple(args.dtypes), epochs=args.epochs)
+    print(format_table(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

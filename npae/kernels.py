@@ -1,0 +1,227 @@
+"""Fused loops for the training hot path, compiled with numba. The only module that imports numba.
+
+Every kernel below is a plain-Python loop body, jitted at import with ``njit(cache=True,
+fastmath=SAFE_FASTMATH)`` (minitorch's pattern). Each one fuses elementwise passes that NumPy would
+run one temporary at a time; matrix products stay on BLAS (``@``) in the callers. The readable
+reference for each kernel is the NumPy code named in its docstring, and ``tests/test_kernels.py``
+checks the two agree (float64 to rtol 1e-12).
+
+Switches:
+
+* ``NPAE_JIT=0`` in the environment, or numba missing: ``ENABLED`` is False and the callers use
+  their NumPy paths.
+* ``NUMBA_DISABLE_JIT=1``: numba runs these loops as Python (slow, but the library stays correct:
+  that is how coverage sees the loop bodies).
+
+Dtypes: every kernel computes in the dtype of its arrays; scalars are passed already cast to that
+dtype (:func:`scalar`), so a float32 step never widens an array to float64. Loss values are summed
+in a float64 accumulator (a scalar, not an array), which is more accurate than NumPy's float32 sum.
+"""
+import math
+import os
+
+import numpy as np
+
+#: fastmath flags that keep NaN/inf semantics ("nnan"/"ninf" would delete isnan checks).
+SAFE_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+try:
+    if os.environ.get("NPAE_JIT", "1") == "0":
+        raise ImportError("NPAE_JIT=0")
+    from numba import njit
+    ENABLED = True
+except ImportError:  # the NumPy reference paths take over
+    ENABLED = False
+
+#: activation name -> integer code understood by the kernels (every npae activation has one).
+ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softplus": 5,
+             "elu": 6}
+
+
+def scalar(value, like):
+    """``value`` as a NumPy scalar of ``like``'s dtype (keeps float32 kernels in float32)."""
+    return like.dtype.type(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loop bodies (plain Python). Reference: npae.functional, npae.latent, npae.optim.adam_update.
+# --------------------------------------------------------------------------------------------------
+def _bias_act_forward(a, b, h, act, slope):
+    """In place ``a += b`` [DENSE-1], then ``h = f(a)`` for activation code ``act`` (0 identity,
+    1 relu, 2 leaky_relu with ``slope``); ``h`` may be ``a`` itself for the identity.
+
+    ``a``: (B, n) product ``x @ W``, becomes the pre-activation. Only the piecewise-linear
+    activations are fused: without a vector math library numba calls exp/tanh one number at a
+    time, slower than NumPy's SIMD ufuncs, so the others stay on the NumPy path.
+    Reference: functional.dense_forward followed by relu_forward / leaky_relu_forward.
+    """
+    B, n = a.shape
+    for i in range(B):
+        for j in range(n):
+            s = a[i, j] + b[j]  # [DENSE-1]
+            a[i, j] = s
+            if act == 1:
+                h[i, j] = max(s, 0)  # [ACT-2]
+            elif act == 2:
+                h[i, j] = s if s > 0 else slope * s  # [ACT-4]
+            else:
+                h[i, j] = s  # [ACT-1]
+
+
+def _act_backward(dh, a, da, db, act, slope):
+    """``da = dh · f'(a)`` written into ``da`` (B, n), and the bias gradient ``db = Σ_rows da``
+    [DENSE-4] (n,), in one pass. ``a``: the pre-activation of the forward; codes as in
+    :func:`_bias_act_forward`. Reference: relu_backward / leaky_relu_backward, then
+    ``dy.sum(axis=0)`` of dense_backward.
+    """
+    B, n = dh.shape
+    db[:] = 0
+    for i in range(B):
+        for j in range(n):
+            g = dh[i, j]
+            if act == 1:
+                g = g if a[i, j] > 0 else 0 * g  # [ACT-3]
+            elif act == 2:
+                g = g if a[i, j] > 0 else slope * g  # [ACT-5]
+            da[i, j] = g
+            db[j] += g  # [DENSE-4]
+
+
+def _bce_with_logits(s, t, e, log1p_e, ds, scale):
+    """Binary cross-entropy from logits, value and gradient in one pass.
+
+    Takes ``e = exp(−|s|)`` and ``log1p_e = log1p(e)`` (B, D), computed by NumPy's vectorized
+    ufuncs; returns ``Σ_ij max(s, 0) − s t + log1p(e)`` [LOSS-5] (a float64 sum over the whole
+    batch: divide by B for the per-example mean) and writes ``ds = scale · (σ(s) − t)`` [LOSS-6],
+    with σ(s) = 1/(1+e) for s ≥ 0 and e/(1+e) otherwise [ACT-6].
+    Reference: functional.bce_with_logits_loss (with scale = 1/B).
+    """
+    B, n = s.shape
+    total = 0.0
+    for i in range(B):
+        row = 0.0
+        for j in range(n):
+            x = s[i, j]
+            row += max(x, 0) - x * t[i, j] + log1p_e[i, j]  # [LOSS-5]
+            p = (1 if x >= 0 else e[i, j]) / (1 + e[i, j])  # [ACT-6]
+            ds[i, j] = scale * (p - t[i, j])  # [LOSS-6]
+        total += row
+    return total
+
+
+def _adam(p, g, m, v, step, eps_hat, beta1, beta2):
+    """One Adam step on flat arrays, in place: moments [OPT-5], [OPT-6] and the bias-corrected
+    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7].
+    Reference: npae.optim.adam_update.
+    """
+    for k in range(p.shape[0]):
+        gk = g[k]
+        mk = beta1 * m[k] + (1.0 - beta1) * gk  # [OPT-5]
+        vk = beta2 * v[k] + (1.0 - beta2) * (gk * gk)  # [OPT-6]
+        m[k] = mk
+        v[k] = vk
+        p[k] -= step * mk / (math.sqrt(vk) + eps_hat)  # [OPT-7]
+
+
+def _reparam_kl_forward(mu, logvar, eps, z, std):
+    """``std = exp(0.5 logvar)`` [REPARAM-1], ``z = mu + std · eps`` [REPARAM-2], written into
+    ``z`` and ``std`` (B, Z); returns the closed-form KL summed over the batch and latents [KL-1]
+    (float64; divide by B for ``kl_mean``). Reference: latent.reparameterize_forward and
+    latent.gaussian_kl_forward.
+    """
+    B, Z = mu.shape
+    total = 0.0
+    for i in range(B):
+        for j in range(Z):
+            sd = math.exp(0.5 * logvar[i, j])  # [REPARAM-1]
+            std[i, j] = sd
+            z[i, j] = mu[i, j] + sd * eps[i, j]  # [REPARAM-2]
+            total += 0.5 * (mu[i, j] * mu[i, j] + math.expm1(logvar[i, j]) - logvar[i, j])  # [KL-1]
+    return total
+
+
+def _reparam_kl_backward(dz, eps, std, mu, logvar, kl_scale, dmu, dlogvar):
+    """Gradients reaching ``mu`` and ``logvar`` (B, Z) from the sampler and from ``kl_scale · ΣKL``.
+
+    Sampler: ``dz`` [REPARAM-3] and ``dz · eps · 0.5 std`` [REPARAM-4]; KL: ``mu`` [KL-2] and
+    ``0.5 (exp(logvar) − 1)`` [KL-3], each times ``kl_scale`` (= β/B). The two paths meet on the tagged
+    fan-in lines [ELBO-5]. Reference: latent.reparameterize_backward, latent.gaussian_kl_backward
+    and the [ELBO-5] lines of VAE._elbo_step.
+    """
+    B, Z = mu.shape
+    for i in range(B):
+        for j in range(Z):
+            dmu_sampler = dz[i, j]  # [REPARAM-3]
+            dlogvar_sampler = dz[i, j] * eps[i, j] * 0.5 * std[i, j]  # [REPARAM-4]
+            dmu_kl = mu[i, j]  # [KL-2]
+            dlogvar_kl = 0.5 * math.expm1(logvar[i, j])  # [KL-3]
+            dmu[i, j] = dmu_sampler + kl_scale * dmu_kl  # [ELBO-5]
+            dlogvar[i, j] = dlogvar_sampler + kl_scale * dlogvar_kl  # [ELBO-5]
+
+
+# --------------------------------------------------------------------------------------------------
+# Jitted versions, made at import. cache=True stores the machine code in __pycache__, so only the
+# first run after an edit pays for compilation. error_model="numpy" lets a division return inf
+# instead of testing for zero (that test is what stops LLVM from vectorizing the loops).
+# --------------------------------------------------------------------------------------------------
+if ENABLED:
+    def _jit(fn):
+        return njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")(fn)
+else:
+    def _jit(fn):
+        return fn
+
+bias_act_forward = _jit(_bias_act_forward)
+act_backward = _jit(_act_backward)
+bce_with_logits = _jit(_bce_with_logits)
+adam = _jit(_adam)
+reparam_kl_forward = _jit(_reparam_kl_forward)
+reparam_kl_backward = _jit(_reparam_kl_backward)
+
+
+# --------------------------------------------------------------------------------------------------
+# Drop-in versions of the NumPy references, same signatures and results.
+# --------------------------------------------------------------------------------------------------
+def bce_with_logits_loss(logits, target):
+    """Same as :func:`npae.functional.bce_with_logits_loss` (value per example, batch mean;
+    ``dlogits = (σ(s) − t) / B``), with one exp and one log1p per entry and the rest fused."""
+    B = logits.shape[0]
+    logits = np.ascontiguousarray(logits)
+    target = np.ascontiguousarray(target, dtype=logits.dtype)
+    e = np.exp(-np.abs(logits))  # (B, D)
+    log1p_e = np.log1p(e)  # (B, D)
+    dlogits = np.empty_like(logits)  # (B, D)
+    total = bce_with_logits(logits, target, e, log1p_e, dlogits, scalar(1.0 / B, logits))
+    return total / B, dlogits
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
+    """Same as :func:`npae.optim.adam_update` (``p``, ``m``, ``v`` C-contiguous, updated in place)."""
+    step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)  # [OPT-7]
+    eps_hat = eps * math.sqrt(1.0 - beta2 ** t)  # [OPT-7]
+    adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+         scalar(step, p), scalar(eps_hat, p), scalar(beta1, p), scalar(beta2, p))
+
+
+def reparam_kl_forward_fused(mu, logvar, eps):
+    """``z = mu + exp(0.5 logvar) · eps`` and the KL summed over the batch, in one pass.
+
+    Same numbers as latent.reparameterize_forward and ``gaussian_kl_forward(...)[0].sum()``.
+    Returns ``(z, kl_sum, cache)``; ``cache`` feeds :func:`reparam_kl_backward_fused`.
+    """
+    mu, logvar = np.ascontiguousarray(mu), np.ascontiguousarray(logvar)
+    eps = np.ascontiguousarray(eps, dtype=mu.dtype)
+    z = np.empty_like(mu)  # (B, Z)
+    std = np.empty_like(mu)  # (B, Z)
+    kl_sum = reparam_kl_forward(mu, logvar, eps, z, std)
+    return z, kl_sum, (eps, std, mu, logvar)
+
+
+def reparam_kl_backward_fused(dz, cache, kl_scale):
+    """``(dmu, dlogvar)`` (B, Z) of ``loss(z) + kl_scale · Σ KL`` given ``dz`` = dloss/dz: the
+    sampler and KL paths summed [ELBO-5] inside :func:`_reparam_kl_backward`."""
+    eps, std, mu, logvar = cache
+    dmu, dlogvar = np.empty_like(mu), np.empty_like(mu)  # (B, Z) each
+    reparam_kl_backward(np.ascontiguousarray(dz), eps, std, mu, logvar, scalar(kl_scale, mu), dmu,
+                        dlogvar)
+    return dmu, dlogvar
