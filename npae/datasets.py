@@ -238,7 +238,7 @@ def load_idx_dataset(name, split="train", *, data_dir=None, download_missing=Fal
             where = ", ".join(str(f) for f in folders)
             raise FileNotFoundError(
                 f"{name} file {stem}[.gz] not found in {where}; point data_dir= (CLI: --data-dir) or "
-                f"NPAE_DATA at the folder holding it, or allow a download (download=True)")
+                f"NPAE_DATA at the folder holding it, or allow a download (download=True; CLI: --download)")
         paths.append(found)
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1:

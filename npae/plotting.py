@@ -150,23 +150,38 @@ def _class_cmap(n):
     return colormaps["tab10" if n <= 10 else "tab20"]
 
 
-def manifold_grid(decode, n=15, image_shape=None, *, latent_dim=2, dims=(0, 1),
+def manifold_grid(decode, n=15, image_shape=None, *, latent_dim=2, dims=(0, 1), codes=None,
                   title="decoded inverse-CDF grid", path=None):
     """Kingma & Welling's Fig. 4: decode an ``n × n`` grid of codes that are evenly spaced in prior
-    probability (``z = Φ⁻¹(u)``, u on the open unit square; :func:`npae.latent.manifold_grid`).
+    probability: ``z = Φ⁻¹(u)`` with ``u = (k + 0.5) / n`` on the open unit square
+    (:func:`npae.latent.manifold_grid`).
 
-    ``decode``: a model with ``.decode`` or a function (M, latent_dim) -> (M, H*W). Columns vary
-    ``z[dims[1]]`` left to right; rows vary ``z[dims[0]]`` top to bottom; other latents are 0.
+    ``decode``: a model with ``.decode`` or a function (M, latent_dim) -> (M, H*W). Laid out like
+    :func:`latent_scatter`: ``z[dims[0]]`` grows left to right, ``z[dims[1]]`` bottom to top; other
+    latents are 0. ``codes`` (N, latent_dim), for a plain autoencoder whose codes do not follow the
+    prior: use each axis's empirical quantiles of ``codes`` in place of Φ⁻¹ (other latents at their
+    median).
     """
     from .latent import manifold_grid as grid_codes
 
     fn = decode.decode if hasattr(decode, "decode") else decode
-    Z = grid_codes(n, latent_dim=latent_dim, dims=dims)  # (n*n, latent_dim)
+    # rows of grid_codes run over its first axis: put z[dims[1]] there, then flip it to grow upward
+    Z = grid_codes(n, latent_dim=latent_dim, dims=(dims[1], dims[0]))  # (n*n, latent_dim)
+    Z = Z.reshape(n, n, latent_dim)[::-1].reshape(n * n, latent_dim)
+    if codes is not None:
+        codes = check_array(codes, "codes", n_features=latent_dim)
+        u = (np.arange(n) + 0.5) / n  # (n,)
+        q = {d: np.quantile(codes[:, d], u) for d in dims}
+        Zq = np.tile(np.median(codes, axis=0), (n, n, 1))  # (n, n, latent_dim)
+        Zq[:, :, dims[0]] = q[dims[0]][None, :]
+        Zq[:, :, dims[1]] = q[dims[1]][::-1, None]
+        Z = Zq.reshape(n * n, latent_dim)
     images = np.asarray(fn(Z), dtype=np.float64)  # (n*n, H*W)
     fig = image_grid(images, image_shape, n_cols=n, title=title)
     ax = fig.axes[0]
-    ax.set_xlabel(f"z{dims[1] + 1}: Φ⁻¹ of {1 / (2 * n):.2g} … {1 - 1 / (2 * n):.2g}")
-    ax.set_ylabel(f"z{dims[0] + 1}")
+    how = "quantiles of the codes" if codes is not None else "Φ⁻¹"
+    ax.set_xlabel(f"z{dims[0] + 1} →  ({how} at {1 / (2 * n):.2g} … {1 - 1 / (2 * n):.2g})")
+    ax.set_ylabel(f"z{dims[1] + 1} →")
     return _finish(fig, path)
 
 
