@@ -77,3 +77,24 @@ def test_bad_input(data):
         greedy_pretrain(X, (8,), autoencoder=npae.PCA)
     with pytest.raises(ValueError, match="stack is empty"):
         stack_encoder([])
+
+
+def test_pretrained_beats_from_scratch_with_50_labels():
+    """The direction of the measurement in the report: 64-32-16 sigmoid encoder, 50 labels, mean
+    held-out accuracy over three label draws, fine-tuned from the stack vs from random weights."""
+    from npae.autoencoder import build_mlp
+    X, y = npae.datasets.load_digits()
+    perm = np.random.default_rng(0).permutation(len(X))
+    Xtr, ytr, Xte, yte = X[perm[:1300]], y[perm[:1300]], X[perm[1300:]], y[perm[1300:]]
+    stack = greedy_pretrain(Xtr, (32, 16), epochs=30, lr=1e-2, seed=0)
+    kw = dict(epochs=100, batch_size=16, lr=1e-2, progress=False)
+    acc = {"pretrained": [], "scratch": []}
+    for s in range(3):
+        idx = np.random.default_rng(s).choice(1300, 50, replace=False)
+        scratch = build_mlp([64, 32, 16], "sigmoid", "sigmoid", rng=np.random.default_rng(100 + s),
+                            dtype=np.float64, prefix="")
+        for name, enc in (("pretrained", stack_encoder(stack)), ("scratch", scratch)):
+            clf = npae.Classifier(enc, 10, freeze_encoder=False, seed=s)
+            clf.fit(Xtr[idx], ytr[idx], **kw)
+            acc[name].append(clf.score(Xte, yte))
+    assert np.mean(acc["pretrained"]) > np.mean(acc["scratch"]) + 0.02, acc
