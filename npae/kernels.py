@@ -109,15 +109,16 @@ def _bce_with_logits(s, t, e, log1p_e, ds, scale):
     return total
 
 
-def _adam(p, g, m, v, step, eps_hat, beta1, beta2):
+def _adam(p, g, m, v, step, eps_hat, beta1, beta2, c1, c2):
     """One Adam step on flat arrays, in place: moments [OPT-5], [OPT-6] and the bias-corrected
-    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7].
-    Reference: npae.optim.adam_update.
+    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7]. ``c1 = 1 − β1`` and
+    ``c2 = 1 − β2`` come in precomputed in float64 and then rounded, as NumPy does: 1 − float32(β2)
+    would be off by 1e-5. Reference: npae.optim.adam_update.
     """
     for k in range(p.shape[0]):
         gk = g[k]
-        mk = beta1 * m[k] + (1.0 - beta1) * gk  # [OPT-5]
-        vk = beta2 * v[k] + (1.0 - beta2) * (gk * gk)  # [OPT-6]
+        mk = beta1 * m[k] + c1 * gk  # [OPT-5]
+        vk = beta2 * v[k] + c2 * (gk * gk)  # [OPT-6]
         m[k] = mk
         v[k] = vk
         p[k] -= step * mk / (math.sqrt(vk) + eps_hat)  # [OPT-7]
@@ -200,7 +201,8 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
     step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)  # [OPT-7]
     eps_hat = eps * math.sqrt(1.0 - beta2 ** t)  # [OPT-7]
     adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
-         scalar(step, p), scalar(eps_hat, p), scalar(beta1, p), scalar(beta2, p))
+         scalar(step, p), scalar(eps_hat, p), scalar(beta1, p), scalar(beta2, p),
+         scalar(1.0 - beta1, p), scalar(1.0 - beta2, p))
 
 
 def reparam_kl_forward_fused(mu, logvar, eps):
