@@ -229,3 +229,17 @@ def test_run_killed_from_outside_resumes_exactly(tmp_path, kind):
     resumed.fit(X, epochs=epochs, batch_size=8, progress=False, resume=path)
     assert_same_params(resumed, reference)
     assert resumed.history_ == reference.history_
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "rmsprop", "adam"])
+def test_float32_every_optimizer_resumes_exactly_and_the_checkpoint_optimizer_wins(tmp_path, optimizer):
+    make = lambda: npae.Autoencoder(6, hidden=(5,), latent_dim=2, dtype="float32", seed=3)  # noqa: E731
+    reference = make()
+    reference.fit(X, epochs=4, batch_size=8, optimizer=optimizer, lr=0.01, progress=False)
+    path = tmp_path / "ckpt.npz"
+    make().fit(X, epochs=2, batch_size=8, optimizer=optimizer, lr=0.01, progress=False, checkpoint=path)
+    resumed = make()
+    resumed.fit(X, epochs=4, batch_size=8, progress=False, resume=path)  # default optimizer="adam"
+    assert type(resumed.optimizer_) is type(reference.optimizer_)
+    assert resumed.params["encoder.0.W"].dtype == np.float32
+    assert_same_params(resumed, reference)
