@@ -7,6 +7,7 @@ can stand in for the other.
 import numpy as np
 
 from . import functional as F
+from . import kernels
 from .init import make_rng
 from .layers import Dense, Sequential, make_activation
 from .model import Model
@@ -100,7 +101,8 @@ class Autoencoder(Model):
     def _recon_loss(self, logits, x):
         """(value, dlogits) of the reconstruction loss; value is a per-example sum, batch mean."""
         if self.loss_name == "bce":
-            return F.bce_with_logits_loss(logits, x)
+            bce = kernels.bce_with_logits_loss if kernels.ENABLED else F.bce_with_logits_loss
+            return bce(logits, x)
         if self.output == "sigmoid":
             pred, cache = F.sigmoid_forward(logits)  # (B, D)
             value, dpred = F.mse_loss(pred, x)
@@ -126,7 +128,7 @@ class Autoencoder(Model):
         logits = self.decoder.forward(z)  # (B, D)
         loss, dlogits = self._recon_loss(logits, x)
         dz = self.decoder.backward(dlogits)  # (B, Z)
-        self.encoder.backward(dz)
+        self.encoder.backward(dz, input_grad=False)
         self.last_terms = {"loss": loss}
         return loss, self._grads()
 

@@ -1,0 +1,42 @@
+"""Smoke run of the benchmark, npae alone (tests never import PyTorch)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from npae import bench
+
+
+def test_run_case_and_table_without_torch():
+    rng = np.random.default_rng(0)
+    X = (rng.random((300, 20)) < 0.3).astype(np.float64)
+    res = bench.run_case("smoke", X[:256], X[256:], hidden=(8,), latent_dim=2, batch=64,
+                         dtype="float32", epochs=2, lr=1e-3, torch=None)
+    assert res["npae_s"] > 0 and res["npae_gflops"] > 0 and "torch_s" not in res
+    assert np.isfinite(res["npae_test_nelbo"])
+    report = {"machine": bench.machine_info() | {"torch": None}, "peak_gflops": {"float32": 1.0},
+              "results": [dict(res, peak_gflops=1.0, peak_fraction=res["npae_gflops"])]}
+    table = bench.format_table(report)
+    assert "| smoke | float32 |" in table and "–" in table
+
+
+def test_step_flops_counts_forward_and_backward():
+    # one 3->2 layer each side, batch 1: forward 6+6 MACs, backward dW 12 and dx 6 (decoder only)
+    assert bench.step_flops([3, 2], [2, 3], 1) == 2.0 * (3 * 12 - 6)
+
+
+def test_main_quick_tiny_writes_json(tmp_path):
+    path = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--no-torch", "--cases", "tiny", "--dtypes", "float32",
+                       "--epochs", "2", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    (res,) = report["results"]
+    assert res["dtype"] == "float32" and 0 < res["peak_fraction"] < 1.5
+
+
+def test_importing_npae_and_bench_does_not_import_torch():
+    code = "import sys, npae, npae.bench; assert 'torch' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
