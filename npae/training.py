@@ -357,5 +357,5 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
         last = st.stopped_early or epoch + 1 == epochs
         if checkpoint is not None and (last or (epoch + 1) % checkpoint_every == 0):
             _save_checkpoint(checkpoint, model, opt, st, epochs)
-        if stop.requested:
+        if stop.requested and not last:  # Ctrl-C during validation or saving
             raise interrupted(epoch + 1, 0)
