@@ -106,16 +106,20 @@ def _prepare_out(path):
         raise UserError(f"cannot write to output folder {path!r}: {exc.strerror or exc}") from None
 
 
-def _log_line(epoch, history):
+def log_line(epoch, history):
+    """The fixed log line of epoch ``epoch`` (0-based) of a ``fit`` history, shared by the CLI and
+    the demos: ``epoch 3 | loss 101.2 | recon 95.1 | kl 6.1`` (the terms the history has)."""
     terms = " | ".join(f"{k} {history[k][epoch]:.4g}" for k in ("loss", "recon", "kl", "penalty")
                        if k in history)
     return f"epoch {epoch + 1} | {terms}"
 
 
-def _epochs_to_print(n):
-    if n <= 20:
-        return range(n)
-    return sorted({*np.linspace(0, n - 1, 11).round().astype(int).tolist()})
+def print_history(history, max_lines=11):
+    """Print :func:`log_line` for every epoch, or for ``max_lines`` evenly spaced ones."""
+    n = len(history["loss"])
+    epochs = range(n) if n <= max_lines else sorted(set(np.linspace(0, n - 1, max_lines).round().astype(int)))
+    for epoch in epochs:
+        print(log_line(int(epoch), history))
 
 
 def _train(args):
@@ -140,8 +144,7 @@ def _train(args):
     t0 = time.perf_counter()
     history = model.fit(X, y, **fit_kw) if args.model == "cvae" else model.fit(X, **fit_kw)
     seconds = time.perf_counter() - t0
-    for epoch in _epochs_to_print(len(history["loss"])):
-        print(_log_line(epoch, history))
+    print_history(history)
     print(f"trained in {seconds:.1f} s")
 
     metrics = dict(model=args.model, class_name=type(model).__name__, config=model.config,
