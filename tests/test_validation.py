@@ -74,7 +74,8 @@ BAD_X = [
     ("3-D", np.ones((2, 2, 6)), ValueError, "got a 3-D array"),
     ("features", np.ones((2, 5)) / 2, ValueError, r"has 5 features \(shape \(2, 5\)\); the model expects 6"),
     ("empty", np.ones((0, 6)), ValueError, r"is empty \(shape \(0, 6\)\)"),
-    ("nan", np.where(np.eye(2, 6) > 0, np.nan, 0.5), ValueError, r"2 NaN or inf value\(s\), first at index \(0, 0\)"),
+    ("nan", np.where(np.eye(2, 6) > 0, np.nan, 0.5), ValueError,
+     r"2 NaN or inf value\(s\), first at index \(0, 0\)"),
     ("inf", np.full((2, 6), np.inf), ValueError, "12 NaN or inf"),
 ]
 
