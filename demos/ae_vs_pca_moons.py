@@ -3,7 +3,7 @@ autoencoder can follow the curve.
 
 Figure ``ae_vs_pca_moons.png``: the data, its PCA reconstruction (a straight line) and the
 autoencoder's reconstruction (a curve through both moons), with the reconstruction errors.
-Lecture idea: the autoencoder as nonlinear PCA. Docs: docs/index.md (autoencoders), docs/derivations/pca.md.
+Lecture idea: the autoencoder as nonlinear PCA. Docs: docs/derivations/pca.md.
 
     python demos/ae_vs_pca_moons.py [--quick] [--out DIR]
 """

@@ -3,7 +3,7 @@ the style; the same z drawn with each label gives one digit per class in the sam
 
 Figure ``conditional_vae.png``: one row per class, one column per code z drawn from the prior (the
 same z down each column).
-Lecture idea: conditional generation. Docs: docs/derivations/elbo.md (conditional section).
+Lecture idea: conditional generation. Docs: docs/derivations/elbo.md.
 
     python demos/conditional_vae.py [--quick] [--out DIR]
 """

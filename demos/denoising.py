@@ -3,7 +3,7 @@ held-out noisy digits better than a plain autoencoder of the same size.
 
 Figure ``denoising.png``: rows of held-out clean digits, their noisy versions, the plain
 autoencoder's reconstructions and the denoising autoencoder's.
-Lecture idea: denoising autoencoders. Docs: docs/derivations/ (denoising section of the autoencoder pages).
+Lecture idea: denoising autoencoders. Docs: docs/derivations/denoise.md.
 
     python demos/denoising.py [--quick] [--out DIR] [--noise gaussian|masking|salt_pepper]
 """
