@@ -14,6 +14,7 @@ iwae.md.
 import numpy as np
 
 from . import functional as F
+from . import kernels
 from . import latent
 from .autoencoder import ACTIVATION_NAMES, build_mlp
 from .init import make_rng
@@ -164,13 +165,16 @@ class VAE(Model):
         self.clamp_count_ += int(inside.size - np.count_nonzero(inside))
         z, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (B, Z) or (L, B, Z)
         out = self._decode_out(z, c)  # (B, D) or (L, B, D)
-        recon = -float(np.sum(self._log_px(out, x))) / (L * B)  # recon_mean
+        if kernels.ENABLED and eps.ndim == 2 and self.likelihood == "bernoulli":
+            recon, dout = kernels.bce_with_logits_loss(out, x)  # recon_mean, (B, D): one fused pass
+        else:
+            recon = -float(np.sum(self._log_px(out, x))) / (L * B)  # recon_mean
+            dout = self._dout(out, x, 1.0 / (L * B))  # (L, B, D)
         kl, kl_cache = latent.gaussian_kl_forward(mu, logvar)  # (B,)
         kl_mean = float(np.sum(kl)) / B
         loss = recon + self.beta * kl_mean  # [ELBO-1]
 
         # backward
-        dout = self._dout(out, x, 1.0 / (L * B))  # (L, B, D)
         dzc = self.decoder.backward(dout.reshape(-1, self.input_dim))  # (L·B, Z + C)
         dz = dzc[:, :Z].reshape(z.shape)  # (B, Z) or (L, B, Z)
         dmu_from_sampler, dlogvar_from_sampler = latent.reparameterize_backward(dz, rep_cache)
@@ -179,7 +183,7 @@ class VAE(Model):
         dlogvar = dlogvar_from_sampler + self.beta * dlogvar_kl  # (B, Z) [ELBO-5]
         dlogvar_raw = latent.logvar_clamp_backward(dlogvar, inside)  # (B, Z)
         dh = np.concatenate([dmu, dlogvar_raw], axis=1)  # (B, 2Z) [ELBO-6]
-        self.encoder.backward(dh)
+        self.encoder.backward(dh, input_grad=False)
 
         self.last_terms = {"loss": loss, "recon": recon, "kl": kl_mean}
         return loss, {**self.encoder.grads, **self.decoder.grads}
