@@ -53,5 +53,6 @@ for i, (data, name) in enumerate([(X, "data"), (X_pca, f"PCA, 1 component: error
     ax.set_aspect("equal")
 path = plotting.save_figure(fig, os.path.join(args.out, "ae_vs_pca_moons.png"))
 print(f"reconstruction error per example (sum of squares): PCA {err_pca:.4f}, autoencoder {err_ae:.4f}")
-print(f"the autoencoder's error is {err_pca / max(err_ae, 1e-12):.1f}x smaller: a curve fits the moons, a line cannot")
+print(f"the autoencoder's error is {err_pca / max(err_ae, 1e-12):.1f}x smaller: "
+      "a curve fits the moons, a line cannot")
 print(f"wrote {path}")

@@ -52,7 +52,8 @@ err_plain, out_plain = error(plain)
 err_dae, out_dae = error(dae)
 n = 12
 fig = plotting.image_grid(np.concatenate([X_test[:n], X_noisy[:n], out_plain[:n], out_dae[:n]]), n_cols=n,
-                          row_labels=["clean", f"{args.noise} {args.noise_level}", "plain AE", "denoising AE"],
+                          row_labels=["clean", f"{args.noise} {args.noise_level}", "plain AE",
+                                      "denoising AE"],
                           title="held-out digits: denoising", path=os.path.join(args.out, "denoising.png"))
 print(f"squared error to the CLEAN held-out digits, from noisy inputs: plain {err_plain:.3f}, "
       f"denoising {err_dae:.3f} (per example, summed over 64 pixels)")

@@ -84,7 +84,8 @@ models = {
                              dict(eps=rng.standard_normal((2, B, Z)))),
     "VAE (Gaussian)": (npae.VAE(D, (H,), Z, "softplus", likelihood="gaussian", seed=1),
                        dict(eps=rng.standard_normal((B, Z)))),
-    "ConditionalVAE": (npae.ConditionalVAE(D, 3, (H,), Z, "tanh", seed=1), dict(y=y, eps=rng.standard_normal((B, Z)))),
+    "ConditionalVAE": (npae.ConditionalVAE(D, 3, (H,), Z, "tanh", seed=1),
+                       dict(y=y, eps=rng.standard_normal((B, Z)))),
     "Classifier": (npae.Classifier(npae.Autoencoder(D, (H,), Z, "tanh", seed=2), 3, hidden=(4,),
                                    activation="tanh", freeze_encoder=False, seed=1), dict(y=y)),
 }

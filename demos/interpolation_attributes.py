@@ -2,7 +2,8 @@
 
 Figure ``interpolation_attributes.png``: rows decoded along a linear and a spherical path between
 the codes of two held-out digits, and rows adding an "ink" attribute vector (mean code of heavily
-inked digits minus that of lightly inked ones) at scales −3 … 3 (in prior standard deviations, along the unit direction).
+inked digits minus that of lightly inked ones, within each class) at scales −3 … 3 (in prior
+standard deviations, along the unit direction).
 Lecture idea: the latent space is smooth; directions carry meaning. Docs: docs/derivations/latent.md.
 
     python demos/interpolation_attributes.py [--quick] [--out DIR]

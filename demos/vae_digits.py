@@ -49,5 +49,6 @@ print(f"held-out negative ELBO {vae.neg_elbo(X_test, seed=args.seed):.2f} nats p
       f"{vae.kl_per_dimension(X_test).round(2).tolist()}")
 print("the scatter shows classes as regions of the plane; the grid decodes the same plane, so "
       "neighbouring regions blend into each other")
-for name in ("vae_reconstructions", "vae_samples", "vae_manifold_grid", "vae_latent_scatter", "vae_loss_curves"):
+for name in ("vae_reconstructions", "vae_samples", "vae_manifold_grid", "vae_latent_scatter",
+             "vae_loss_curves"):
     print(f"wrote {out(name + '.png')}")

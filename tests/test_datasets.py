@@ -159,7 +159,8 @@ def test_real_mnist_when_present():
     assert y[:5].tolist() == [7, 2, 1, 0, 4]
     raw = gzip.decompress(open(os.path.join(SHARED_MNIST, "t10k-images-idx3-ubyte.gz"), "rb").read())
     assert hashlib.md5(raw).hexdigest() == "2646ac647ad5339dbf082846283269ea"
-    np.testing.assert_array_equal(np.round(X[0] * 255).astype(np.uint8), np.frombuffer(raw, np.uint8, 784, 16))
+    first = np.frombuffer(raw, np.uint8, 784, 16)  # the first image, after the 16-byte header
+    np.testing.assert_array_equal(np.round(X[0] * 255).astype(np.uint8), first)
     assert np.bincount(datasets.load_mnist("train5k", data_dir=SHARED_MNIST)[1]).tolist() == [500] * 10
 
 

@@ -74,7 +74,8 @@ def demo_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("demos")
     extra = ["--data-dir", SHARED_MNIST if os.path.isdir(SHARED_MNIST) else str(base / "no_mnist")]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               XDG_CACHE_HOME=str(base / "cache"), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               XDG_CACHE_HOME=str(base / "cache"),
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("NPAE_DATA", None)
     subprocess.run([sys.executable, "-c", DRIVER, str(base), ",".join(DEMOS), *extra], env=env,
                    cwd=str(base), check=True, timeout=600)
