@@ -275,7 +275,9 @@ class VAE(Model):
         mu, logvar, _ = self._posterior(x, c)
         z, _ = latent.reparameterize_forward(mu, logvar, eps)  # (K, B, Z)
         out = self._decode_out(z, c)  # (K, B, D)
-        return self._log_px(out, x) + latent.log_standard_normal(z) - latent.log_normal(z, mu, logvar)  # [IWAE-1]
+        log_prior = latent.log_standard_normal(z)  # (K, B)
+        log_q = latent.log_normal(z, mu, logvar)  # (K, B)
+        return self._log_px(out, x) + log_prior - log_q  # (K, B) [IWAE-1]
 
     def _bound(self, X, c, k, seed, batch_size, chunk, elbo):
         """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound."""
