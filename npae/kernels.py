@@ -109,12 +109,16 @@ def _bce_with_logits(s, t, e, log1p_e, ds, scale):
     return total
 
 
-def _adam(p, g, m, v, step, eps_hat, beta1, beta2, c1, c2):
+def _adam(p, g, m, v, coef):
     """One Adam step on flat arrays, in place: moments [OPT-5], [OPT-6] and the bias-corrected
-    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7]. ``c1 = 1 − β1`` and
-    ``c2 = 1 − β2`` come in precomputed in float64 and then rounded, as NumPy does: 1 − float32(β2)
-    would be off by 1e-5. Reference: npae.optim.adam_update.
+    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7].
+
+    ``coef = [step, eps_hat, β1, β2, 1 − β1, 1 − β2]`` in the arrays' dtype (one array: fewer
+    arguments to unbox per call), from :func:`adam_coefficients`; ``1 − β`` is computed in float64
+    and then rounded, as NumPy does (1 − float32(β2) would be off by 1e-5).
+    Reference: npae.optim.adam_update.
     """
+    step, eps_hat, beta1, beta2, c1, c2 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
     for k in range(p.shape[0]):
         gk = g[k]
         mk = beta1 * m[k] + c1 * gk  # [OPT-5]
@@ -196,13 +200,20 @@ def bce_with_logits_loss(logits, target):
     return total / B, dlogits
 
 
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
-    """Same as :func:`npae.optim.adam_update` (``p``, ``m``, ``v`` C-contiguous, updated in place)."""
+def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
+    """The ``coef`` array of :func:`adam` for step ``t`` in ``dtype``:
+    ``[step, eps_hat, β1, β2, 1 − β1, 1 − β2]`` with the bias corrections folded in [OPT-7]."""
     step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)  # [OPT-7]
     eps_hat = eps * math.sqrt(1.0 - beta2 ** t)  # [OPT-7]
-    adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
-         scalar(step, p), scalar(eps_hat, p), scalar(beta1, p), scalar(beta2, p),
-         scalar(1.0 - beta1, p), scalar(1.0 - beta2, p))
+    return np.array([step, eps_hat, beta1, beta2, 1.0 - beta1, 1.0 - beta2], dtype=dtype)
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, t, coef=None):
+    """Same as :func:`npae.optim.adam_update` (``p``, ``m``, ``v`` C-contiguous, updated in place).
+    ``coef``: :func:`adam_coefficients` of this step, to compute it once for all arrays."""
+    if coef is None:
+        coef = adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
+    adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1), coef)
 
 
 def reparam_kl_forward_fused(mu, logvar, eps):

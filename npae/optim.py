@@ -99,12 +99,19 @@ class Adam(Optimizer):
         self.beta1 = check_scalar("beta1", beta1, low=0.0, high=1.0, high_open=True)
         self.beta2 = check_scalar("beta2", beta2, low=0.0, high=1.0, high_open=True)
         self.eps = check_scalar("eps", eps, low=0.0, low_open=True)
+        self._coefficients_for = None
 
     def _update(self, name, p, g):
         m, v = self._slot("m", name, p), self._slot("v", name, p)
-        fused = kernels.ENABLED and p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous
-        update = kernels.adam_update if fused else adam_update  # one fused pass, or NumPy
-        update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
+        if kernels.ENABLED and p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous:
+            if self._coefficients_for != (self.t, p.dtype):  # once per step, not once per array
+                self._coefficients = kernels.adam_coefficients(self.lr, self.beta1, self.beta2,
+                                                               self.eps, self.t, p.dtype)
+                self._coefficients_for = (self.t, p.dtype)
+            kernels.adam_update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t,
+                                self._coefficients)  # one fused pass
+        else:
+            adam_update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
 
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):

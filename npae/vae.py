@@ -163,24 +163,32 @@ class VAE(Model):
         # forward
         mu, logvar, inside = self._posterior(x, c)  # (B, Z) each
         self.clamp_count_ += int(inside.size - np.count_nonzero(inside))
-        z, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (B, Z) or (L, B, Z)
+        fused = kernels.ENABLED and eps.ndim == 2  # one sample: the numba kernels apply
+        if fused:  # sampler and KL in one pass; the same numbers as the two pairs below
+            z, kl_sum, fused_cache = kernels.reparam_kl_forward_fused(mu, logvar, eps)  # (B, Z)
+        else:
+            z, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (B, Z) or (L, B, Z)
+            kl, kl_cache = latent.gaussian_kl_forward(mu, logvar)  # (B,)
+            kl_sum = float(np.sum(kl))
         out = self._decode_out(z, c)  # (B, D) or (L, B, D)
-        if kernels.ENABLED and eps.ndim == 2 and self.likelihood == "bernoulli":
+        if fused and self.likelihood == "bernoulli":
             recon, dout = kernels.bce_with_logits_loss(out, x)  # recon_mean, (B, D): one fused pass
         else:
             recon = -float(np.sum(self._log_px(out, x))) / (L * B)  # recon_mean
             dout = self._dout(out, x, 1.0 / (L * B))  # (L, B, D)
-        kl, kl_cache = latent.gaussian_kl_forward(mu, logvar)  # (B,)
-        kl_mean = float(np.sum(kl)) / B
+        kl_mean = kl_sum / B
         loss = recon + self.beta * kl_mean  # [ELBO-1]
 
         # backward
         dzc = self.decoder.backward(dout.reshape(-1, self.input_dim))  # (L·B, Z + C)
         dz = dzc[:, :Z].reshape(z.shape)  # (B, Z) or (L, B, Z)
-        dmu_from_sampler, dlogvar_from_sampler = latent.reparameterize_backward(dz, rep_cache)
-        dmu_kl, dlogvar_kl = latent.gaussian_kl_backward(np.full(B, 1.0 / B, dtype=x.dtype), kl_cache)
-        dmu = dmu_from_sampler + self.beta * dmu_kl  # (B, Z) [ELBO-5]
-        dlogvar = dlogvar_from_sampler + self.beta * dlogvar_kl  # (B, Z) [ELBO-5]
+        if fused:  # the same fan-in, summed on the tagged [ELBO-5] lines of the kernel's loop
+            dmu, dlogvar = kernels.reparam_kl_backward_fused(dz, fused_cache, self.beta / B)
+        else:
+            dmu_from_sampler, dlogvar_from_sampler = latent.reparameterize_backward(dz, rep_cache)
+            dmu_kl, dlogvar_kl = latent.gaussian_kl_backward(np.full(B, 1.0 / B, dtype=x.dtype), kl_cache)
+            dmu = dmu_from_sampler + self.beta * dmu_kl  # (B, Z) [ELBO-5]
+            dlogvar = dlogvar_from_sampler + self.beta * dlogvar_kl  # (B, Z) [ELBO-5]
         dlogvar_raw = latent.logvar_clamp_backward(dlogvar, inside)  # (B, Z)
         dh = np.concatenate([dmu, dlogvar_raw], axis=1)  # (B, 2Z) [ELBO-6]
         self.encoder.backward(dh, input_grad=False)
