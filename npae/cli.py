@@ -141,6 +141,13 @@ def _train(args):
                   progress=not args.no_progress)
     if args.model in IS_VAE:
         fit_kw["warmup_epochs"] = args.warmup
+    # a checkpoint every few epochs and on Ctrl-C; --resume continues it bit for bit
+    checkpoint = os.path.join(out, "checkpoint.npz")
+    fit_kw.update(checkpoint=checkpoint, checkpoint_every=max(1, args.epochs // 10))
+    if args.resume:
+        if not os.path.exists(checkpoint):
+            raise UserError(f"--resume: no checkpoint at {checkpoint!r}; train without --resume first")
+        fit_kw["resume"] = checkpoint
     t0 = time.perf_counter()
     history = model.fit(X, y, **fit_kw) if args.model == "cvae" else model.fit(X, **fit_kw)
     seconds = time.perf_counter() - t0
@@ -311,6 +318,8 @@ def build_parser():
     g.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     g.add_argument("--out", default=None, help="output folder (default ./runs/<model>-<data>/)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from <out>/checkpoint.npz (written every epochs/10 epochs and on Ctrl-C)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="print the ELBO / IWAE-k ladder and the active units",
@@ -330,14 +339,17 @@ def build_parser():
 def main(argv=None):
     """Run the command; returns the exit status (0 success, 1 user error, 2 bad command line)."""
     from .datasets import DatasetError
+    from .training import DivergenceError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("npae: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        saved = getattr(exc, "checkpoint", None)
+        hint = f"; checkpoint saved to {saved}, continue with --resume" if saved else ""
+        print(f"npae: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UserError, DatasetError, OSError, ValueError, TypeError) as exc:
+    except (UserError, DatasetError, OSError, ValueError, TypeError, DivergenceError) as exc:
         if os.environ.get("NPAE_DEBUG"):
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__

@@ -114,3 +114,33 @@ def test_python_dash_m_npae_help():
     done = subprocess.run([sys.executable, "-m", "npae", "train", "--help"], capture_output=True,
                           text=True, env=env, timeout=60)
     assert done.returncode == 0 and "--latent-dim" in done.stdout
+
+
+def test_resume_continues_the_checkpoint_bit_for_bit(tmp_path, capsys):
+    import numpy as np
+    import npae
+    base = ["train", "ae", "--no-progress", "--max-train", "200", "--hidden", "8"]
+    assert run([*base, "--epochs", "4", "--out", str(tmp_path / "full")], capsys)[0] == 0
+    assert run([*base, "--epochs", "2", "--out", str(tmp_path / "cut")], capsys)[0] == 0
+    assert (tmp_path / "cut" / "checkpoint.npz").exists()
+    code, out, err = run([*base, "--epochs", "4", "--out", str(tmp_path / "cut"), "--resume"], capsys)
+    assert code == 0, err
+    full, resumed = npae.load(str(tmp_path / "full" / "model.npz")), npae.load(str(tmp_path / "cut" / "model.npz"))
+    for name in full.params:
+        np.testing.assert_array_equal(full.params[name], resumed.params[name])
+
+
+def test_resume_without_a_checkpoint_is_one_line(tmp_path, capsys):
+    code, out, err = run(["train", "ae", *QUICK, "--out", str(tmp_path / "none"), "--resume"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "no checkpoint" in err
+
+
+def test_divergence_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from npae.training import DivergenceError
+
+    def diverge(*args, **kwargs):
+        raise DivergenceError("training diverged at epoch 1, batch 3: non-finite recon",
+                              epoch=0, batch=2, source="loss term 'recon'")
+    monkeypatch.setattr("npae.model.Model.fit", diverge)
+    code, out, err = run(["train", "ae", *QUICK, "--out", str(tmp_path / "d")], capsys)
+    assert code == 1 and err.startswith("npae: error: training diverged") and "Traceback" not in err
