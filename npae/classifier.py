@@ -133,12 +133,8 @@ class Classifier(Model):
 
     # ------------------------------------------------------------------ training (Model.fit hooks)
     def _fit_data(self, X, y=None):
-        # Model.fit hands the training pair over as one argument; validation_data=(X, y) arrives
-        # unpacked.
         if y is None:
-            if not (isinstance(X, tuple) and len(X) == 2):
-                raise ValueError("the classifier needs labels: fit(X, y) and validation_data=(X, y)")
-            X, y = X
+            raise ValueError("the classifier needs labels: fit(X, y) and validation_data=(X, y)")
         X = self._check_X(X)
         y = check_labels("y", y, self.n_classes, n_samples=X.shape[0])
         if self.freeze_encoder:
@@ -167,7 +163,7 @@ class Classifier(Model):
         """Train on ``X`` (N, input_dim) with labels ``y`` (N,); keyword arguments as
         :meth:`npae.model.Model.fit` (``validation_data=(X_val, y_val)``). Returns the history
         (``loss``, ``accuracy`` per epoch)."""
-        return super().fit((X, y), **fit_kwargs)
+        return super().fit(X, y, **fit_kwargs)
 
     def loss(self, X, y):
         """Mean cross-entropy on ``(X, y)``."""

@@ -31,3 +31,7 @@ OPTIM_EPS = 1e-8
 
 #: Dtypes a model may be built in.
 DTYPES = ("float32", "float64")
+
+#: Variance across the data of a latent's posterior mean above which the latent counts as active
+#: (Burda, Grosse & Salakhutdinov, 2016).
+ACTIVE_UNIT_THRESHOLD = 0.01

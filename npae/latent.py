@@ -18,14 +18,11 @@ Shapes: ``mu`` and ``logvar`` are ``(B, Z)``; ``eps`` and ``z`` are ``(B, Z)`` o
 import numpy as np
 from scipy.special import ndtri
 
-from .constants import LOGVAR_MAX, LOGVAR_MIN
+from .constants import ACTIVE_UNIT_THRESHOLD, LOGVAR_MAX, LOGVAR_MIN  # noqa: F401 (re-exported)
 from .validation import check_array, check_scalar
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
-#: Variance across the data of a latent's posterior mean above which the latent counts as active
-#: (Burda et al., 2016).
-ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 # --------------------------------------------------------------------------------------------------

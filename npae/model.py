@@ -33,10 +33,14 @@ class Model:
     def _train_batch(self, x):
         return self._loss_and_grads(x)
 
-    def _fit_data(self, X):
+    def _fit_data(self, X, y=None):
+        """The checked training arrays, as a tuple sharing their first axis. Unsupervised here;
+        labelled models (ConditionalVAE, Classifier) override it to return ``(X, y)``."""
+        if y is not None:
+            raise TypeError(f"{type(self).__name__} is unsupervised: fit(X) takes no labels")
         return (self._check_X(X),)
 
-    def fit(self, X, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
+    def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
             progress=True, patience=None, checkpoint=None, checkpoint_every=1, resume=None,
             clip_norm=None):
         """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator.
@@ -44,6 +48,7 @@ class Model:
         Parameters
         ----------
         X : (N, input_dim) array
+        y : (N,) int array, for the models that take labels (ConditionalVAE, Classifier)
         epochs, batch_size : int
             ``epochs`` counts from the start of training, also when resuming.
         optimizer : str or npae.optim.Optimizer
@@ -77,7 +82,7 @@ class Model:
             Ctrl-C (a KeyboardInterrupt), raised after the current batch and after the checkpoint
             is written.
         """
-        data = self._fit_data(X)
+        data = self._fit_data(X, y)
         if validation_data is not None:
             if not isinstance(validation_data, tuple):
                 validation_data = (validation_data,)

@@ -229,8 +229,9 @@ class VAE(Model):
             self.beta = self._beta_target * min(1.0, epoch / self._warmup_epochs)  # [ELBO-7]
         self.beta_schedule_.append(self.beta)
 
-    def fit(self, X, *, warmup_epochs=0, **fit_kwargs):
-        """Train with shuffled minibatches (see :meth:`npae.model.Model.fit` for ``fit_kwargs``).
+    def fit(self, X, y=None, *, warmup_epochs=0, **fit_kwargs):
+        """Train with shuffled minibatches (see :meth:`npae.model.Model.fit` for ``fit_kwargs``;
+        ``y`` is for the conditional VAE).
 
         ``warmup_epochs=n`` raises β linearly from 0 at the first epoch to its configured value at
         epoch ``n`` [ELBO-7]; ``self.beta_schedule_`` records the β of every epoch. Returns the
@@ -241,7 +242,7 @@ class VAE(Model):
         self._warmup_epochs = int(warmup_epochs)
         self.beta_schedule_ = []
         try:
-            return super().fit(X, **fit_kwargs)
+            return super().fit(X, y, **fit_kwargs)
         finally:
             self.beta = self._beta_target
             self._warmup_epochs = 0
@@ -395,8 +396,8 @@ class ConditionalVAE(VAE):
         return self._elbo_step(x, eps, c)
 
     def _fit_data(self, X, y=None):
-        if y is None:  # fit() hands over the training pair packed as one argument
-            X, y = X
+        if y is None:
+            raise ValueError("the conditional VAE needs labels: fit(X, y) and validation_data=(X, y)")
         X = self._check_X(X)
         return X, self._check_y(y, X.shape[0])
 
@@ -415,7 +416,7 @@ class ConditionalVAE(VAE):
     def fit(self, X, y, *, warmup_epochs=0, **fit_kwargs):
         """Train on images ``X`` with labels ``y``; ``validation_data=(X_val, y_val)``.
         Other arguments as :meth:`VAE.fit`."""
-        return super().fit((X, y), warmup_epochs=warmup_epochs, **fit_kwargs)
+        return super().fit(X, y, warmup_epochs=warmup_epochs, **fit_kwargs)
 
     def loss(self, X, y):
         """β-weighted negative ELBO on (X, y), one sample per example, nats per example."""

@@ -197,3 +197,9 @@ def test_bad_fit_arguments(rng):
         model.fit(X, epochs=1, batch_size=2.5, progress=False)
     with pytest.raises(ValueError, match="validation_data"):
         model.fit(X, epochs=1, batch_size=4, patience=2, progress=False)
+
+
+def test_unsupervised_fit_refuses_labels(rng):
+    model = npae.Autoencoder(4, hidden=(3,), latent_dim=2)
+    with pytest.raises(TypeError, match="unsupervised"):
+        model.fit(rng.uniform(0, 1, (8, 4)), np.zeros(8, int), epochs=1, batch_size=4, progress=False)
