@@ -8,7 +8,8 @@ encoder emitting [mu | logvar], ReLU MLP decoder emitting logits), from the same
 npae, torch, npae, torch, ... so drift of the machine (clock, other jobs) hits both alike. Reported:
 median seconds per epoch (the first epoch, which includes compilation, is left out), the ratio
 torch/npae (> 1: npae is faster), achieved GFLOP/s of the matrix products and their fraction of this
-machine's GEMM peak measured in the same run (a large ``np.dot``), and for the MNIST case the test
+machine's GEMM peak measured in the same run (the best of a large ``np.dot`` timed before and after
+the cases), and for the MNIST case the test
 negative ELBO of both (one sample per test image, nats).
 
 PyTorch is never imported by npae itself: only here, and only when present.
@@ -42,7 +43,7 @@ def blas_threads():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def gemm_peak(dtype, n=2048, repeats=5):
+def gemm_peak(dtype, n=2048, repeats=7):
     """Best GFLOP/s of an (n, n) @ (n, n) product in ``dtype`` (SGEMM for float32, DGEMM for float64)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
@@ -227,7 +228,7 @@ def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32",
     info = machine_info()
     info["torch"] = torch.__version__ if torch is not None else None
     n_peak = 1024 if quick else 2048
-    peak = {dt: gemm_peak(np.dtype(dt), n=n_peak) for dt in dtypes}
+    peak = {dt: gemm_peak(np.dtype(dt), n=n_peak) for dt in dtypes}  # again at the end: the best
     results = []
     for case in cases:
         if case == "mnist":
@@ -241,10 +242,12 @@ def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32",
             n_epochs = epochs or (6 if quick else 30)
             label = "64-32-2 b64 (digits)"
         for dt in dtypes:
-            res = run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch, **setup)
-            res["peak_gflops"] = peak[dt]
-            res["peak_fraction"] = res["npae_gflops"] / peak[dt]
-            results.append(res)
+            results.append(run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch, **setup))
+    for dt in dtypes:
+        peak[dt] = max(peak[dt], gemm_peak(np.dtype(dt), n=n_peak))
+    for res in results:
+        res["peak_gflops"] = peak[res["dtype"]]
+        res["peak_fraction"] = res["npae_gflops"] / peak[res["dtype"]]
     return {"machine": info, "peak_gflops": peak, "results": results}
 
 
