@@ -15,7 +15,8 @@ Switches:
 
 Dtypes: every kernel computes in the dtype of its arrays; scalars are passed already cast to that
 dtype (:func:`scalar`), so a float32 step never widens an array to float64. Loss values are summed
-in a float64 accumulator (a scalar, not an array), which is more accurate than NumPy's float32 sum.
+in a float64 accumulator (``float(...)``: a scalar, not an array, and the same with NUMBA_DISABLE_JIT=1),
+which is more accurate than NumPy's float32 sum.
 """
 import math
 import os
@@ -102,7 +103,7 @@ def _bce_with_logits(s, t, e, log1p_e, ds, scale):
         row = 0.0
         for j in range(n):
             x = s[i, j]
-            row += max(x, 0) - x * t[i, j] + log1p_e[i, j]  # [LOSS-5]
+            row += float(max(x, 0) - x * t[i, j] + log1p_e[i, j])  # [LOSS-5]
             p = (1 if x >= 0 else e[i, j]) / (1 + e[i, j])  # [ACT-6]
             ds[i, j] = scale * (p - t[i, j])  # [LOSS-6]
         total += row
@@ -141,7 +142,7 @@ def _reparam_kl_forward(mu, logvar, eps, z, std):
             sd = math.exp(0.5 * logvar[i, j])  # [REPARAM-1]
             std[i, j] = sd
             z[i, j] = mu[i, j] + sd * eps[i, j]  # [REPARAM-2]
-            total += 0.5 * (mu[i, j] * mu[i, j] + math.expm1(logvar[i, j]) - logvar[i, j])  # [KL-1]
+            total += 0.5 * float(mu[i, j] * mu[i, j] + math.expm1(logvar[i, j]) - logvar[i, j])  # [KL-1]
     return total
 
 
@@ -197,7 +198,7 @@ def bce_with_logits_loss(logits, target):
     log1p_e = np.log1p(e)  # (B, D)
     dlogits = np.empty_like(logits)  # (B, D)
     total = bce_with_logits(logits, target, e, log1p_e, dlogits, scalar(1.0 / B, logits))
-    return total / B, dlogits
+    return float(total) / B, dlogits
 
 
 def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
@@ -226,7 +227,7 @@ def reparam_kl_forward_fused(mu, logvar, eps):
     eps = np.ascontiguousarray(eps, dtype=mu.dtype)
     z = np.empty_like(mu)  # (B, Z)
     std = np.empty_like(mu)  # (B, Z)
-    kl_sum = reparam_kl_forward(mu, logvar, eps, z, std)
+    kl_sum = float(reparam_kl_forward(mu, logvar, eps, z, std))
     return z, kl_sum, (eps, std, mu, logvar)
 
 

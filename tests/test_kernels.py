@@ -153,7 +153,7 @@ def test_float32_step_never_widens(rng):
 
 
 def _run(code, **env):
-    full_env = {**os.environ, "PYTHONPATH": ROOT, **env}
+    full_env = {**os.environ, "PYTHONPATH": ROOT, "NPAE_JIT": "1", **env}
     out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
