@@ -5,7 +5,10 @@
 Per case (architecture, batch, dtype) both libraries train the same Bernoulli VAE (ReLU MLP
 encoder emitting [mu | logvar], ReLU MLP decoder emitting logits), from the same initial weights
 (npae's, copied into torch), with Adam and the same batch size, on the same data. Epochs alternate
-npae, torch, npae, torch, ... so drift of the machine (clock, other jobs) hits both alike. Reported:
+npae, torch, npae, torch, ... so drift of the machine (clock, other jobs) hits both alike, with an
+untimed pause of 0.2 s before each MNIST-size epoch so that one library's spinning worker threads
+have gone idle when the other starts (on the tiny case, 3-15 ms epochs, a pause would only cool the
+caches). Reported:
 median seconds per epoch (the first epoch, which includes compilation, is left out), the ratio
 torch/npae (> 1: npae is faster), achieved GFLOP/s of the matrix products and their fraction of this
 machine's GEMM peak measured in the same run (the best of a large ``np.dot`` timed before and after
@@ -158,11 +161,16 @@ def _torch_twin(model, torch):
 # --------------------------------------------------------------------------------------------------
 # One case
 # --------------------------------------------------------------------------------------------------
-def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, seed=0):
-    """Train npae (and torch) for ``epochs`` alternating epochs; return a dict of results."""
+def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, seed=0,
+             settle=0.0):
+    """Train npae (and torch) for ``epochs`` alternating epochs; return a dict of results.
+
+    ``settle``: seconds to wait, untimed, before each epoch, so that the worker threads of the
+    library that ran last (OpenBLAS and OpenMP threads spin for a while after their work) are idle
+    and do not steal the cores from the other one.
+    """
     X = X.astype(dtype)
     model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed)
-    opt = Adam(lr=lr)
     times = {"npae": [], "torch": []}
     if torch is not None:
         tmodel, tdtype = _torch_twin(model, torch)
@@ -170,20 +178,37 @@ def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torc
         tX = torch.from_numpy(X)
         gen = torch.Generator().manual_seed(seed)
 
-    for _ in range(epochs):
+    def torch_epoch():
+        time.sleep(settle)
         t0 = time.perf_counter()
-        model.fit(X, epochs=1, batch_size=batch, optimizer=opt, progress=False)
-        times["npae"].append(time.perf_counter() - t0)
-        if torch is not None:
-            t0 = time.perf_counter()
-            perm = torch.randperm(X.shape[0], generator=gen)
-            for start in range(0, X.shape[0], batch):
-                xb = tX[perm[start:start + batch]]
-                eps = torch.randn(xb.shape[0], latent_dim, dtype=tdtype, generator=gen)
-                topt.zero_grad()
-                tmodel(xb, eps).backward()
-                topt.step()
-            times["torch"].append(time.perf_counter() - t0)
+        perm = torch.randperm(X.shape[0], generator=gen)
+        for start in range(0, X.shape[0], batch):
+            xb = tX[perm[start:start + batch]]
+            eps = torch.randn(xb.shape[0], latent_dim, dtype=tdtype, generator=gen)
+            topt.zero_grad()
+            tmodel(xb, eps).backward()
+            topt.step()
+        times["torch"].append(time.perf_counter() - t0)
+
+    # npae trains in one fit(epochs=...) call, as a user would; its per-epoch hook closes the timer
+    # of the previous epoch, runs one torch epoch (untimed for npae), and starts the next timer.
+    npae_epoch_begin, started = model._epoch_begin, []
+
+    def epoch_begin(epoch, n_epochs):
+        if started:
+            times["npae"].append(time.perf_counter() - started[-1])
+            if torch is not None:
+                torch_epoch()
+        time.sleep(settle)
+        started.append(time.perf_counter())
+        npae_epoch_begin(epoch, n_epochs)
+
+    model._epoch_begin = epoch_begin
+    model.fit(X, epochs=epochs, batch_size=batch, optimizer=Adam(lr=lr), progress=False)
+    times["npae"].append(time.perf_counter() - started[-1])
+    del model._epoch_begin
+    if torch is not None:
+        torch_epoch()
 
     enc = [X.shape[1], *hidden, 2 * latent_dim]
     dec = [latent_dim, *hidden[::-1], X.shape[1]]
@@ -194,9 +219,10 @@ def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torc
         return statistics.median(ts[1:] if len(ts) > 1 else ts)
 
     res = {"case": name, "dtype": np.dtype(dtype).name, "batch": batch, "epochs": epochs,
-           "n_train": int(X.shape[0]), "npae_s": median(times["npae"]),
+           "n_train": int(X.shape[0]), "npae_epoch_s": times["npae"], "npae_s": median(times["npae"]),
            "npae_gflops": flops / median(times["npae"]) / 1e9}
     if torch is not None:
+        res["torch_epoch_s"] = times["torch"]
         res["torch_s"] = median(times["torch"])
         res["torch_gflops"] = flops / res["torch_s"] / 1e9
         res["ratio"] = res["torch_s"] / res["npae_s"]
@@ -225,6 +251,7 @@ def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32",
     """Run the benchmark; returns ``{"machine": ..., "peak_gflops": ..., "results": [...]}``."""
     threads = blas_threads()
     torch = import_torch(threads) if use_torch else None
+    settle = 0.2 if torch is not None else 0.0
     info = machine_info()
     info["torch"] = torch.__version__ if torch is not None else None
     n_peak = 1024 if quick else 2048
@@ -242,7 +269,8 @@ def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32",
             n_epochs = epochs or (6 if quick else 30)
             label = "64-32-2 b64 (digits)"
         for dt in dtypes:
-            results.append(run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch, **setup))
+            results.append(run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch,
+                                    settle=settle if case == "mnist" else 0.0, **setup))
     for dt in dtypes:
         peak[dt] = max(peak[dt], gemm_peak(np.dtype(dt), n=n_peak))
     for res in results:

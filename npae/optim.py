@@ -108,8 +108,8 @@ class Adam(Optimizer):
                 self._coefficients = kernels.adam_coefficients(self.lr, self.beta1, self.beta2,
                                                                self.eps, self.t, p.dtype)
                 self._coefficients_for = (self.t, p.dtype)
-            kernels.adam_update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t,
-                                self._coefficients)  # one fused pass
+            kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                         self._coefficients)  # one fused pass over flat views
         else:
             adam_update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
 
