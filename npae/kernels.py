@@ -128,30 +128,32 @@ def _adam(p, g, m, v, coef):
         p[k] -= step * mk / (math.sqrt(vk) + eps_hat)  # [OPT-7]
 
 
-def _reparam_kl_forward(mu, logvar, eps, z, std):
-    """``std = exp(0.5 logvar)`` [REPARAM-1], ``z = mu + std · eps`` [REPARAM-2], written into
-    ``z`` and ``std`` (B, Z); returns the closed-form KL summed over the batch and latents [KL-1]
-    (float64; divide by B for ``kl_mean``). Reference: latent.reparameterize_forward and
+def _reparam_kl_forward(mu, logvar, eps, std, em1, z):
+    """``z = mu + std · eps`` [REPARAM-2] written into ``z`` (B, Z); returns the closed-form KL
+    summed over the batch and latents [KL-1] (float64; divide by B for ``kl_mean``).
+
+    ``std = exp(0.5 logvar)`` and ``em1 = expm1(logvar)`` (B, Z) come from NumPy's vectorized
+    ufuncs (:func:`reparam_kl_forward_fused`): numba would call exp one number at a time, which
+    made this kernel 4× slower. Reference: latent.reparameterize_forward and
     latent.gaussian_kl_forward.
     """
     B, Z = mu.shape
     total = 0.0
     for i in range(B):
         for j in range(Z):
-            sd = math.exp(0.5 * logvar[i, j])  # [REPARAM-1]
-            std[i, j] = sd
-            z[i, j] = mu[i, j] + sd * eps[i, j]  # [REPARAM-2]
-            total += 0.5 * float(mu[i, j] * mu[i, j] + math.expm1(logvar[i, j]) - logvar[i, j])  # [KL-1]
+            z[i, j] = mu[i, j] + std[i, j] * eps[i, j]  # [REPARAM-2]
+            total += 0.5 * float(mu[i, j] * mu[i, j] + em1[i, j] - logvar[i, j])  # [KL-1]
     return total
 
 
-def _reparam_kl_backward(dz, eps, std, mu, logvar, kl_scale, dmu, dlogvar):
+def _reparam_kl_backward(dz, eps, std, mu, em1, kl_scale, dmu, dlogvar):
     """Gradients reaching ``mu`` and ``logvar`` (B, Z) from the sampler and from ``kl_scale · ΣKL``.
 
     Sampler: ``dz`` [REPARAM-3] and ``dz · eps · 0.5 std`` [REPARAM-4]; KL: ``mu`` [KL-2] and
-    ``0.5 (exp(logvar) − 1)`` [KL-3], each times ``kl_scale`` (= β/B). The two paths meet on the tagged
-    fan-in lines [ELBO-5]. Reference: latent.reparameterize_backward, latent.gaussian_kl_backward
-    and the [ELBO-5] lines of VAE._elbo_step.
+    ``0.5 (exp(logvar) − 1)`` [KL-3] (``em1`` = expm1(logvar) from the forward), each times
+    ``kl_scale`` (= β/B). The two paths meet on the tagged fan-in lines [ELBO-5]. Reference:
+    latent.reparameterize_backward, latent.gaussian_kl_backward and the [ELBO-5] lines of
+    VAE._elbo_step.
     """
     B, Z = mu.shape
     for i in range(B):
@@ -159,7 +161,7 @@ def _reparam_kl_backward(dz, eps, std, mu, logvar, kl_scale, dmu, dlogvar):
             dmu_sampler = dz[i, j]  # [REPARAM-3]
             dlogvar_sampler = dz[i, j] * eps[i, j] * 0.5 * std[i, j]  # [REPARAM-4]
             dmu_kl = mu[i, j]  # [KL-2]
-            dlogvar_kl = 0.5 * math.expm1(logvar[i, j])  # [KL-3]
+            dlogvar_kl = 0.5 * em1[i, j]  # [KL-3]
             dmu[i, j] = dmu_sampler + kl_scale * dmu_kl  # [ELBO-5]
             dlogvar[i, j] = dlogvar_sampler + kl_scale * dlogvar_kl  # [ELBO-5]
 
@@ -224,17 +226,18 @@ def reparam_kl_forward_fused(mu, logvar, eps):
     """
     mu, logvar = np.ascontiguousarray(mu), np.ascontiguousarray(logvar)
     eps = np.ascontiguousarray(eps, dtype=mu.dtype)
+    std = np.exp(0.5 * logvar)  # (B, Z) [REPARAM-1]
+    em1 = np.expm1(logvar)  # (B, Z): exp(logvar) − 1 without cancellation near 0 ([KL-1], [KL-3])
     z = np.empty_like(mu)  # (B, Z)
-    std = np.empty_like(mu)  # (B, Z)
-    kl_sum = float(reparam_kl_forward(mu, logvar, eps, z, std))
-    return z, kl_sum, (eps, std, mu, logvar)
+    kl_sum = float(reparam_kl_forward(mu, logvar, eps, std, em1, z))
+    return z, kl_sum, (eps, std, mu, em1)
 
 
 def reparam_kl_backward_fused(dz, cache, kl_scale):
     """``(dmu, dlogvar)`` (B, Z) of ``loss(z) + kl_scale · Σ KL`` given ``dz`` = dloss/dz: the
     sampler and KL paths summed [ELBO-5] inside :func:`_reparam_kl_backward`."""
-    eps, std, mu, logvar = cache
+    eps, std, mu, em1 = cache
     dmu, dlogvar = np.empty_like(mu), np.empty_like(mu)  # (B, Z) each
-    reparam_kl_backward(np.ascontiguousarray(dz), eps, std, mu, logvar, scalar(kl_scale, mu), dmu,
+    reparam_kl_backward(np.ascontiguousarray(dz), eps, std, mu, em1, scalar(kl_scale, mu), dmu,
                         dlogvar)
     return dmu, dlogvar

@@ -5,7 +5,8 @@ Pairs (no state, no randomness: the noise ``eps`` is an argument):
 * :func:`logvar_clamp_forward` / :func:`logvar_clamp_backward`: keep ``logvar`` inside
   ``[LOGVAR_MIN, LOGVAR_MAX]`` [REPARAM-5], [REPARAM-6].
 * :func:`reparameterize_forward` / :func:`reparameterize_backward`: ``z = mu + std * eps``
-  [REPARAM-1..4]. ``std = exp(0.5 * logvar)`` is computed here and nowhere else in npae.
+  [REPARAM-1..4]. ``std = exp(0.5 * logvar)`` is computed here and, on the
+  fused path, in :func:`npae.kernels.reparam_kl_forward_fused` (same expression).
 * :func:`gaussian_kl_forward` / :func:`gaussian_kl_backward`: closed-form
   ``KL(N(mu, diag exp(logvar)) || N(0, I))`` per example, summed over latents [KL-1..3].
 
