@@ -9,8 +9,8 @@ import numpy as np
 from . import functional as F
 from . import kernels
 from .init import make_rng
-from .layers import Dense, Sequential, make_activation
-from .model import Model
+from .layers import Dense, FlatParams, Sequential, make_activation
+from .model import Model, fresh_grads
 from .validation import check_array, check_choice, check_dtype, check_scalar, check_sizes
 
 ACTIVATION_NAMES = tuple(F.ACTIVATIONS)
@@ -94,7 +94,8 @@ class Autoencoder(Model):
                                  code_activation, prefix="encoder.", **kw)
         self.decoder = build_mlp([self.latent_dim, *hidden[::-1], self.input_dim], activation,
                                  "identity", prefix="decoder.", **kw)
-        self.params = {**self.encoder.params, **self.decoder.params}
+        self.flat_params = FlatParams([self.encoder, self.decoder])  # one array each, see FlatParams
+        self.params = dict(self.flat_params.params)
         self.last_terms = {}
 
     # ------------------------------------------------------------------ reconstruction head
@@ -138,7 +139,7 @@ class Autoencoder(Model):
         Returns ``(loss, grads)``: ``loss`` is the mean over the batch of the per-example
         reconstruction loss summed over features; ``grads`` has the keys and shapes of ``params``.
         """
-        return self._loss_and_grads(self._check_X(x, "x"))
+        return fresh_grads(self._loss_and_grads(self._check_X(x, "x")))
 
     # ------------------------------------------------------------------ using the model
     def encode(self, X):

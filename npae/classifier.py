@@ -17,7 +17,7 @@ from . import functional as F
 from .autoencoder import ACTIVATION_NAMES, build_mlp
 from .init import make_rng
 from .layers import Dense, Sequential, make_activation
-from .model import Model
+from .model import Model, fresh_grads
 from .validation import check_choice, check_dtype, check_labels, check_scalar, check_sizes
 
 
@@ -129,7 +129,7 @@ class Classifier(Model):
         shapes of ``params``."""
         x = self._check_X(x, "x")
         y = check_labels("y", y, self.n_classes, n_samples=x.shape[0])
-        return self._loss_and_grads(x, y)
+        return fresh_grads(self._loss_and_grads(x, y))
 
     # ------------------------------------------------------------------ training (Model.fit hooks)
     def _fit_data(self, X, y=None):

@@ -145,18 +145,30 @@ class DenseAct:
         return h
 
     def backward(self, dh, input_grad=True):
+        """Write ``grads["W"]`` and ``grads["b"]`` **in place** (the arrays are made once, or given
+        by :class:`FlatParams`, and overwritten by every backward) and return ``dx``."""
         x, W = self.dense.cache
+        dW, db = self._grad_arrays()
         if self.act is None:
             da = dh  # (B, n_out)
-            db = dh.sum(axis=0)  # (n_out,) [DENSE-4]
+            np.sum(dh, axis=0, out=db)  # (n_out,) [DENSE-4]
         else:
             a = self.act.pre
-            da, db = np.empty_like(a), np.empty(a.shape[1], dtype=a.dtype)  # (B, n_out), (n_out,)
+            da = np.empty_like(a)  # (B, n_out)
             kernels.act_backward(np.ascontiguousarray(dh), a, da, db, self.code,
                                  kernels.scalar(self.slope, a))  # [ACT-3] [DENSE-4]
-        self.dense.grads["W"] = x.T @ da  # (n_in, n_out) [DENSE-3]
-        self.dense.grads["b"] = db
+        np.matmul(x.T, da, out=dW)  # (n_in, n_out) [DENSE-3]
         return da @ W.T if input_grad else None  # (B, n_in) [DENSE-2]
+
+    def _grad_arrays(self):
+        """The layer's gradient arrays for W and b: the ones it holds when they fit (shape, dtype,
+        C order), else new ones, kept for the next step."""
+        grads = self.dense.grads
+        for key, p in self.dense.params.items():
+            g = grads.get(key)
+            if g is None or g.shape != p.shape or g.dtype != p.dtype or not g.flags.c_contiguous:
+                grads[key] = np.empty_like(p, order="C")
+        return grads["W"], grads["b"]
 
     def __repr__(self):
         return f"DenseAct({self.dense!r}, {self.act!r})"
@@ -197,6 +209,11 @@ class Sequential:
         self.steps = fuse_layers(self.layers) if kernels.ENABLED else self.layers
 
     @property
+    def entries(self):
+        """``(name, layer, key)`` for every parameter, in forward order."""
+        return list(self._names)
+
+    @property
     def dense_layers(self):
         return [layer for layer in self.layers if isinstance(layer, Dense)]
 
@@ -225,3 +242,50 @@ class Sequential:
 
     def __repr__(self):
         return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
+
+
+class FlatParams:
+    """The parameters of some chains in one contiguous 1-D array, and their gradients in another.
+
+    ``params[name]`` and ``grads[name]`` are views of ``param_data`` and ``grad_data`` (forward
+    order, each parameter's entries in C order) and they become the layers' own ``params[key]`` and
+    ``grads[key]``: the layers compute with them, fused layers write their gradients into them
+    (:meth:`DenseAct.backward`), and the optimizer updates them in place. Training can then run Adam
+    as one fused pass over the whole model (:class:`npae.optim.Adam`) and the divergence check as
+    one dot product (:func:`npae.training.check_step`), with no gradient array allocated per step.
+    """
+
+    def __init__(self, chains):
+        entries = [entry for chain in chains for entry in chain.entries]
+        dtypes = {layer.params[key].dtype for _, layer, key in entries}
+        if len(dtypes) != 1:
+            raise ValueError(f"FlatParams needs one dtype for all parameters, got {sorted(map(str, dtypes))}")
+        self.layout, offset = [], 0  # (name, offset, shape)
+        for name, layer, key in entries:
+            shape = layer.params[key].shape
+            self.layout.append((name, offset, shape))
+            offset += int(np.prod(shape))
+        self.param_data = np.empty(offset, dtype=dtypes.pop())
+        self.grad_data = np.zeros_like(self.param_data)
+        self.params, self.grads = self.split(self.param_data), self.split(self.grad_data)
+        for name, layer, key in entries:
+            self.params[name][...] = layer.params[key]
+            layer.params[key], layer.grads[key] = self.params[name], self.grads[name]
+
+    def split(self, data):
+        """``{name: view}`` of a 1-D array laid out like ``param_data``."""
+        return {name: data[offset:offset + int(np.prod(shape))].reshape(shape)
+                for name, offset, shape in self.layout}
+
+    def holds(self, params, grads):
+        """True when ``params`` and ``grads`` are exactly these views, still backed by the flat
+        arrays (a model may return a gradient of its own, e.g. plus a penalty; in NumPy mode the
+        layers make new gradient arrays; a deep copy of a model holds copies)."""
+        if len(grads) != len(self.grads) or len(params) != len(self.params):
+            return False
+        for name, g in self.grads.items():
+            p = self.params[name]
+            if (grads.get(name) is not g or params.get(name) is not p or g.base is not self.grad_data
+                    or p.base is not self.param_data):
+                return False
+        return True

@@ -8,6 +8,16 @@ from .training import fit_loop
 from .validation import check_array, check_unit_interval
 
 
+def fresh_grads(result):
+    """``(loss, grads)`` with every gradient copied, for the public ``loss_and_grads`` methods.
+
+    Fused layers overwrite their gradient arrays at every backward (no allocation per training
+    step), so what a caller keeps must be a copy, or the next call would change it.
+    """
+    loss, grads = result
+    return loss, {name: g.copy() for name, g in grads.items()}
+
+
 class Model:
     """Base class. Subclasses build ``self.params`` (a dict of arrays in forward order), set
     ``self.dtype``, ``self.input_dim``, ``self.rng`` and implement ``_loss_and_grads``."""

@@ -31,8 +31,13 @@ class Optimizer:
             buf = self.state[slot][name] = np.zeros_like(p)
         return buf
 
-    def step(self, params, grads):
-        """Update every array of ``params`` in place from the matching entry of ``grads``."""
+    def step(self, params, grads, flat=None):
+        """Update every array of ``params`` in place from the matching entry of ``grads``.
+
+        ``flat``: a :class:`npae.layers.FlatParams` whose views ``params`` and ``grads`` are (the
+        training loop checks); optimizers with a fused kernel then update all parameters in one
+        pass, the others ignore it.
+        """
         self.t += 1
         for name, p in params.items():
             g = grads[name]
@@ -100,6 +105,36 @@ class Adam(Optimizer):
         self.beta2 = check_scalar("beta2", beta2, low=0.0, high=1.0, high_open=True)
         self.eps = check_scalar("eps", eps, low=0.0, low_open=True)
         self._coefficients_for = None
+        self._flat_key = self._flat_moments = None
+
+    def step(self, params, grads, flat=None):
+        if flat is None or not kernels.ENABLED:
+            return super().step(params, grads)
+        self.t += 1
+        g = flat.grad_data
+        if self.weight_decay:
+            g = g + self.weight_decay * flat.param_data  # [OPT-1]
+        m, v = self._moments_like(flat)
+        coef = kernels.adam_coefficients(self.lr, self.beta1, self.beta2, self.eps, self.t, g.dtype)
+        kernels.adam(flat.param_data, g, m, v, coef)  # every parameter in one fused pass
+
+    def _moments_like(self, flat):
+        """``m`` and ``v`` as 1-D arrays laid out like ``flat.param_data``; their per-parameter views
+        are the optimizer's state (what :meth:`state_dict` saves and :meth:`_update` updates).
+        Rebuilt, keeping the moments already held, when ``flat`` or the state dicts change
+        (:meth:`load_state_dict` makes new ones)."""
+        key = (flat, self.state["m"], self.state["v"])
+        if self._flat_key is None or any(a is not b for a, b in zip(key, self._flat_key)):
+            moments = []
+            for slot in ("m", "v"):
+                data = np.zeros_like(flat.param_data)
+                for name, view in flat.split(data).items():
+                    if name in self.state[slot]:
+                        view[...] = self.state[slot][name]
+                    self.state[slot][name] = view
+                moments.append(data)
+            self._flat_key, self._flat_moments = key, moments
+        return self._flat_moments
 
     def _update(self, name, p, g):
         m, v = self._slot("m", name, p), self._slot("v", name, p)

@@ -89,15 +89,17 @@ def global_norm(grads):
     return scale * math.sqrt(sum(float(np.vdot(g / scale, g / scale)) for g in grads.values()))
 
 
-def check_step(model, loss, grads, epoch, batch, clip_norm=None):
+def check_step(model, loss, grads, epoch, batch, clip_norm=None, flat=None):
     """Raise :class:`DivergenceError` if the loss or a gradient is not finite; return the gradients,
     scaled by ``min(1, clip_norm / ||g||)`` [CLIP-2] (``||g||`` the global norm over all parameters,
     [CLIP-1]) when ``clip_norm`` is given.
 
     Derivation: docs/derivations/clip.md#clip-1
 
-    One ``np.vdot`` per gradient decides: a NaN or inf anywhere makes the sum of squares non-finite;
-    only then is each gradient scanned to name the first bad one, in forward order.
+    One ``np.vdot`` per gradient decides (one in all when ``flat``, a :class:`npae.layers.FlatParams`
+    holding ``grads``, is given; clipping then scales its gradients in place): a NaN or inf
+    anywhere makes the sum of squares non-finite; only then is each gradient scanned to name the
+    first bad one, in forward order.
     """
     loss = float(loss)  # a non-finite term makes the loss (their weighted sum) non-finite too
     term = None if math.isfinite(loss) else _first_bad_term(model.last_terms, loss)
@@ -107,7 +109,10 @@ def check_step(model, loss, grads, epoch, batch, clip_norm=None):
             f"{model.last_terms.get(term, loss)} (terms {model.last_terms}); parameters keep their "
             f"values from before this batch. Lower the learning rate or set clip_norm.",
             epoch=epoch, batch=batch, source=f"loss term {term!r}")
-    sq = sum(float(np.vdot(grads[name], grads[name])) for name in model.params)  # [CLIP-1]
+    if flat is not None:
+        sq = float(np.vdot(flat.grad_data, flat.grad_data))  # [CLIP-1]
+    else:
+        sq = sum(float(np.vdot(grads[name], grads[name])) for name in model.params)  # [CLIP-1]
     if not math.isfinite(sq):
         for name in model.params:
             bad = ~np.isfinite(grads[name])
@@ -121,7 +126,10 @@ def check_step(model, loss, grads, epoch, batch, clip_norm=None):
         norm = math.sqrt(sq) if math.isfinite(sq) else global_norm(grads)
         if norm > clip_norm:
             scale = clip_norm / norm
-            grads = {name: g * scale for name, g in grads.items()}  # [CLIP-2]
+            if flat is not None:
+                flat.grad_data *= scale  # [CLIP-2]
+            else:
+                grads = {name: g * scale for name, g in grads.items()}  # [CLIP-2]
     return grads
 
 
@@ -297,6 +305,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
 def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batches, validation_data,
                 patience, checkpoint, checkpoint_every, clip_norm, rng_state):
     n = data[0].shape[0]
+    model_flat = getattr(model, "flat_params", None)  # FlatParams: one-pass Adam and check
 
     def interrupted(epoch, batch):
         """The exception to raise after Ctrl-C, once every batch before ``batch`` of ``epoch``
@@ -322,8 +331,9 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
             idx = perm[b * batch_size:(b + 1) * batch_size]
             batch = tuple(a[idx] for a in data)
             loss, grads = model._train_batch(*batch)
-            grads = check_step(model, loss, grads, epoch, b, clip_norm)
-            opt.step(model.params, grads)
+            flat = model_flat if model_flat is not None and model_flat.holds(model.params, grads) else None
+            grads = check_step(model, loss, grads, epoch, b, clip_norm, flat)
+            opt.step(model.params, grads, flat)
             for key, value in model.last_terms.items():
                 st.sums[key] = st.sums.get(key, 0.0) + value * len(idx)
             if bar is not None:

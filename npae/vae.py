@@ -17,9 +17,10 @@ from . import functional as F
 from . import kernels
 from . import latent
 from .autoencoder import ACTIVATION_NAMES, build_mlp
+from .layers import FlatParams
 from .init import make_rng
 from .latent import LOG_2PI
-from .model import Model
+from .model import Model, fresh_grads
 from .validation import check_array, check_choice, check_dtype, check_labels, check_scalar, check_sizes
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -95,7 +96,8 @@ class VAE(Model):
                                  activation, "identity", prefix="encoder.", **kw)
         self.decoder = build_mlp([self.latent_dim + self.n_cond, *hidden[::-1], self.input_dim],
                                  activation, "identity", prefix="decoder.", **kw)
-        self.params = {**self.encoder.params, **self.decoder.params}
+        self.flat_params = FlatParams([self.encoder, self.decoder])  # one array each, see FlatParams
+        self.params = dict(self.flat_params.params)
         self.clamp_count_ = 0
         self.last_terms = {}
         self._warmup_epochs = 0
@@ -220,7 +222,7 @@ class VAE(Model):
         x = self._check_X(x, "x")
         if eps is not None:
             eps = self._check_eps(eps, x.shape[0])
-        return self._elbo_step(x, eps)
+        return fresh_grads(self._elbo_step(x, eps))
 
     # ------------------------------------------------------------------ training
     def _epoch_begin(self, epoch, epochs):
@@ -393,7 +395,7 @@ class ConditionalVAE(VAE):
         x, c = self._check_Xy(x, y, "x")
         if eps is not None:
             eps = self._check_eps(eps, x.shape[0])
-        return self._elbo_step(x, eps, c)
+        return fresh_grads(self._elbo_step(x, eps, c))
 
     def _fit_data(self, X, y=None):
         if y is None:

@@ -8,6 +8,7 @@ plus the weighted penalty**; each class says how its penalty is scaled. After ev
 The penalties and corruptions are the pure functions of :mod:`npae.penalties`.
 """
 from .autoencoder import ACTIVATION_NAMES, Autoencoder
+from .model import fresh_grads
 from .penalties import (CONTRACTIVE_ACTIVATIONS, NOISES, contractive_penalty_backward,
                         contractive_penalty_forward, corrupt, kl_sparsity_backward,
                         kl_sparsity_forward, l1_penalty_backward, l1_penalty_forward)
@@ -74,7 +75,7 @@ class DenoisingAutoencoder(Autoencoder):
             x_noisy = check_array(x_noisy, "x_noisy", n_features=self.input_dim, dtype=self.dtype)
             if x_noisy.shape != x.shape:
                 raise ValueError(f"x_noisy has shape {x_noisy.shape}; expected the shape of x, {x.shape}")
-        return self._loss_and_grads(x, x_noisy)
+        return fresh_grads(self._loss_and_grads(x, x_noisy))
 
 
 class SparseAutoencoder(Autoencoder):
