@@ -16,14 +16,15 @@ interpolation, attribute vectors and the inverse-CDF manifold grid [LATENT-1..4]
 Shapes: ``mu`` and ``logvar`` are ``(B, Z)``; ``eps`` and ``z`` are ``(B, Z)`` or ``(L, B, Z)`` for
 ``L`` Monte-Carlo samples per example.
 """
+from statistics import NormalDist
+
 import numpy as np
-from scipy.special import ndtri
 
 from .constants import ACTIVE_UNIT_THRESHOLD, LOGVAR_MAX, LOGVAR_MIN  # noqa: F401 (re-exported)
 from .validation import check_array, check_scalar
 
 LOG_2PI = float(np.log(2.0 * np.pi))
-
+_STANDARD_NORMAL = NormalDist(0.0, 1.0)  # its inv_cdf is Φ⁻¹ of the manifold grid
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def manifold_grid(n, latent_dim=2, dims=(0, 1)):
     """Codes of Kingma & Welling's Fig. 4: an ``n × n`` grid of the open unit square, mapped
     through the inverse Gaussian CDF [LATENT-4].
 
-    ``u_k = (k + 0.5) / n`` for k = 0..n−1 (never 0 or 1, so ``ndtri`` stays finite) and
+    ``u_k = (k + 0.5) / n`` for k = 0..n−1 (never 0 or 1, so Φ⁻¹ stays finite) and
     ``z = Φ⁻¹(u)``: equal steps of prior probability mass. The two coordinates go into latent
     axes ``dims``; the other axes are 0 (the prior mean). Rows run over the first grid axis, so
     ``decode(grid)`` reshaped to ``(n, n, ...)`` is the figure, row ``r`` having ``z[dims[0]]``
@@ -280,7 +281,9 @@ def manifold_grid(n, latent_dim=2, dims=(0, 1)):
     if len(dims) != 2 or dims[0] == dims[1] or not all(0 <= d < latent_dim for d in dims):
         raise ValueError(f"dims must be two different latent axes in 0..{latent_dim - 1}, got {dims}")
     u = (np.arange(n) + 0.5) / n  # (n,)
-    q = ndtri(u)  # (n,) [LATENT-4]
+    # Φ⁻¹ from the standard library (Wichura's AS 241, to double precision; the same numbers as
+    # scipy.special.ndtri within 1e-15, without importing scipy.special at start-up)
+    q = np.array([_STANDARD_NORMAL.inv_cdf(float(p)) for p in u])  # (n,) [LATENT-4]
     grid = np.zeros((n, n, latent_dim))
     grid[:, :, dims[0]] = q[:, None]
     grid[:, :, dims[1]] = q[None, :]
