@@ -1,9 +1,11 @@
 """The using surface: thin classes over the pure pairs in :mod:`npae.functional`.
 
 Each layer keeps the cache of its last ``forward`` and, after ``backward``, holds ``grads[name]``
-(overwritten, never accumulated: every layer runs once per step). ``params`` dicts hold the very
-arrays the layer computes with, so editing one in place changes the layer, and optimizers update
-them in place.
+(overwritten, never accumulated: every layer runs once per step; the fused :class:`DenseAct`
+overwrites the same arrays in place). ``params`` dicts hold the very arrays the layer computes
+with, so editing one in place changes the layer, and optimizers update them in place.
+:class:`FlatParams` makes all of a model's parameters views of one array, and its gradients views
+of another.
 """
 import numpy as np
 
