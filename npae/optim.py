@@ -40,10 +40,11 @@ class Optimizer:
         """
         self.t += 1
         for name, p in params.items():
-            g = grads[name]
-            if self.weight_decay:
-                g = g + self.weight_decay * p  # [OPT-1]
-            self._update(name, p, g)
+            self._update(name, p, self._decayed(grads[name], p))
+
+    def _decayed(self, g, p):
+        """The gradient with the weight-decay term added (``g`` itself when there is none)."""
+        return g + self.weight_decay * p if self.weight_decay else g  # [OPT-1]
 
     def state_dict(self):
         """Plain arrays and numbers describing the optimizer fully (for checkpoints)."""
@@ -111,9 +112,7 @@ class Adam(Optimizer):
         if flat is None or not kernels.ENABLED:
             return super().step(params, grads)
         self.t += 1
-        g = flat.grad_data
-        if self.weight_decay:
-            g = g + self.weight_decay * flat.param_data  # [OPT-1]
+        g = self._decayed(flat.grad_data, flat.param_data)
         m, v = self._moments_like(flat)
         coef = kernels.adam_coefficients(self.lr, self.beta1, self.beta2, self.eps, self.t, g.dtype)
         kernels.adam(flat.param_data, g, m, v, coef)  # every parameter in one fused pass
