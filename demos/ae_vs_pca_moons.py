@@ -15,7 +15,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
@@ -37,7 +37,7 @@ err_pca = float(np.mean(np.sum((X - X_pca) ** 2, axis=1)))
 # %% a nonlinear autoencoder with a 1-D code
 ae = npae.Autoencoder(2, hidden=(32, 32), latent_dim=1, activation="elu", output="identity",
                       loss="mse", seed=args.seed)
-history = ae.fit(X, epochs=epochs, batch_size=32, lr=1e-2, progress=False)
+history = ae.fit(X, epochs=epochs, batch_size=32, lr=1e-2, progress=False).history_
 print_history(history)
 X_ae = ae.reconstruct(X)
 err_ae = float(np.mean(np.sum((X - X_ae) ** 2, axis=1)))

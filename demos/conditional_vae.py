@@ -15,7 +15,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
@@ -30,7 +30,7 @@ os.makedirs(args.out, exist_ok=True)
 X, y = datasets.load_digits()
 X_train, y_train, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
 cvae = npae.ConditionalVAE(64, 10, hidden=(128,), latent_dim=args.latent_dim, seed=args.seed)
-print_history(cvae.fit(X_train, y_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False))
+print_history(cvae.fit(X_train, y_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False).history_)
 
 # %% a grid per class: the same 10 codes z, decoded with each label
 n = 10

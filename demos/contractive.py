@@ -16,7 +16,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
@@ -36,7 +36,7 @@ models = {}
 for name, lam in (("plain (λ = 0)", 0.0), (f"contractive (λ = {args.weight:g})", args.weight)):
     model = npae.ContractiveAutoencoder(64, (), 16, contractive_weight=lam, seed=args.seed)
     print(name)
-    print_history(model.fit(X_train, epochs=epochs, lr=1e-2, progress=False), max_lines=3)
+    print_history(model.fit(X_train, epochs=epochs, lr=1e-2, progress=False).history_, max_lines=3)
     models[name] = model
 
 # %% sensitivity to random perturbations of norm delta, and the Jacobian norm (closed form)

@@ -15,7 +15,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 from npae.penalties import corrupt
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,10 +38,10 @@ X_noisy = np.clip(corrupt(X_test, args.noise, args.noise_level, rng), 0.0, 1.0)
 kw = dict(hidden=(128,), latent_dim=32, seed=args.seed)
 plain = npae.Autoencoder(64, **kw)
 print("plain autoencoder")
-print_history(plain.fit(X_train, epochs=epochs, lr=2e-3, progress=False), max_lines=3)
+print_history(plain.fit(X_train, epochs=epochs, lr=2e-3, progress=False).history_, max_lines=3)
 dae = npae.DenoisingAutoencoder(64, noise=args.noise, noise_level=args.noise_level, **kw)
 print("denoising autoencoder")
-print_history(dae.fit(X_train, epochs=epochs, lr=2e-3, progress=False), max_lines=3)
+print_history(dae.fit(X_train, epochs=epochs, lr=2e-3, progress=False).history_, max_lines=3)
 
 # %% clean-target error on the noisy held-out digits
 def error(model):

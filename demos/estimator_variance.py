@@ -16,7 +16,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 from npae.estimators import compare_estimators, encoder_gradient_estimates
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +32,7 @@ os.makedirs(args.out, exist_ok=True)
 # %% a small VAE, trained a little so the gradient is not a random-init artefact
 X, y = datasets.load_digits()
 vae = npae.VAE(64, hidden=(32,), latent_dim=4, seed=args.seed)
-print_history(vae.fit(X[:1500], epochs=epochs, batch_size=64, lr=2e-3, progress=False), max_lines=3)
+print_history(vae.fit(X[:1500], epochs=epochs, batch_size=64, lr=2e-3, progress=False).history_, max_lines=3)
 
 # %% S per-draw estimates of the encoder gradient on one batch of 16 digits
 est = encoder_gradient_estimates(vae, X[1500:1516], n_samples=S, seed=args.seed)

@@ -16,7 +16,7 @@ import numpy as np
 
 import npae
 from npae import datasets, latent, plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
@@ -31,7 +31,7 @@ os.makedirs(args.out, exist_ok=True)
 X, y = datasets.load_digits()
 X_train, X_test, y_test = X[:1500], X[1500:], y[1500:]
 vae = npae.VAE(64, hidden=(128,), latent_dim=args.latent_dim, seed=args.seed)
-print_history(vae.fit(X_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False), max_lines=4)
+print_history(vae.fit(X_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False).history_, max_lines=4)
 
 # %% interpolation between a held-out 0 and a held-out 1 (posterior means)
 z0 = vae.encode(X_test[y_test == 0][:1])[0]

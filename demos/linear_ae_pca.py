@@ -16,7 +16,7 @@ import numpy as np
 
 import npae
 from npae import plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
@@ -36,7 +36,7 @@ X = (rng.standard_normal((N, D)) * np.array([3.0, 2.5, 2.0] + [0.1] * (D - k))) 
 pca = npae.PCA(k).fit(X)
 ae = npae.Autoencoder(D, hidden=(), latent_dim=k, activation="identity", code_activation="identity",
                       output="identity", loss="mse", seed=args.seed)
-history = ae.fit(X, epochs=epochs, batch_size=32, lr=1e-2, progress=False)
+history = ae.fit(X, epochs=epochs, batch_size=32, lr=1e-2, progress=False).history_
 print_history(history)
 angles = npae.subspace_angles(ae, pca)
 W_dec = ae.decoder.dense_layers[0].params["W"]  # (k, D): the decoder's output directions

@@ -19,7 +19,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds: 2,000 images, 1 epoch, 2-D only")
@@ -45,7 +45,7 @@ out = lambda name: os.path.join(args.out, name)  # noqa: E731
 # %% the benchmark recipe: 784-400-20
 if not args.quick:
     vae = npae.VAE(784, hidden=(400,), latent_dim=20, seed=args.seed)
-    print_history(vae.fit(X_train, epochs=args.epochs, batch_size=128, lr=1e-3, progress=False))
+    print_history(vae.fit(X_train, epochs=args.epochs, batch_size=128, lr=1e-3, progress=False).history_)
     print(f"784-400-20, {args.epochs} epochs: held-out negative ELBO {vae.neg_elbo(X_test, seed=0):.2f}, "
           f"IWAE-50 {-vae.log_likelihood_estimate(X_test, k=50, seed=0):.2f} nats per example "
           f"(grey levels, not binarized: see docs/datasets.md#binarization)")
@@ -56,7 +56,7 @@ if not args.quick:
 # %% a 2-D model for the pictures
 vae2 = npae.VAE(784, hidden=(256,) if args.quick else (400,), latent_dim=2, seed=args.seed)
 print_history(vae2.fit(X_train, epochs=1 if args.quick else args.epochs, batch_size=128, lr=1e-3,
-                       progress=False))
+                       progress=False).history_)
 recon = vae2.reconstruct(X_test[:20])
 plotting.image_grid(np.concatenate([X_test[:10], recon[:10], X_test[10:20], recon[10:20]]), n_cols=10,
                     row_labels=["data", "2-D VAE"] * 2, path=out("mnist_reconstructions.png"))

@@ -15,7 +15,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
@@ -34,9 +34,9 @@ plain = npae.Autoencoder(64, hidden=(), latent_dim=32, code_activation="sigmoid"
 sparse = npae.SparseAutoencoder(64, hidden=(), latent_dim=32, penalty="kl", rho=args.rho,
                                 sparsity_weight=args.sparsity_weight, seed=args.seed)
 print("plain autoencoder")
-print_history(plain.fit(X_train, epochs=epochs, batch_size=128, lr=1e-2, progress=False), max_lines=3)
+print_history(plain.fit(X_train, epochs=epochs, batch_size=128, lr=1e-2, progress=False).history_, max_lines=3)
 print(f"sparse autoencoder (KL penalty, rho {args.rho}, weight {args.sparsity_weight})")
-print_history(sparse.fit(X_train, epochs=epochs, batch_size=128, lr=1e-2, progress=False), max_lines=3)
+print_history(sparse.fit(X_train, epochs=epochs, batch_size=128, lr=1e-2, progress=False).history_, max_lines=3)
 
 # %% activations on held-out digits
 codes = {"plain": plain.encode(X_test), "sparse (KL)": sparse.encode(X_test)}

@@ -14,7 +14,7 @@ import os
 
 import npae
 from npae import datasets, plotting
-from npae.cli import print_history
+from npae.report import print_history
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
@@ -29,7 +29,7 @@ os.makedirs(args.out, exist_ok=True)
 X, y = datasets.load_digits()
 X_train, X_test, y_test = X[:1500], X[1500:], y[1500:]
 vae = npae.VAE(64, hidden=(128,), latent_dim=2, beta=args.beta, seed=args.seed)
-history = vae.fit(X_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False)
+history = vae.fit(X_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False).history_
 print_history(history)
 
 # %% the four pictures

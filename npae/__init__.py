@@ -1,20 +1,25 @@
 """npae: autoencoders and variational autoencoders in NumPy, every backward pass derived by hand.
 
-Reading surface: :mod:`npae.functional` (pure forward/backward pairs). Using surface: the classes
-re-exported here. Derivations: ``docs/derivations/``.
+Reading surface: :mod:`npae.functional`, :mod:`npae.latent`, :mod:`npae.penalties` and
+:mod:`npae.updates` (pure forward/backward pairs and update rules). Using surface: the classes
+re-exported here. The backend (:func:`set_backend`, ``NPAE_BACKEND``) picks which implementation
+of the fused units runs: ``reference`` (those pairs) or ``fused`` (numba). Derivations:
+``docs/derivations/``; the map of modules: ``docs/architecture.md``.
 """
-__version__ = "0.1.0"
+from .version import __version__
 
-from . import datasets, functional, gradcheck, optim
+from . import datasets, functional, gradcheck, latent, optim, penalties, updates
+from .backends import backend, get_backend, set_backend
+from .validation import InputError
+from .io import ModelFileError
+from .training import DivergenceError, TrainingInterrupted
+from .model import load
 from .autoencoder import Autoencoder
 from .variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
 from .pca import PCA, principal_angles, subspace_angles
 from .classifier import Classifier
 from .pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
-from . import latent
 from .vae import VAE, ConditionalVAE
-from .io import ModelFileError, load
-from .training import DivergenceError, TrainingInterrupted
 from .layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
                      make_activation)
 
@@ -22,10 +27,19 @@ __all__ = [
     "Autoencoder",
     "DenoisingAutoencoder", "SparseAutoencoder", "ContractiveAutoencoder", "PCA", "principal_angles",
     "subspace_angles", "Classifier", "greedy_pretrain", "stack_encoder", "init_autoencoder_from_stack",
-    "VAE", "ConditionalVAE", "latent",
-    "load", "ModelFileError", "DivergenceError", "TrainingInterrupted",
+    "VAE", "ConditionalVAE",
+    "load", "ModelFileError", "DivergenceError", "TrainingInterrupted", "InputError",
+    "set_backend", "get_backend", "backend",
     "Dense", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
     "make_activation",
-    "datasets", "functional", "gradcheck", "optim",
+    "datasets", "functional", "gradcheck", "latent", "optim", "penalties", "updates",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    """``npae.plotting`` on first use: matplotlib is imported only when a figure is asked for."""
+    if name == "plotting":
+        import importlib
+        return importlib.import_module(".plotting", __name__)
+    raise AttributeError(f"module 'npae' has no attribute {name!r}")

@@ -9,33 +9,25 @@ fine-tuned with the head.
 
 Derivation: docs/derivations/softmax.md
 """
-import copy
-
 import numpy as np
 
 from . import functional as F
-from .autoencoder import ACTIVATION_NAMES, build_mlp
 from .init import make_rng
-from .layers import Dense, Sequential, make_activation
+from .layers import ACTIVATION_NAMES, Dense, FlatParams, Sequential, build_mlp, clone_chain, make_activation
 from .model import Model, fresh_grads
-from .validation import check_choice, check_dtype, check_labels, check_scalar, check_sizes
+from .validation import (InputError, InputTypeError, check_choice, check_dtype, check_labels,
+                         check_scalar, check_sizes)
 
 
-def _copy_encoder(encoder, dtype):
-    """A deep copy of the encoder's layers as a Sequential prefixed ``encoder.``, in ``dtype``."""
-    seq = getattr(encoder, "encoder", encoder)
+def _source_chain(encoder):
+    """The Sequential of an encoder argument (a model's ``.encoder`` or a Sequential itself)."""
+    seq = getattr(encoder, "encoder", encoder) if not isinstance(encoder, Sequential) else encoder
     if not isinstance(seq, Sequential):
-        raise TypeError(f"encoder must be an npae.Autoencoder (or a model with an .encoder Sequential) "
-                        f"or an npae.Sequential, got {type(encoder).__name__}")
+        raise InputTypeError(f"encoder must be an npae.Autoencoder (or a model with an .encoder "
+                             f"Sequential) or an npae.Sequential, got {type(encoder).__name__}")
     if not seq.dense_layers:
-        raise ValueError("encoder has no Dense layer")
-    layers = []
-    for layer in seq.layers:
-        new = copy.copy(layer)
-        new.params = {k: np.array(v, dtype=dtype, copy=True) for k, v in layer.params.items()}
-        new.grads, new.cache = {}, None
-        layers.append(new)
-    return Sequential(layers, prefix="encoder.")
+        raise InputError("encoder has no Dense layer")
+    return seq
 
 
 def _describe(seq):
@@ -79,48 +71,67 @@ class Classifier(Model):
     last_terms : ``{"loss", "accuracy"}`` of the last step.
     """
 
+    takes_labels = True
+
     def __init__(self, encoder, n_classes, hidden=(), freeze_encoder=True, activation="relu",
-                 dtype="float64", seed=0, *, slope=0.01, alpha=1.0, init="auto"):
-        check_scalar("n_classes", n_classes, low=2, integer=True)
-        hidden = check_sizes("hidden", hidden)
-        if not isinstance(freeze_encoder, (bool, np.bool_)):
-            raise TypeError(f"freeze_encoder must be True or False, got {freeze_encoder!r}")
-        check_choice("activation", activation, ACTIVATION_NAMES)
-        self.dtype = check_dtype(dtype)
-        self.encoder = _copy_encoder(encoder, self.dtype)
+                 dtype="float64", seed=0, *, slope=0.01, alpha=1.0, init="auto", random_state=None,
+                 warm_start=False):
+        self.encoder_source_ = clone_chain(_source_chain(encoder))  # the source never changes
+        self.n_classes, self.hidden, self.freeze_encoder = n_classes, hidden, freeze_encoder
+        self.activation, self.dtype, self.seed = activation, dtype, seed
+        self.slope, self.alpha, self.init = slope, alpha, init
+        self.random_state, self.warm_start = random_state, warm_start
+        self._setup(self.encoder_source_.dense_layers[0].n_in)
+
+    def _build(self, n_features):
+        check_scalar("n_classes", self.n_classes, low=2, integer=True)
+        hidden = check_sizes("hidden", self.hidden)
+        if not isinstance(self.freeze_encoder, (bool, np.bool_)):
+            raise InputTypeError(f"freeze_encoder must be True or False, got {self.freeze_encoder!r}")
+        check_choice("activation", self.activation, ACTIVATION_NAMES)
+        dtype = check_dtype(self.dtype)
+        self.encoder = clone_chain(self.encoder_source_, dtype=dtype)
         dense = self.encoder.dense_layers
         self.input_dim, self.code_dim = dense[0].n_in, dense[-1].n_out
-        self.n_classes, self.freeze_encoder = int(n_classes), bool(freeze_encoder)
-        self.rng = make_rng(seed)
-        self.head = build_mlp([self.code_dim, *hidden, self.n_classes], activation, "identity",
-                              rng=self.rng, dtype=self.dtype, prefix="head.", slope=slope, alpha=alpha,
-                              init=init)
-        self.config = dict(encoder_layers=_describe(self.encoder), n_classes=self.n_classes,
-                           hidden=list(hidden), freeze_encoder=self.freeze_encoder,
-                           activation=activation, dtype=self.dtype.name, seed=seed,
-                           slope=float(slope), alpha=float(alpha), init=init)
-        if self.freeze_encoder:
-            self.params = dict(self.head.params)
-        else:
-            self.params = {**self.encoder.params, **self.head.params}
-        self.last_terms = {}
+        self.rng = make_rng(self._seed())
+        self.head = build_mlp([self.code_dim, *hidden, self.n_classes], self.activation, "identity",
+                              rng=self.rng, dtype=dtype, prefix="head.", slope=self.slope,
+                              alpha=self.alpha, init=self.init)
+        chains = [self.head] if self.freeze_encoder else [self.encoder, self.head]
+        self.flat_params = FlatParams(chains)
+        self.params = dict(self.flat_params.params)
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=False)
+        params["encoder"] = self.encoder_source_
+        return params
+
+    @property
+    def config(self):
+        """The constructor's arguments, the encoder as its architecture (its weights are saved
+        with the parameters)."""
+        config = {k: v for k, v in self.get_params().items() if k != "encoder"}
+        config["encoder_layers"] = _describe(self.encoder)
+        from .io import encode_json
+        return encode_json(config)
 
     # ------------------------------------------------------------------ one step
     def _head_step(self, h, y):
-        """Loss and head gradients from codes ``h`` (B, code_dim); returns (loss, dh)."""
+        """Loss and head gradients from codes ``h`` (B, code_dim); returns (loss, dh), dh None for
+        a frozen encoder (nothing below the head learns)."""
         logits = self.head.forward(h)  # (B, K)
         loss, dlogits = F.softmax_cross_entropy_loss(logits, y)  # (B, K) [SOFTMAX-1]
-        dh = self.head.backward(dlogits)  # (B, code_dim) [SOFTMAX-2]
+        dh = self.head.backward(dlogits, input_grad=not self.freeze_encoder)  # (B, code_dim) [SOFTMAX-2]
         accuracy = float(np.mean(np.argmax(logits, axis=1) == y))
         self.last_terms = {"loss": loss, "accuracy": accuracy}
         return loss, dh
 
     def _loss_and_grads(self, x, y):
-        h = self.encoder.forward(x)  # (B, code_dim)
-        loss, dh = self._head_step(h, y)
         if self.freeze_encoder:
+            loss, _ = self._head_step(self.encoder.apply(x), y)
             return loss, dict(self.head.grads)  # [SOFTMAX-3] the encoder gets no gradient
-        self.encoder.backward(dh)  # [SOFTMAX-3]
+        loss, dh = self._head_step(self.encoder.forward(x), y)
+        self.encoder.backward(dh, input_grad=False)  # [SOFTMAX-3]
         return loss, {**self.encoder.grads, **self.head.grads}
 
     def loss_and_grads(self, x, y):
@@ -134,11 +145,11 @@ class Classifier(Model):
     # ------------------------------------------------------------------ training (Model.fit hooks)
     def _fit_data(self, X, y=None):
         if y is None:
-            raise ValueError("the classifier needs labels: fit(X, y) and validation_data=(X, y)")
+            raise InputError("the classifier needs labels: fit(X, y) and validation_data=(X, y)")
         X = self._check_X(X)
         y = check_labels("y", y, self.n_classes, n_samples=X.shape[0])
         if self.freeze_encoder:
-            return self.encoder.forward(X), y  # the codes, computed once: the encoder never changes
+            return self.encoder.apply(X), y  # the codes, computed once: the encoder never changes
         return X, y
 
     def _train_batch(self, x, y):
@@ -147,32 +158,23 @@ class Classifier(Model):
             return loss, dict(self.head.grads)
         return self._loss_and_grads(x, y)
 
-    def _evaluate(self, x, y, batch_size=1024):
-        sums, n = {}, x.shape[0]
-        for start in range(0, n, batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            if self.freeze_encoder:
-                self._head_step(xb, yb)
-            else:
-                self._loss_and_grads(xb, yb)
-            for key, value in self.last_terms.items():
-                sums[key] = sums.get(key, 0.0) + value * xb.shape[0]
-        return {key: total / n for key, total in sums.items()}
+    def _loss_terms(self, x, y, *, rng):
+        """Forward only: cross-entropy and accuracy of a batch (``x`` holds codes when frozen)."""
+        h = x if self.freeze_encoder else self.encoder.apply(x)
+        logits = self.head.apply(h)  # (B, K)
+        loss, _ = F.softmax_cross_entropy_loss(logits, y)
+        return {"loss": loss, "accuracy": float(np.mean(np.argmax(logits, axis=1) == y))}
 
     def fit(self, X, y, **fit_kwargs):
         """Train on ``X`` (N, input_dim) with labels ``y`` (N,); keyword arguments as
-        :meth:`npae.model.Model.fit` (``validation_data=(X_val, y_val)``). Returns the history
-        (``loss``, ``accuracy`` per epoch)."""
+        :meth:`npae.model.Model.fit` (``validation_data=(X_val, y_val)``). Returns ``self``
+        (``history_``: ``loss``, ``accuracy`` per epoch)."""
         return super().fit(X, y, **fit_kwargs)
-
-    def loss(self, X, y):
-        """Mean cross-entropy on ``(X, y)``."""
-        return self._evaluate(*self._fit_data(X, y))["loss"]
 
     # ------------------------------------------------------------------ using the model
     def decision_function(self, X):
         """Logits (N, n_classes)."""
-        return self.head.forward(self.encoder.forward(self._check_X(X)))
+        return self.head.apply(self.encoder.apply(self._check_X(X)))
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(s)`` (N, n_classes) [SOFTMAX-4], rows summing to 1."""
@@ -207,12 +209,6 @@ class Classifier(Model):
         """The encoder's arrays (outside ``params`` when frozen) and the head's."""
         return {**self.encoder.params, **self.head.params}
 
-    @property
-    def encoder_params(self):
-        """The encoder's arrays (in ``params`` too when it is trainable)."""
-        return self.encoder.params
-
     def __repr__(self):
-        c = self.config
         return (f"Classifier(code_dim={self.code_dim}, n_classes={self.n_classes}, "
-                f"hidden={tuple(c['hidden'])}, freeze_encoder={self.freeze_encoder})")
+                f"hidden={self.hidden!r}, freeze_encoder={self.freeze_encoder})")

@@ -17,14 +17,16 @@ import json
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 
 MODELS = ("ae", "dae", "sae", "cae", "vae", "cvae")
 IS_VAE = ("vae", "cvae")
 
-#: Exit statuses: 1 a user's error while running, 2 a bad command line (argparse's convention).
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+#: Exit statuses: 1 a user's error while running, 2 a bad command line (argparse's convention),
+#: 3 a bug in npae, 130 interrupted.
+EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class UserError(Exception):
@@ -106,24 +108,9 @@ def _prepare_out(path):
         raise UserError(f"cannot write to output folder {path!r}: {exc.strerror or exc}") from None
 
 
-def log_line(epoch, history):
-    """The fixed log line of epoch ``epoch`` (0-based) of a ``fit`` history, shared by the CLI and
-    the demos: ``epoch 3 | loss 101.2 | recon 95.1 | kl 6.1`` (the terms the history has)."""
-    terms = " | ".join(f"{k} {history[k][epoch]:.4g}" for k in ("loss", "recon", "kl", "penalty")
-                       if k in history)
-    return f"epoch {epoch + 1} | {terms}"
-
-
-def print_history(history, max_lines=11):
-    """Print :func:`log_line` for every epoch, or for ``max_lines`` evenly spaced ones."""
-    n = len(history["loss"])
-    epochs = range(n) if n <= max_lines else sorted(set(np.linspace(0, n - 1, max_lines).round().astype(int)))
-    for epoch in epochs:
-        print(log_line(int(epoch), history))
-
-
 def _train(args):
     from . import plotting
+    from .report import print_history
 
     out = args.out or os.path.join("runs", f"{args.model}-{args.data}")
     spec = dict(data=args.data, data_dir=args.data_dir, download=args.download, seed=args.seed,
@@ -149,7 +136,7 @@ def _train(args):
             raise UserError(f"--resume: no checkpoint at {checkpoint!r}; train without --resume first")
         fit_kw["resume"] = checkpoint
     t0 = time.perf_counter()
-    history = model.fit(X, y, **fit_kw) if args.model == "cvae" else model.fit(X, **fit_kw)
+    history = model.fit(X, y if args.model == "cvae" else None, **fit_kw).history_
     seconds = time.perf_counter() - t0
     print_history(history)
     print(f"trained in {seconds:.1f} s")
@@ -172,12 +159,19 @@ def _train(args):
     return 0
 
 
+def _labels_for(model, y):
+    """The labels a model's methods take: ``y`` when the model is conditional, else None."""
+    return y if model.takes_labels else None
+
+
 def _test_metrics(model, Xt, yt, seed):
-    if hasattr(model, "neg_elbo"):
-        lab = (yt,) if hasattr(model, "n_classes") else ()
-        return {"neg_elbo": model.neg_elbo(Xt, *lab, seed=seed),
-                "kl_per_dim": [float(v) for v in model.kl_per_dimension(Xt, *lab)],
-                "active_units": model.active_units(Xt, *lab)}
+    from .vae import VAE
+
+    if isinstance(model, VAE):
+        lab = _labels_for(model, yt)
+        return {"neg_elbo": model.neg_elbo(Xt, lab, seed=seed),
+                "kl_per_dim": [float(v) for v in model.kl_per_dimension(Xt, lab)],
+                "active_units": model.active_units(Xt, lab)}
     return {"recon_error": float(np.mean(model.reconstruction_error(Xt)))}
 
 
@@ -189,11 +183,11 @@ def _figures(model, kind, Xt, yt, info, history, out, plotting):
         paths.append(os.path.join(out, name))
         return paths[-1]
 
-    cond = (yt,) if kind == "cvae" else ()
+    cond = _labels_for(model, yt)
     shape = info["image_shape"]
     plotting.loss_curves(history, title=f"{type(model).__name__} training", path=target("loss_curves.png"))
-    Z = model.encode(Xt, *cond)
-    recon = model.decode(Z, *cond)
+    Z = model.encode(Xt) if cond is None else model.encode(Xt, cond)
+    recon = model.decode(Z) if cond is None else model.decode(Z, cond)
     if shape is not None:
         n = 10
         pairs = np.concatenate([Xt[:n], recon[:n], Xt[n:2 * n], recon[n:2 * n]])
@@ -229,14 +223,16 @@ def _figures(model, kind, Xt, yt, info, history, out, plotting):
 
 # ---------------------------------------------------------------------------------------- evaluate
 def _evaluate(args):
-    from . import io
+    from .classifier import Classifier
+    from .model import load
+    from .vae import VAE
 
     path = args.model
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
     model_path = os.path.join(path, "model.npz") if os.path.isdir(path) else path
     if not os.path.exists(model_path):
         raise UserError(f"no model file at {model_path!r} (give a run folder or a model .npz)")
-    model = io.load(model_path)
+    model = load(model_path)
     spec = None
     metrics_path = os.path.join(run_dir, "metrics.json")
     if os.path.exists(metrics_path):
@@ -252,19 +248,23 @@ def _evaluate(args):
     if args.max_examples:
         Xt, yt = Xt[:args.max_examples], yt[:args.max_examples]
     print(f"{model!r}\nfrom {model_path}; held-out {spec['data']}: {Xt.shape[0]} examples")
-    if not hasattr(model, "neg_elbo"):
+    if isinstance(model, Classifier):
+        terms = model.evaluate(Xt, yt)
+        print(f"cross-entropy {terms['loss']:.4f} nats per example, accuracy {terms['accuracy']:.4f}")
+        return 0
+    if not isinstance(model, VAE):
         err = float(np.mean(model.reconstruction_error(Xt)))
         print(f"reconstruction error {err:.4f} (per example, summed over features)")
         return 0
-    lab = (yt,) if hasattr(model, "n_classes") else ()
+    lab = _labels_for(model, yt)
     print("negative bounds on log p(x), nats per example (each lower bound is tighter than the last):")
     print(f"{'bound':<10} {'-bound':>14}")
-    print(f"{'ELBO':<10} {model.neg_elbo(Xt, *lab, seed=args.seed):>14.3f}")
+    print(f"{'ELBO':<10} {model.neg_elbo(Xt, lab, seed=args.seed):>14.3f}")
     for k in args.k:
-        value = -model.log_likelihood_estimate(Xt, *lab, k=k, seed=args.seed)
+        value = -model.log_likelihood_estimate(Xt, lab, k=k, seed=args.seed)
         print(f"{'IWAE-' + str(k):<10} {value:>14.3f}")
-    kl = model.kl_per_dimension(Xt, *lab)
-    print(f"active units {model.active_units(Xt, *lab)} / {model.latent_dim} "
+    kl = model.kl_per_dimension(Xt, lab)
+    print(f"active units {model.active_units(Xt, lab)} / {model.latent_dim} "
           f"(variance of the posterior mean > 0.01)")
     print("KL per latent dimension (nats): " + " ".join(f"{v:.3f}" for v in kl))
     return 0
@@ -337,9 +337,17 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the command; returns the exit status (0 success, 1 user error, 2 bad command line)."""
+    """Run the command; returns the exit status (0 success, 1 user error, 2 bad command line,
+    3 an internal error, 130 interrupted).
+
+    A user's mistake (npae.InputError, a bad model file or data set, divergence, a file that
+    cannot be read or written) is one line on stderr. Anything else is a bug in npae: its
+    traceback is printed with a line asking to report it.
+    """
     from .datasets import DatasetError
+    from .io import ModelFileError
     from .training import DivergenceError
+    from .validation import InputError
 
     args = build_parser().parse_args(argv)
     try:
@@ -349,12 +357,17 @@ def main(argv=None):
         hint = f"; checkpoint saved to {saved}, continue with --resume" if saved else ""
         print(f"npae: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UserError, DatasetError, OSError, ValueError, TypeError, DivergenceError) as exc:
+    except (UserError, InputError, DatasetError, ModelFileError, DivergenceError, OSError) as exc:
         if os.environ.get("NPAE_DEBUG"):
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"npae: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception:  # noqa: BLE001 (a bug: show everything, then say so)
+        traceback.print_exc()
+        print("npae: internal error: this is a bug in npae, not a mistake in your input; please "
+              "report it with the traceback above", file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

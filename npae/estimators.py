@@ -19,13 +19,9 @@ import numpy as np
 
 from . import latent
 from .init import make_rng
-from .validation import check_scalar
+from .validation import InputTypeError, check_scalar
 
 ESTIMATORS = ("pathwise", "score", "score_baseline")
-
-
-def _flat_encoder_grads(model):
-    return np.concatenate([g.ravel() for g in model.encoder.grads.values()])
 
 
 def encoder_gradient_estimates(model, x, n_samples=1000, seed=None):
@@ -34,11 +30,11 @@ def encoder_gradient_estimates(model, x, n_samples=1000, seed=None):
     Parameters
     ----------
     model : npae.VAE
-    x : (B, input_dim) array
+    x : (B, n_features) array
     n_samples : int >= 2
         S, the number of draws (the baseline needs at least two).
     seed : int or Generator, optional
-        Source of ``eps``; ``None`` uses ``model.rng``.
+        Source of ``eps``; ``None`` uses the model's evaluation stream (never its training generator).
 
     Returns
     -------
@@ -48,21 +44,18 @@ def encoder_gradient_estimates(model, x, n_samples=1000, seed=None):
         their means over the first axis are the S-sample estimates.
         ``"names"``: the encoder parameter names; ``"eps"``: the (S, B, Z) noise used.
     """
-    if model.n_cond:
-        raise TypeError("encoder_gradient_estimates supports an unconditional npae.VAE only")
+    if model.n_classes:
+        raise InputTypeError("encoder_gradient_estimates supports an unconditional npae.VAE only")
     check_scalar("n_samples", n_samples, low=2, integer=True)
+    mu, logvar = model.posterior(x)  # (B, Z); the encoder keeps its caches for S backward passes
     x = model._check_X(x, "x")
-    rng = model.rng if seed is None else make_rng(seed)
+    rng = model._eval_rng(None) if seed is None else make_rng(seed)
     B, Z, S = x.shape[0], model.latent_dim, int(n_samples)
     eps = rng.standard_normal((S, B, Z)).astype(model.dtype)  # (S, B, Z)
 
-    # one forward for all draws; the encoder caches stay valid for S backward passes
-    mu, logvar, inside = model._posterior(x)  # (B, Z)
+    # one forward for all draws
     z, (_, std) = latent.reparameterize_forward(mu, logvar, eps)  # (S, B, Z)
-    out = model._decode_out(z)  # (S, B, D)
-    f = -model._log_px(out, x)  # (S, B) per-example NLL of each draw
-    dz = model.decoder.backward(model._dout(out, x, 1.0 / B).reshape(S * B, -1))  # (S·B, Z)
-    dz = dz.reshape(S, B, Z)  # ∂/∂z of (1/B) Σ_i f_i, one slice per draw
+    f, dz = model.reconstruction_nll(z, x)  # (S, B) per-example NLL; dz: ∂/∂z of (1/B) Σ_i f_i per draw
 
     # leave-one-out baseline, independent of draw s, so the estimator stays unbiased
     baseline = (f.sum(axis=0) - f) / (S - 1)  # (S, B)
@@ -78,9 +71,8 @@ def encoder_gradient_estimates(model, x, n_samples=1000, seed=None):
             "score_baseline": _score_terms((f[s] - baseline[s]) / B, score_mu[s], score_logvar[s]),
         }
         for name, (dmu, dlogvar) in per_draw.items():
-            dlogvar_raw = latent.logvar_clamp_backward(dlogvar, inside)
-            model.encoder.backward(np.concatenate([dmu, dlogvar_raw], axis=1))
-            result[name].append(_flat_encoder_grads(model))
+            grads = model.encoder_gradients(dmu, dlogvar)
+            result[name].append(np.concatenate([g.ravel() for g in grads.values()]))
     out_dict = {name: np.array(rows) for name, rows in result.items()}
     out_dict["names"] = list(model.encoder.params)
     out_dict["eps"] = eps

@@ -1,15 +1,17 @@
-"""Fused loops for the training hot path, compiled with numba. The only module that imports numba.
+"""Fused loops of the ``fused`` backend, compiled with numba. The only module that imports numba.
 
 Every kernel below is a plain-Python loop body, jitted at import with ``njit(cache=True,
 fastmath=SAFE_FASTMATH)`` (minitorch's pattern). Each one fuses elementwise passes that NumPy would
-run one temporary at a time; matrix products stay on BLAS (``@``) in the callers. The readable
-reference for each kernel is the NumPy code named in its docstring, and ``tests/test_kernels.py``
-checks the two agree (float64 to rtol 1e-12).
+run one temporary at a time; matrix products stay on BLAS (``@``) in the callers. Model code never
+calls these: :class:`npae.backend.FusedOps` does, and each kernel's docstring names the reference
+unit it replaces and the equation tags it computes (the tags themselves sit on the reference code,
+the code the derivations describe). ``tests/test_kernels.py`` and ``tests/test_backend.py`` check
+the two agree (float64 to rtol 1e-12 per call, 1e-10 after training).
 
 Switches:
 
-* ``NPAE_JIT=0`` in the environment, or numba missing: ``ENABLED`` is False and the callers use
-  their NumPy paths.
+* ``NPAE_JIT=0`` in the environment, or numba missing: ``ENABLED`` is False and only the
+  ``reference`` backend exists (:mod:`npae.backend`).
 * ``NUMBA_DISABLE_JIT=1``: numba runs these loops as Python (slow, but the library stays correct:
   that is how coverage sees the loop bodies).
 
@@ -44,7 +46,7 @@ def scalar(value, like):
 
 
 # --------------------------------------------------------------------------------------------------
-# Loop bodies (plain Python). Reference: npae.functional, npae.latent, npae.optim.adam_update.
+# Loop bodies (plain Python). Reference units: npae.backend.ReferenceOps.
 # --------------------------------------------------------------------------------------------------
 def _bias_act_forward(a, b, h, act, slope):
     """In place ``a += b`` [DENSE-1], then ``h = f(a)`` for activation code ``act`` (0 identity,
@@ -58,14 +60,14 @@ def _bias_act_forward(a, b, h, act, slope):
     B, n = a.shape
     for i in range(B):
         for j in range(n):
-            s = a[i, j] + b[j]  # [DENSE-1]
+            s = a[i, j] + b[j]
             a[i, j] = s
             if act == 1:
-                h[i, j] = max(s, 0)  # [ACT-2]
+                h[i, j] = max(s, 0)
             elif act == 2:
-                h[i, j] = s if s > 0 else slope * s  # [ACT-4]
+                h[i, j] = s if s > 0 else slope * s
             else:
-                h[i, j] = s  # [ACT-1]
+                h[i, j] = s
 
 
 def _act_backward(dh, a, da, db, act, slope):
@@ -80,11 +82,11 @@ def _act_backward(dh, a, da, db, act, slope):
         for j in range(n):
             g = dh[i, j]
             if act == 1:
-                g = g if a[i, j] > 0 else 0 * g  # [ACT-3]
+                g = g if a[i, j] > 0 else 0 * g
             elif act == 2:
-                g = g if a[i, j] > 0 else slope * g  # [ACT-5]
+                g = g if a[i, j] > 0 else slope * g
             da[i, j] = g
-            db[j] += g  # [DENSE-4]
+            db[j] += g
 
 
 def _bce_with_logits(s, t, e, log1p_e, ds, scale):
@@ -102,9 +104,9 @@ def _bce_with_logits(s, t, e, log1p_e, ds, scale):
         row = 0.0
         for j in range(n):
             x = s[i, j]
-            row += float(max(x, 0) - x * t[i, j] + log1p_e[i, j])  # [LOSS-5]
-            p = (1 if x >= 0 else e[i, j]) / (1 + e[i, j])  # [ACT-6]
-            ds[i, j] = scale * (p - t[i, j])  # [LOSS-6]
+            row += float(max(x, 0) - x * t[i, j] + log1p_e[i, j])
+            p = (1 if x >= 0 else e[i, j]) / (1 + e[i, j])
+            ds[i, j] = scale * (p - t[i, j])
         total += row
     return total
 
@@ -116,16 +118,16 @@ def _adam(p, g, m, v, coef):
     ``coef = [step, eps_hat, β1, β2, 1 − β1, 1 − β2]`` in the arrays' dtype (one array: fewer
     arguments to unbox per call), from :func:`adam_coefficients`; ``1 − β`` is computed in float64
     and then rounded, as NumPy does (1 − float32(β2) would be off by 1e-5).
-    Reference: npae.optim.adam_update.
+    Reference: npae.updates.adam_update.
     """
     step, eps_hat, beta1, beta2, c1, c2 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
     for k in range(p.shape[0]):
         gk = g[k]
-        mk = beta1 * m[k] + c1 * gk  # [OPT-5]
-        vk = beta2 * v[k] + c2 * (gk * gk)  # [OPT-6]
+        mk = beta1 * m[k] + c1 * gk
+        vk = beta2 * v[k] + c2 * (gk * gk)
         m[k] = mk
         v[k] = vk
-        p[k] -= step * mk / (math.sqrt(vk) + eps_hat)  # [OPT-7]
+        p[k] -= step * mk / (math.sqrt(vk) + eps_hat)
 
 
 def _reparam_kl_forward(mu, logvar, eps, std, em1, z):
@@ -141,29 +143,23 @@ def _reparam_kl_forward(mu, logvar, eps, std, em1, z):
     total = 0.0
     for i in range(B):
         for j in range(Z):
-            z[i, j] = mu[i, j] + std[i, j] * eps[i, j]  # [REPARAM-2]
-            total += 0.5 * float(mu[i, j] * mu[i, j] + em1[i, j] - logvar[i, j])  # [KL-1]
+            z[i, j] = mu[i, j] + std[i, j] * eps[i, j]
+            total += 0.5 * float(mu[i, j] * mu[i, j] + em1[i, j] - logvar[i, j])
     return total
 
 
-def _reparam_kl_backward(dz, eps, std, mu, em1, kl_scale, dmu, dlogvar):
-    """Gradients reaching ``mu`` and ``logvar`` (B, Z) from the sampler and from ``kl_scale · ΣKL``.
-
-    Sampler: ``dz`` [REPARAM-3] and ``dz · eps · 0.5 std`` [REPARAM-4]; KL: ``mu`` [KL-2] and
-    ``0.5 (exp(logvar) − 1)`` [KL-3] (``em1`` = expm1(logvar) from the forward), each times
-    ``kl_scale`` (= β/B). The two paths meet on the tagged fan-in lines [ELBO-5]. Reference:
-    latent.reparameterize_backward, latent.gaussian_kl_backward and the [ELBO-5] lines of
-    VAE._elbo_step.
+def _reparam_kl_backward(dz, eps, std, em1, dlogvar_sampler, dlogvar_kl):
+    """The two logvar gradients of the sampler and of ``Σ KL``, written into ``dlogvar_sampler`` and
+    ``dlogvar_kl`` (B, Z) in one pass: ``dz · eps · ½ std`` ([REPARAM-4]) and ``½ (exp(logvar) − 1)``
+    ([KL-3]; ``em1`` = expm1(logvar) from the forward). The mu gradients need no arithmetic
+    (``dz`` [REPARAM-3] and ``mu`` [KL-2]); the caller sums sampler and KL parts on its fan-in
+    line [ELBO-5]. Reference: latent.reparameterize_backward and latent.gaussian_kl_backward.
     """
-    B, Z = mu.shape
+    B, Z = dz.shape
     for i in range(B):
         for j in range(Z):
-            dmu_sampler = dz[i, j]  # [REPARAM-3]
-            dlogvar_sampler = dz[i, j] * eps[i, j] * 0.5 * std[i, j]  # [REPARAM-4]
-            dmu_kl = mu[i, j]  # [KL-2]
-            dlogvar_kl = 0.5 * em1[i, j]  # [KL-3]
-            dmu[i, j] = dmu_sampler + kl_scale * dmu_kl  # [ELBO-5]
-            dlogvar[i, j] = dlogvar_sampler + kl_scale * dlogvar_kl  # [ELBO-5]
+            dlogvar_sampler[i, j] = dz[i, j] * eps[i, j] * 0.5 * std[i, j]
+            dlogvar_kl[i, j] = 0.5 * em1[i, j]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,13 +201,13 @@ def bce_with_logits_loss(logits, target):
 def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
     """The ``coef`` array of :func:`adam` for step ``t`` in ``dtype``:
     ``[step, eps_hat, β1, β2, 1 − β1, 1 − β2]`` with the bias corrections folded in [OPT-7]."""
-    step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)  # [OPT-7]
-    eps_hat = eps * math.sqrt(1.0 - beta2 ** t)  # [OPT-7]
+    step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+    eps_hat = eps * math.sqrt(1.0 - beta2 ** t)
     return np.array([step, eps_hat, beta1, beta2, 1.0 - beta1, 1.0 - beta2], dtype=dtype)
 
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, t, coef=None):
-    """Same as :func:`npae.optim.adam_update` (``p``, ``m``, ``v`` C-contiguous, updated in place).
+    """Same as :func:`npae.updates.adam_update` (``p``, ``m``, ``v`` C-contiguous, updated in place).
     ``coef``: :func:`adam_coefficients` of this step, to compute it once for all arrays."""
     if coef is None:
         coef = adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
@@ -221,23 +217,26 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, t, coef=None):
 def reparam_kl_forward_fused(mu, logvar, eps):
     """``z = mu + exp(0.5 logvar) · eps`` and the KL summed over the batch, in one pass.
 
-    Same numbers as latent.reparameterize_forward and ``gaussian_kl_forward(...)[0].sum()``.
+    Same as ``ReferenceOps.reparam_kl_forward`` of :mod:`npae.backend` (latent.reparameterize_forward
+    and ``gaussian_kl_forward(...)[0].sum()``) for one sample per example.
     Returns ``(z, kl_sum, cache)``; ``cache`` feeds :func:`reparam_kl_backward_fused`.
     """
     mu, logvar = np.ascontiguousarray(mu), np.ascontiguousarray(logvar)
     eps = np.ascontiguousarray(eps, dtype=mu.dtype)
-    std = np.exp(0.5 * logvar)  # (B, Z) [REPARAM-1]
-    em1 = np.expm1(logvar)  # (B, Z): exp(logvar) − 1 without cancellation near 0 ([KL-1], [KL-3])
+    std = np.exp(0.5 * logvar)  # (B, Z)
+    em1 = np.expm1(logvar)  # (B, Z): exp(logvar) − 1 without cancellation near 0
     z = np.empty_like(mu)  # (B, Z)
     kl_sum = float(reparam_kl_forward(mu, logvar, eps, std, em1, z))
     return z, kl_sum, (eps, std, mu, em1)
 
 
-def reparam_kl_backward_fused(dz, cache, kl_scale):
-    """``(dmu, dlogvar)`` (B, Z) of ``loss(z) + kl_scale · Σ KL`` given ``dz`` = dloss/dz: the
-    sampler and KL paths summed [ELBO-5] inside :func:`_reparam_kl_backward`."""
+def reparam_kl_backward_fused(dz, cache):
+    """Same as ``ReferenceOps.reparam_kl_backward`` of :mod:`npae.backend` for one sample per
+    example: ``(dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl)``, the gradients of the sampler and
+    of ``Σ_i KL_i`` kept apart (the model weights and sums them on its [ELBO-5] lines).
+    ``dmu_sampler`` is ``dz`` and ``dmu_kl`` is ``mu``, returned as they are."""
     eps, std, mu, em1 = cache
-    dmu, dlogvar = np.empty_like(mu), np.empty_like(mu)  # (B, Z) each
-    reparam_kl_backward(np.ascontiguousarray(dz), eps, std, mu, em1, scalar(kl_scale, mu), dmu,
-                        dlogvar)
-    return dmu, dlogvar
+    dz = np.ascontiguousarray(dz)
+    dlogvar_sampler, dlogvar_kl = np.empty_like(mu), np.empty_like(mu)  # (B, Z) each
+    reparam_kl_backward(dz, eps, std, em1, dlogvar_sampler, dlogvar_kl)
+    return dz, dlogvar_sampler, mu, dlogvar_kl

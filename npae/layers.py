@@ -1,18 +1,26 @@
 """The using surface: thin classes over the pure pairs in :mod:`npae.functional`.
 
 Each layer keeps the cache of its last ``forward`` and, after ``backward``, holds ``grads[name]``
-(overwritten, never accumulated: every layer runs once per step; the fused :class:`DenseAct`
-overwrites the same arrays in place). ``params`` dicts hold the very arrays the layer computes
-with, so editing one in place changes the layer, and optimizers update them in place.
-:class:`FlatParams` makes all of a model's parameters views of one array, and its gradients views
-of another.
+(overwritten, never accumulated: every layer runs once per step). ``apply`` is the forward pass
+without a cache (evaluation). ``params`` dicts hold the very arrays the layer computes with, so
+editing one in place changes the layer, and optimizers update them in place.
+
+A :class:`Sequential` runs its layers as steps: each Dense with the activation after it is one
+:class:`DenseAct`, which calls the backend's dense+activation unit (:mod:`npae.backend`) and writes
+its gradients in place. :class:`FlatParams` makes all of a model's parameters views of one array,
+and its gradients views of another. :func:`build_mlp` builds the chains every model uses.
 """
+import copy
+
 import numpy as np
 
 from . import functional as F
-from . import kernels
+from .backends import ops
 from .init import INITIALIZERS, make_rng
 from .validation import check_choice, check_dtype, check_scalar
+
+ACTIVATION_NAMES = tuple(F.ACTIVATIONS)
+_RELU_LIKE = ("relu", "leaky_relu", "elu")
 
 
 class Dense:
@@ -32,6 +40,9 @@ class Dense:
     def forward(self, x):
         y, self.cache = F.dense_forward(x, self.params["W"], self.params["b"])
         return y
+
+    def apply(self, x):
+        return F.dense_forward(x, self.params["W"], self.params["b"])[0]
 
     def backward(self, dy, input_grad=True):
         """Fill ``grads`` and return ``dx``; ``input_grad=False`` skips ``dx`` (returns None), the
@@ -54,14 +65,24 @@ class Activation:
     name = None
 
     def __init__(self, **hyper):
-        self.fwd, self.bwd, _ = F.ACTIVATIONS[self.name]
         self.hyper = hyper
-        self.params, self.grads, self.cache = {}, {}, None
+        self.params, self.grads, self.cache, self.pre = {}, {}, None, None
+
+    @property
+    def fwd(self):
+        return getattr(F, f"{self.name}_forward")
+
+    @property
+    def bwd(self):
+        return getattr(F, f"{self.name}_backward")
 
     def forward(self, a):
         h, self.cache = self.fwd(a, **self.hyper)
         self.pre = a  # kept for inspection (tests keep inputs off kinks)
         return h
+
+    def apply(self, a):
+        return self.fwd(a, **self.hyper)[0]
 
     def backward(self, dh):
         return self.bwd(dh, self.cache)
@@ -121,46 +142,47 @@ def make_activation(name, *, slope=0.01, alpha=1.0):
 
 
 class DenseAct:
-    """A :class:`Dense` layer and the ReLU / leaky ReLU after it (or none), run as one step.
+    """One step of a :class:`Sequential`: a :class:`Dense` layer and the activation after it (or
+    none), run through the backend's dense+activation unit (:mod:`npae.backend`).
 
-    Forward: ``x @ W`` on BLAS, then bias + activation in one fused pass
-    (:func:`npae.kernels.bias_act_forward`). Backward: activation gradient and bias gradient in one
-    pass (:func:`npae.kernels.act_backward`), then the two products. It writes the caches, ``pre``
-    and ``grads`` that the two layers write themselves, so the rest of npae cannot tell the
-    difference. :class:`Sequential` builds these when ``kernels.ENABLED``.
+    Under ``reference`` the unit is :func:`~npae.functional.dense_forward` followed by the
+    activation's pair; under ``fused`` it is a numba kernel for bias + activation. Either way the
+    step keeps the unit's cache for its backward, exposes the pre-activation as ``pre``, and writes
+    the Dense layer's gradients **in place** into ``dense.grads`` (arrays made once, or given by
+    :class:`FlatParams`, and overwritten by every backward).
     """
 
     def __init__(self, dense, act=None):
         self.dense, self.act = dense, act
-        self.code = kernels.ACT_CODES[act.name] if act is not None else 0
-        self.slope = act.hyper.get("slope", 0.0) if act is not None else 0.0
+        self.act_name = act.name if act is not None else "identity"
+        self.hyper = dict(act.hyper) if act is not None else {}
+        self.cache = None
+
+    @property
+    def params(self):
+        return self.dense.params
+
+    @property
+    def pre(self):
+        """The pre-activation ``x W + b`` of the last forward (None before any)."""
+        return None if self.cache is None else self.cache.a
 
     def forward(self, x):
-        W, b = self.dense.params["W"], self.dense.params["b"]
-        a = x @ W  # (B, n_out) becomes the pre-activation in place
-        h = a if self.act is None else np.empty_like(a)  # (B, n_out)
-        kernels.bias_act_forward(a, b, h, self.code, kernels.scalar(self.slope, a))  # [DENSE-1]
-        self.dense.cache = (x, W)
-        if self.act is not None:  # the caches relu_forward / leaky_relu_forward return
-            self.act.cache = a if self.code == 1 else (a, self.slope)
-            self.act.pre = a
+        """Forward for training: keeps the cache the backward needs."""
+        p = self.dense.params
+        h, self.cache = ops.dense_act_forward(x, p["W"], p["b"], self.act_name, self.hyper)
         return h
 
+    def apply(self, x):
+        """Forward only (evaluation): keeps nothing."""
+        p = self.dense.params
+        return ops.dense_act_forward(x, p["W"], p["b"], self.act_name, self.hyper)[0]
+
     def backward(self, dh, input_grad=True):
-        """Write ``grads["W"]`` and ``grads["b"]`` **in place** (the arrays are made once, or given
-        by :class:`FlatParams`, and overwritten by every backward) and return ``dx``."""
-        x, W = self.dense.cache
+        """Write ``grads["W"]`` and ``grads["b"]`` in place and return ``dx`` (None when
+        ``input_grad`` is False: a first layer's input gradient is never needed)."""
         dW, db = self._grad_arrays()
-        if self.act is None:
-            da = dh  # (B, n_out)
-            np.sum(dh, axis=0, out=db)  # (n_out,) [DENSE-4]
-        else:
-            a = self.act.pre
-            da = np.empty_like(a)  # (B, n_out)
-            kernels.act_backward(np.ascontiguousarray(dh), a, da, db, self.code,
-                                 kernels.scalar(self.slope, a))  # [ACT-3] [DENSE-4]
-        np.matmul(x.T, da, out=dW)  # (n_in, n_out) [DENSE-3]
-        return da @ W.T if input_grad else None  # (B, n_in) [DENSE-2]
+        return ops.dense_act_backward(dh, self.cache, dW, db, input_grad)
 
     def _grad_arrays(self):
         """The layer's gradient arrays for W and b: the ones it holds when they fit (shape, dtype,
@@ -176,17 +198,17 @@ class DenseAct:
         return f"DenseAct({self.dense!r}, {self.act!r})"
 
 
-def fuse_layers(layers):
-    """Group each Dense with a following ReLU / leaky ReLU into a :class:`DenseAct`; every other
-    Dense becomes a DenseAct of its own, every other layer is kept as it is."""
+def compile_steps(layers):
+    """The steps a :class:`Sequential` runs: each Dense joined with the activation right after it
+    (if any) into a :class:`DenseAct`; every other layer kept as it is."""
     steps, k = [], 0
     while k < len(layers):
         layer = layers[k]
         nxt = layers[k + 1] if k + 1 < len(layers) else None
         if isinstance(layer, Dense):
-            fusable = isinstance(nxt, Activation) and nxt.name in ("relu", "leaky_relu")
-            steps.append(DenseAct(layer, nxt if fusable else None))
-            k += 2 if fusable else 1
+            joined = isinstance(nxt, Activation)
+            steps.append(DenseAct(layer, nxt if joined else None))
+            k += 2 if joined else 1
         else:
             steps.append(layer)
             k += 1
@@ -195,7 +217,8 @@ def fuse_layers(layers):
 
 class Sequential:
     """A chain of layers. ``params``/``grads`` are named ``<prefix><k>.W`` / ``<prefix><k>.b`` with
-    ``k`` counting the Dense layers in forward order (``encoder.0.W``, ``encoder.1.W``, ...)."""
+    ``k`` counting the layers that have parameters, in forward order (``encoder.0.W``,
+    ``encoder.1.W``, ...). ``forward`` keeps what ``backward`` needs; ``apply`` is forward only."""
 
     def __init__(self, layers, prefix=""):
         self.layers = list(layers)
@@ -207,8 +230,7 @@ class Sequential:
                 for key in layer.params:
                     self._names.append((f"{prefix}{k}.{key}", layer, key))
                 k += 1
-        # what forward/backward run: the same layers, fused in pairs when the kernels are on
-        self.steps = fuse_layers(self.layers) if kernels.ENABLED else self.layers
+        self.steps = compile_steps(self.layers)  # what forward/backward run
 
     @property
     def entries(self):
@@ -228,17 +250,26 @@ class Sequential:
         return {name: layer.grads[key] for name, layer, key in self._names}
 
     def forward(self, x):
+        """Forward for training (every step keeps its cache)."""
         for step in self.steps:
             x = step.forward(x)
         return x
 
+    def apply(self, x):
+        """Forward only, for evaluation: no cache is kept, nothing a training step uses changes."""
+        for step in self.steps:
+            x = step.apply(x)
+        return x
+
     def backward(self, dy, input_grad=True):
         """Backpropagate ``dy`` and return dL/dx; ``input_grad=False`` returns None and skips the
-        first layer's ``dx`` product (a model's encoder never needs it)."""
+        first step's input gradient (a model's encoder never needs it)."""
         for k in range(len(self.steps) - 1, -1, -1):
             step = self.steps[k]
-            if k == 0 and not input_grad and isinstance(step, (Dense, DenseAct)):
-                return step.backward(dy, input_grad=False)
+            if k == 0 and not input_grad:
+                if step.params:  # a first step without parameters has nothing left to compute
+                    step.backward(dy, input_grad=False)
+                return None
             dy = step.backward(dy)
         return dy
 
@@ -291,3 +322,33 @@ class FlatParams:
                     or p.base is not self.param_data):
                 return False
         return True
+
+
+def build_mlp(sizes, activation, last_activation, *, rng, dtype, prefix, slope=0.01, alpha=1.0,
+              init="auto"):
+    """Dense layers through ``sizes`` with ``activation`` between them and ``last_activation`` after
+    the last (identity layers are left out). ``init="auto"`` picks He for ReLU-like activations
+    and Glorot otherwise, per layer, by the activation that follows it."""
+    layers = []
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        act = activation if k < len(sizes) - 2 else last_activation
+        layer_init = init if init != "auto" else ("he_uniform" if act in _RELU_LIKE else "glorot_uniform")
+        layers.append(Dense(n_in, n_out, init=layer_init, rng=rng, dtype=dtype))
+        if act != "identity":
+            layers.append(make_activation(act, slope=slope, alpha=alpha))
+    return Sequential(layers, prefix=prefix)
+
+
+def clone_chain(chain, *, prefix="encoder.", dtype=None):
+    """A new :class:`Sequential` of copies of ``chain``'s layers (its arrays copied, in ``dtype`` if
+    given; no cache, no gradient), named with ``prefix``. ``chain``: a Sequential or a list of them,
+    joined in order. The source never changes."""
+    chains = chain if isinstance(chain, (list, tuple)) else [chain]
+    layers = []
+    for seq in chains:
+        for layer in seq.layers:
+            new = copy.copy(layer)
+            new.params = {k: np.array(v, dtype=dtype or v.dtype, copy=True) for k, v in layer.params.items()}
+            new.grads, new.cache = {}, None
+            layers.append(new)
+    return Sequential(layers, prefix=prefix)

@@ -1,70 +1,175 @@
-"""What every npae model shares: input checks, the ``fit`` entry point, batched evaluation, saving.
+"""What every npae model shares: the estimator protocol, building, ``fit``, forward-only evaluation,
+model files (saving, the class registry, :func:`load`).
 
-Every subclass is registered (by module and class name) so that :func:`npae.load` can rebuild it
-from the ``config`` stored in a model file.
+A model's life:
+
+* The constructor stores its arguments and nothing else (scikit-learn's rule), except that a model
+  given ``input_dim`` builds its network at once, so that it can be used before ``fit``
+  (``VAE(64).loss_and_grads(x)``, gradient checks). Without ``input_dim`` the network is built by
+  ``fit`` from the data (``n_features_in_``).
+* :meth:`Model._build` (each subclass) checks the hyperparameters and makes the layers, the flat
+  parameter arrays and the training generator ``rng``; :meth:`Model._setup` calls it and derives
+  the evaluation streams from the seed.
+* ``fit(X, y=None)`` rebuilds from the current parameters (fresh initial weights from the seed)
+  unless ``warm_start=True`` and nothing changed, trains with :func:`npae.training.fit_loop`, keeps
+  the history in ``history_`` and returns ``self``.
+* Training calls ``_train_batch(*batch) -> (loss, grads)``, the model's one step, written once
+  against the backend's units (:mod:`npae.backend`). Evaluation (``evaluate``, ``score``, validation,
+  the CLI's metrics) calls ``_loss_terms(*batch, rng=...)``: **forward only**. It touches no
+  gradient buffer and no counter, and draws its noise from an evaluation stream, never from ``rng``,
+  so that watching a held-out curve never changes what is learned.
+
+Every subclass is registered (by module and class name) so that :func:`load` can rebuild it from
+the ``config`` stored in a model file (:mod:`npae.io`, the file format).
 """
+import contextlib
+import importlib
+import inspect
+import json
+
+import numpy as np
+
 from . import io
+from .estimator import ParamsMixin
 from .training import fit_loop
-from .validation import check_array, check_unit_interval
+from .validation import InputError, check_array, check_bool, check_dtype, check_unit_interval
+from .version import __version__
+
+#: Every Model subclass, keyed ``"<module>:<qualname>"`` (filled by ``Model.__init_subclass__``).
+MODEL_CLASSES = {}
+
+#: Attributes that exist once a model is built; asking for one earlier gets a clear message.
+_BUILT_ATTRIBUTES = ("params", "flat_params", "encoder", "decoder", "head", "rng", "n_features_in_",
+                     "last_terms")
+
+#: Mixed into a seed to make the evaluation and the sampling streams (any fixed numbers would do).
+_EVAL_STREAM, _SAMPLE_STREAM = 0x65766C, 0x73616D
 
 
 def fresh_grads(result):
     """``(loss, grads)`` with every gradient copied, for the public ``loss_and_grads`` methods.
 
-    Fused layers overwrite their gradient arrays at every backward (no allocation per training
-    step), so what a caller keeps must be a copy, or the next call would change it.
+    Layers overwrite their gradient arrays at every backward (no allocation per training step),
+    so what a caller keeps must be a copy, or the next call would change it.
     """
     loss, grads = result
     return loss, {name: g.copy() for name, g in grads.items()}
 
 
-class Model:
-    """Base class. Subclasses build ``self.params`` (a dict of arrays in forward order), set
-    ``self.dtype``, ``self.input_dim``, ``self.rng`` and implement ``_loss_and_grads``."""
+def seed_key(seed):
+    """The integers an evaluation stream is derived from: the seed itself, or fresh entropy when the
+    seed is None or a Generator (then estimates are reproducible only with an explicit ``seed=``)."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return [int(seed)]
+    return [int(np.random.SeedSequence().entropy)]
+
+
+class Model(ParamsMixin):
+    """Base class. Subclasses store their constructor arguments, implement ``_build(n_features)``
+    (set ``params``, ``dtype``, ``rng``, ...), ``_loss_and_grads`` (the step) and ``_loss_terms``
+    (forward only)."""
 
     #: names of ``loss_and_grads`` arguments that are random when omitted (see gradcheck.check_model)
     stochastic_inputs = ()
-    #: whether the data must lie in [0, 1] (a Bernoulli / BCE reconstruction)
+    #: whether the training targets must lie in [0, 1] (a Bernoulli / BCE reconstruction)
     needs_unit_targets = False
+    #: whether fit and the evaluation methods take labels ``y`` (a conditional VAE, a classifier)
+    takes_labels = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        io.register_model_class(cls)
+        MODEL_CLASSES[_class_key(cls)] = cls
 
-    def _check_X(self, X, name="X"):
-        X = check_array(X, name, n_features=self.input_dim, dtype=self.dtype)
-        if self.needs_unit_targets:
+    def __getattr__(self, name):  # only reached when the attribute does not exist
+        if name in _BUILT_ATTRIBUTES:
+            raise AttributeError(f"{type(self).__name__} has no {name!r} yet: it is built by "
+                                 f"fit(X), or at construction when input_dim is given")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # ------------------------------------------------------------------ building
+    def _build(self, n_features):
+        raise NotImplementedError
+
+    def _setup(self, n_features):
+        """Build the network for ``n_features`` inputs from the current parameters."""
+        self._build(int(n_features))
+        self.n_features_in_ = int(n_features)
+        key = seed_key(self._seed())
+        self._eval_key = key + [_EVAL_STREAM]
+        self.sample_rng_ = np.random.default_rng(key + [_SAMPLE_STREAM])
+        self._built_with = self._param_snapshot()
+        self.last_terms = {}
+        return self
+
+    def _seed(self):
+        """The seed in effect: ``random_state`` when given (scikit-learn's name), else ``seed``."""
+        random_state = getattr(self, "random_state", None)
+        return self.seed if random_state is None else random_state
+
+    def _param_snapshot(self):
+        return {k: v for k, v in self.get_params(deep=False).items() if k != "warm_start"}
+
+    def _params_changed(self):
+        self._built_with = None  # the next fit rebuilds
+
+    @property
+    def is_built(self):
+        return "params" in self.__dict__
+
+    def _require_built(self):
+        if not self.is_built:
+            if getattr(self, "input_dim", None) is None:
+                raise InputError(f"this {type(self).__name__} is not fitted yet: call fit(X) first "
+                                 f"(or construct it with input_dim)")
+            self._setup(self.input_dim)
+
+    def __sklearn_is_fitted__(self):
+        return self.is_built
+
+    # ------------------------------------------------------------------ input checks
+    def _check_X(self, X, name="X", *, targets=True):
+        """``X`` checked against the built model: 2-D, finite, ``n_features_in_`` columns, in the
+        model's dtype. ``targets``: X is also what the model reconstructs, so a Bernoulli / BCE
+        model needs it in [0, 1]; encoding alone accepts any finite data."""
+        self._require_built()
+        X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype)
+        if targets and self.needs_unit_targets:
             check_unit_interval(name, X)
         return X
 
+    def _fit_data(self, X, y=None):
+        """The checked training arrays, as a tuple sharing their first axis. Unsupervised here: ``y``
+        is ignored (scikit-learn's convention: a Pipeline hands it to every step). Labelled models
+        (ConditionalVAE, Classifier) override it to return ``(X, y)``."""
+        return (self._check_X(X),)
+
+    # ------------------------------------------------------------------ training
     def _epoch_begin(self, epoch, epochs):
         """Hook called at the start of each training epoch (no-op here)."""
 
-    def _train_batch(self, x):
-        return self._loss_and_grads(x)
-
-    def _fit_data(self, X, y=None):
-        """The checked training arrays, as a tuple sharing their first axis. Unsupervised here;
-        labelled models (ConditionalVAE, Classifier) override it to return ``(X, y)``."""
-        if y is not None:
-            raise TypeError(f"{type(self).__name__} is unsupervised: fit(X) takes no labels")
-        return (self._check_X(X),)
+    def _train_batch(self, *batch):
+        """One training step on a batch: ``(loss, grads)``, with ``last_terms`` set."""
+        return self._loss_and_grads(*batch)
 
     def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
             progress=True, patience=None, checkpoint=None, checkpoint_every=1, resume=None,
             clip_norm=None):
-        """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator.
+        """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator; returns
+        ``self`` (the per-epoch history is in ``history_``).
 
         Parameters
         ----------
-        X : (N, input_dim) array
-        y : (N,) int array, for the models that take labels (ConditionalVAE, Classifier)
+        X : (N, n_features) array
+        y : (N,) int array, for the models that take labels (ConditionalVAE, Classifier); the
+            unsupervised models accept only None (scikit-learn's convention).
         epochs, batch_size : int
             ``epochs`` counts from the start of training, also when resuming.
         optimizer : str or npae.optim.Optimizer
             ``"sgd" | "momentum" | "adam" | "adagrad" | "rmsprop"`` (built with ``lr``) or an instance.
         lr : float
         validation_data : array, or tuple of arrays shaped like the training data, optional
+            Evaluated after every epoch, forward only, with noise from the evaluation stream:
+            passing it never changes the parameters training ends with.
         progress : bool
             Show a tqdm progress bar.
         patience : int, optional
@@ -80,9 +185,9 @@ class Model:
         clip_norm : float, optional
             Rescale the gradients so their global norm is at most this.
 
-        Returns
-        -------
-        history : dict of lists, per-epoch means of ``loss`` and the model's other terms.
+        The model is rebuilt (initial weights drawn again from the seed) unless ``warm_start`` is
+        True, the model is built and its parameters did not change since; then training continues
+        from the current weights.
 
         Raises
         ------
@@ -92,6 +197,16 @@ class Model:
             Ctrl-C (a KeyboardInterrupt), raised after the current batch and after the checkpoint
             is written.
         """
+        warm = check_bool("warm_start", getattr(self, "warm_start", False))
+        unchanged = self.is_built and self._built_with == self._param_snapshot()
+        # resuming overwrites the weights from the checkpoint; a refused one must leave them as they are
+        if not (unchanged and (warm or resume is not None)):
+            X = check_array(X, "X", dtype=check_dtype(getattr(self, "dtype", "float64")))
+            n = getattr(self, "input_dim", None)
+            if n is not None and X.shape[1] != n:
+                raise InputError(f"X has {X.shape[1]} features (shape {X.shape}); the model expects "
+                                 f"{n} (input_dim={n})")
+            self._setup(X.shape[1])  # fresh initial weights from the seed
         data = self._fit_data(X, y)
         if validation_data is not None:
             if not isinstance(validation_data, tuple):
@@ -105,18 +220,78 @@ class Model:
                                  progress=progress, patience=patience, checkpoint=checkpoint,
                                  checkpoint_every=checkpoint_every, resume=resume,
                                  clip_norm=clip_norm)
-        return self.history_
+        return self
+
+    # ------------------------------------------------------------------ evaluation (forward only)
+    def _eval_rng(self, seed=None):
+        """The generator of one evaluation: ``np.random.default_rng(seed)`` for an explicit seed,
+        else the model's evaluation stream started afresh (the same numbers at every call, and
+        never the training generator)."""
+        if seed is not None:
+            return np.random.default_rng(seed)
+        return np.random.default_rng(self._eval_key)
+
+    def _loss_terms(self, *batch, rng):
+        """The loss terms of a batch (``{"loss": ..., ...}``, batch means), forward only."""
+        raise NotImplementedError
+
+    def _evaluate(self, *data, batch_size=1024, seed=None):
+        """Loss terms averaged over all of ``data`` (already checked), computed in batches with
+        :meth:`_loss_terms`; noise from the evaluation stream (or ``seed``)."""
+        rng = self._eval_rng(seed)
+        sums, n = {}, data[0].shape[0]
+        for start in range(0, n, batch_size):
+            batch = tuple(a[start:start + batch_size] for a in data)
+            for key, value in self._loss_terms(*batch, rng=rng).items():
+                sums[key] = sums.get(key, 0.0) + value * batch[0].shape[0]
+        return {key: total / n for key, total in sums.items()}
+
+    def evaluate(self, X, y=None, *, seed=None, batch_size=1024):
+        """The loss terms on ``X`` (``{"loss": ..., "recon": ..., ...}``: means over the examples of
+        per-example sums, nats per example for the probabilistic models), computed forward only;
+        noise, if the model has any, from the evaluation stream or ``seed``."""
+        return self._evaluate(*self._fit_data(X, y), seed=seed, batch_size=batch_size)
+
+    def score(self, X, y=None):
+        """Higher is better: minus the loss of :meth:`evaluate` (scikit-learn's convention)."""
+        return -self.evaluate(X, y)["loss"]
+
+    @property
+    def n_params(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    # ------------------------------------------------------------------ model files
+    @property
+    def config(self):
+        """The constructor arguments that rebuild this model (JSON-able; ``input_dim`` resolved)."""
+        config = self.get_params(deep=False)
+        if "input_dim" in config:
+            config["input_dim"] = self.n_features_in_ if self.is_built else config["input_dim"]
+        return io.encode_json(config)
 
     @classmethod
     def _from_config(cls, config):
-        """Rebuild a model from its ``config`` (used by :func:`npae.load`); its weights are then
+        """Rebuild a model from its ``config`` (used by :func:`load`); its weights are then
         overwritten from the file. Override when the constructor does not take ``**config``."""
         return cls(**config)
 
     def _saved_arrays(self):
-        """The arrays a model file stores (``param/<name>``) and :func:`npae.load` writes back in
+        """The arrays a model file stores (``param/<name>``) and :func:`load` writes back in
         place: ``params``, plus any array outside ``params`` that the model needs (override)."""
         return self.params
+
+    def _write(self, path, *, training=None, arrays=None):
+        """Write this model (and, for a checkpoint, ``training`` state and extra ``arrays``)."""
+        self._require_built()
+        _check_rebuildable(self)
+        cls = type(self)
+        header = {"npae_version": __version__, "class": cls.__qualname__, "module": cls.__module__,
+                  "config": self.config,
+                  "rng_state": io.encode_json(self.rng.bit_generator.state, "rng state"),
+                  "training": training}
+        out = {f"param/{name}": p for name, p in self._saved_arrays().items()}
+        out.update(arrays or {})
+        return io.write(path, header, out)
 
     def save(self, path):
         """Write the model (class, config, parameters, generator state) to ``path`` atomically.
@@ -124,22 +299,101 @@ class Model:
         One ``.npz`` of plain arrays with a JSON header; ``path`` is used as given (``.npz`` is the
         convention but is not appended). Load with :func:`npae.load`. See :mod:`npae.io`.
         """
-        return io.save(self, path)
+        return self._write(path)
 
-    def _evaluate(self, X, batch_size=1024):
-        """Loss terms averaged over all of ``X`` (already checked), computed in batches."""
-        sums, n = {}, X.shape[0]
-        for start in range(0, n, batch_size):
-            xb = X[start:start + batch_size]
-            self._loss_and_grads(xb)
-            for key, value in self.last_terms.items():
-                sums[key] = sums.get(key, 0.0) + value * xb.shape[0]
-        return {key: total / n for key, total in sums.items()}
+    def _check_compatible(self, mf):
+        """Raise :class:`~npae.io.ModelFileError` unless the file ``mf`` holds a model of this class
+        and config (the seed may differ) whose arrays match this model's. Changes nothing."""
+        cls = type(self)
+        if mf.header["class"] != cls.__qualname__:
+            raise io.ModelFileError(f"{mf.path}: holds a {mf.header['class']}, not a {cls.__name__}")
+        ignore = ("seed", "random_state", "warm_start")  # the generator state comes from the file
+        saved_config = {k: v for k, v in mf.header["config"].items() if k not in ignore}
+        model_config = {k: v for k, v in json.loads(json.dumps(self.config)).items() if k not in ignore}
+        if saved_config != model_config:
+            diff = sorted(k for k in set(saved_config) | set(model_config)
+                          if saved_config.get(k) != model_config.get(k))
+            raise io.ModelFileError(f"{mf.path}: config differs from this model's in {diff}: saved "
+                                    f"{ {k: saved_config.get(k) for k in diff} }, model "
+                                    f"{ {k: model_config.get(k) for k in diff} }")
+        saved, target = mf.params, self._saved_arrays()
+        missing = [k for k in target if k not in saved]
+        extra = [k for k in saved if k not in target]
+        if missing or extra:
+            raise io.ModelFileError(f"{mf.path}: parameters do not match a {cls.__name__} with this "
+                                    f"config: missing {missing}, unexpected {extra}")
+        for name, p in target.items():
+            a = saved[name]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise io.ModelFileError(f"{mf.path}: parameter {name!r} has shape {a.shape} {a.dtype}; "
+                                        f"a {cls.__name__} with this config needs {p.shape} {p.dtype}")
 
-    def loss(self, X):
-        """The training loss (mean over examples of the per-example sum) on ``X``, as a float."""
-        return self._evaluate(self._check_X(X))["loss"]
+    def _restore(self, mf):
+        """Copy the parameters and generator state of ``mf`` into this model in place, after
+        :meth:`_check_compatible`; returns ``self``."""
+        self._check_compatible(mf)
+        state = mf.header.get("rng_state")
+        if state is not None:
+            try:
+                self.rng.bit_generator.state = state
+            except (TypeError, ValueError, KeyError) as err:
+                raise io.ModelFileError(f"{mf.path}: bad generator state ({err})") from None
+        for name, p in self._saved_arrays().items():
+            p[...] = mf.params[name]
+        return self
 
-    @property
-    def n_params(self):
-        return int(sum(p.size for p in self.params.values()))
+
+def _class_key(cls):
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _check_rebuildable(model):
+    """Refuse, before writing anything, a model that :func:`load` could not rebuild from its config."""
+    cls = type(model)
+    if getattr(cls._from_config, "__func__", None) is not getattr(Model._from_config, "__func__", None):
+        return  # the class rebuilds itself
+    try:
+        inspect.signature(cls).bind(**model.config)
+    except TypeError as err:
+        raise TypeError(f"cannot save a {cls.__name__}: its config (keys {sorted(model.config)}) does "
+                        f"not match its constructor ({err}), so it could not be loaded back; the class "
+                        f"must override Model._from_config (and Model._saved_arrays for weights kept "
+                        f"outside params)") from None
+
+
+def _find_class(name, module, path):
+    """The registered class ``module:name``; an ``npae.*`` module is imported if needed."""
+    key = f"{module}:{name}"
+    if key not in MODEL_CLASSES and isinstance(module, str) and module.split(".")[0] == "npae":
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)  # only npae's own modules, never one a file names
+    if key in MODEL_CLASSES:
+        return MODEL_CLASSES[key]
+    same_name = [cls for cls in MODEL_CLASSES.values() if cls.__qualname__ == name]
+    if len(same_name) == 1:
+        return same_name[0]
+    raise io.ModelFileError(f"{path}: unknown model class {name!r} (module {module!r}); import the "
+                            f"module that defines it before loading")
+
+
+def build_model(mf):
+    """A fresh model of the class and config in the file ``mf`` (its own random initial weights)."""
+    cls = _find_class(mf.header["class"], mf.header["module"], mf.path)
+    try:
+        model = cls._from_config(dict(mf.header["config"]))
+        model._require_built()
+    except (TypeError, ValueError) as err:
+        raise io.ModelFileError(f"{mf.path}: cannot rebuild {cls.__name__} from the saved config: "
+                                f"{err}") from None
+    return model
+
+
+def load(path):
+    """Load a model saved with :meth:`Model.save` (or a checkpoint written by ``fit``).
+
+    Returns a model of the saved class, rebuilt from its config, holding the saved parameters and
+    generator state. Raises :class:`~npae.io.ModelFileError` (a ValueError) naming the file and
+    the problem.
+    """
+    mf = io.read(path)
+    return build_model(mf)._restore(mf)

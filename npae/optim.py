@@ -1,17 +1,25 @@
 """Optimizers. Each sees matching ``params``/``grads`` dicts and updates the arrays **in place**.
 
+The update rules themselves are the plain functions of :mod:`npae.updates` (the reading surface of
+docs/derivations/opt.md); the classes here keep the state (moments, step count) per parameter name
+and call them. Adam's update is a unit of the backend (:mod:`npae.backend`): under ``reference`` it
+is :func:`npae.updates.adam_update`, under ``fused`` one numba pass.
+
 Weight decay, where given, is the L2 penalty ``(wd / 2) ||p||²`` added to the loss, i.e.
 ``g ← g + wd · p`` before the update [OPT-1] (coupled, as in ``torch.optim`` without the "W").
-State (moments, step count) is kept per parameter name and can be saved with :meth:`state_dict`.
-Derivation and update rules: docs/derivations/opt.md
+State can be saved with :meth:`Optimizer.state_dict`, and a whole optimizer written to and rebuilt
+from a checkpoint with :func:`payload` / :func:`from_payload`.
 """
-import math
+import inspect
 
 import numpy as np
 
-from . import kernels
+from . import updates
+from .backends import ops
 from .constants import OPTIM_EPS
-from .validation import check_choice, check_scalar
+from .io import ModelFileError, encode_json
+from .updates import adam_update  # noqa: F401 (the reference of the fused Adam, re-exported)
+from .validation import check_choice, check_scalar, InputTypeError
 
 
 class Optimizer:
@@ -35,16 +43,11 @@ class Optimizer:
         """Update every array of ``params`` in place from the matching entry of ``grads``.
 
         ``flat``: a :class:`npae.layers.FlatParams` whose views ``params`` and ``grads`` are (the
-        training loop checks); optimizers with a fused kernel then update all parameters in one
-        pass, the others ignore it.
+        training loop checks); Adam then updates all parameters in one call, the others ignore it.
         """
         self.t += 1
         for name, p in params.items():
-            self._update(name, p, self._decayed(grads[name], p))
-
-    def _decayed(self, g, p):
-        """The gradient with the weight-decay term added (``g`` itself when there is none)."""
-        return g + self.weight_decay * p if self.weight_decay else g  # [OPT-1]
+            self._update(name, p, updates.weight_decay(grads[name], p, self.weight_decay))
 
     def state_dict(self):
         """Plain arrays and numbers describing the optimizer fully (for checkpoints)."""
@@ -71,7 +74,7 @@ class SGD(Optimizer):
     """p ← p − lr · g [OPT-2]."""
 
     def _update(self, name, p, g):
-        p -= self.lr * g  # [OPT-2]
+        updates.sgd_update(p, g, self.lr)
 
 
 class Momentum(Optimizer):
@@ -86,17 +89,13 @@ class Momentum(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, name, p, g):
-        v = self._slot("velocity", name, p)
-        v *= self.momentum
-        v += g  # [OPT-3]
-        if self.nesterov:
-            p -= self.lr * (g + self.momentum * v)  # [OPT-4]
-        else:
-            p -= self.lr * v  # [OPT-3]
+        updates.momentum_update(p, g, self._slot("velocity", name, p), self.lr, self.momentum,
+                                self.nesterov)
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba): bias-corrected first and second moments [OPT-5]."""
+    """Adam (Kingma & Ba): bias-corrected first and second moments [OPT-5..7], through the backend's
+    Adam unit (:func:`npae.updates.adam_update` under ``reference``)."""
 
     slots = ("m", "v")
 
@@ -105,17 +104,15 @@ class Adam(Optimizer):
         self.beta1 = check_scalar("beta1", beta1, low=0.0, high=1.0, high_open=True)
         self.beta2 = check_scalar("beta2", beta2, low=0.0, high=1.0, high_open=True)
         self.eps = check_scalar("eps", eps, low=0.0, low_open=True)
-        self._coefficients_for = None
         self._flat_key = self._flat_moments = None
 
     def step(self, params, grads, flat=None):
-        if flat is None or not kernels.ENABLED:
+        if flat is None:
             return super().step(params, grads)
         self.t += 1
-        g = self._decayed(flat.grad_data, flat.param_data)
+        g = updates.weight_decay(flat.grad_data, flat.param_data, self.weight_decay)
         m, v = self._moments_like(flat)
-        coef = kernels.adam_coefficients(self.lr, self.beta1, self.beta2, self.eps, self.t, g.dtype)
-        kernels.adam(flat.param_data, g, m, v, coef)  # every parameter in one fused pass
+        ops.adam_update(flat.param_data, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
 
     def _moments_like(self, flat):
         """``m`` and ``v`` as 1-D arrays laid out like ``flat.param_data``; their per-parameter views
@@ -136,32 +133,8 @@ class Adam(Optimizer):
         return self._flat_moments
 
     def _update(self, name, p, g):
-        m, v = self._slot("m", name, p), self._slot("v", name, p)
-        if kernels.ENABLED and p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous:
-            if self._coefficients_for != (self.t, p.dtype):  # once per step, not once per array
-                self._coefficients = kernels.adam_coefficients(self.lr, self.beta1, self.beta2,
-                                                               self.eps, self.t, p.dtype)
-                self._coefficients_for = (self.t, p.dtype)
-            kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                         self._coefficients)  # one fused pass over flat views
-        else:
-            adam_update(p, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
-
-
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
-    """One Adam step on arrays ``p, m, v`` in place (the NumPy reference of the fused kernel).
-
-    Written with the bias corrections folded into the step size and eps, which is algebraically
-    the textbook ``p -= lr * m̂ / (sqrt(v̂) + eps)`` with m̂ = m/(1-β1^t), v̂ = v/(1-β2^t).
-    Python floats for the scalars keep a float32 model in float32.
-    """
-    m *= beta1
-    m += (1.0 - beta1) * g  # [OPT-5]
-    v *= beta2
-    v += (1.0 - beta2) * (g * g)  # [OPT-6]
-    step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)  # [OPT-7]
-    eps_hat = eps * math.sqrt(1.0 - beta2 ** t)  # [OPT-7]
-    p -= step * m / (np.sqrt(v) + eps_hat)  # [OPT-7]
+        ops.adam_update(p, g, self._slot("m", name, p), self._slot("v", name, p), self.lr,
+                        self.beta1, self.beta2, self.eps, self.t)
 
 
 class Adagrad(Optimizer):
@@ -174,9 +147,7 @@ class Adagrad(Optimizer):
         self.eps = check_scalar("eps", eps, low=0.0, low_open=True)
 
     def _update(self, name, p, g):
-        G = self._slot("sum_sq", name, p)
-        G += g * g  # [OPT-8]
-        p -= self.lr * g / (np.sqrt(G) + self.eps)  # [OPT-8]
+        updates.adagrad_update(p, g, self._slot("sum_sq", name, p), self.lr, self.eps)
 
 
 class RMSprop(Optimizer):
@@ -190,10 +161,7 @@ class RMSprop(Optimizer):
         self.eps = check_scalar("eps", eps, low=0.0, low_open=True)
 
     def _update(self, name, p, g):
-        s = self._slot("sq_avg", name, p)
-        s *= self.rho
-        s += (1.0 - self.rho) * (g * g)  # [OPT-9]
-        p -= self.lr * g / (np.sqrt(s) + self.eps)  # [OPT-9]
+        updates.rmsprop_update(p, g, self._slot("sq_avg", name, p), self.lr, self.rho, self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam, "adagrad": Adagrad, "rmsprop": RMSprop}
@@ -204,6 +172,61 @@ def get_optimizer(optimizer, lr=1e-3):
     if isinstance(optimizer, Optimizer):
         return optimizer
     if not isinstance(optimizer, str):
-        raise TypeError(f"optimizer must be a name or an npae.optim.Optimizer, got {optimizer!r}")
+        raise InputTypeError(f"optimizer must be a name or an npae.optim.Optimizer, got {optimizer!r}")
     check_choice("optimizer", optimizer.lower(), tuple(OPTIMIZERS))
     return OPTIMIZERS[optimizer.lower()](lr=lr)
+
+
+# --------------------------------------------------------------------------------------------------
+# An optimizer in a checkpoint
+# --------------------------------------------------------------------------------------------------
+def payload(opt):
+    """``(meta, arrays)`` describing ``opt`` fully: class name, constructor hyperparameters, step
+    count, and the state slots as ``optim/<slot>/<name>`` arrays (see :mod:`npae.io`)."""
+    hyper = {}
+    for name in list(inspect.signature(type(opt).__init__).parameters)[1:]:
+        if hasattr(opt, name):
+            hyper[name] = encode_json(getattr(opt, name), f"optimizer.{name}")
+    state = opt.state_dict()
+    arrays = {f"optim/{key}": np.asarray(value) for key, value in state.items() if key != "t"}
+    meta = {"class": type(opt).__qualname__, "hyper": hyper, "t": int(state["t"])}
+    return meta, arrays
+
+
+def _optimizer_classes():
+    found, todo = {}, [Optimizer]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.__qualname__, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def from_payload(meta, arrays, params, path):
+    """Rebuild the optimizer that :func:`payload` described, for ``params``, checking every state
+    array's name, shape and dtype against the parameters; ``path`` names the file in errors
+    (:class:`npae.io.ModelFileError`)."""
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: no optimizer state (not a checkpoint)")
+    cls = _optimizer_classes().get(meta.get("class"))
+    if cls is None:
+        raise ModelFileError(f"{path}: unknown optimizer class {meta.get('class')!r}")
+    try:
+        opt = cls(**meta.get("hyper", {}))
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: cannot rebuild optimizer {cls.__name__}: {err}") from None
+    state = {"t": meta.get("t", 0)}
+    for key, value in arrays.items():
+        if not key.startswith("optim/"):
+            continue
+        slot, _, name = key[len("optim/"):].partition("/")
+        if slot not in cls.slots or name not in params:
+            raise ModelFileError(f"{path}: unexpected optimizer state {key!r} for {cls.__name__} "
+                                 f"(slots {cls.slots}) and this model's parameters")
+        if value.shape != params[name].shape or value.dtype != params[name].dtype:
+            raise ModelFileError(f"{path}: optimizer state {key!r} has shape {value.shape} "
+                                 f"{value.dtype}; parameter {name!r} is {params[name].shape} "
+                                 f"{params[name].dtype}")
+        state[key[len("optim/"):]] = value
+    opt.load_state_dict(state)
+    return opt

@@ -7,13 +7,11 @@ composition ``x ↦ f(… f(x W_1 + b_1) … W_L + b_L)`` [PRETRAIN-2] of the tr
 
 Derivation: docs/derivations/pretrain.md
 """
-import copy
-
 import numpy as np
 
-from .autoencoder import ACTIVATION_NAMES, Autoencoder
-from .layers import Sequential
-from .validation import check_array, check_choice, check_sizes
+from .autoencoder import Autoencoder
+from .layers import ACTIVATION_NAMES, clone_chain
+from .validation import InputError, InputTypeError, check_array, check_choice, check_sizes
 
 
 def greedy_pretrain(X, sizes, *, activation="sigmoid", loss="bce", autoencoder=Autoencoder,
@@ -44,11 +42,11 @@ def greedy_pretrain(X, sizes, *, activation="sigmoid", loss="bce", autoencoder=A
     """
     sizes = check_sizes("sizes", sizes)
     if not sizes:
-        raise ValueError("sizes must name at least one layer, got ()")
+        raise InputError("sizes must name at least one layer, got ()")
     check_choice("activation", activation, ACTIVATION_NAMES)
     check_choice("loss", loss, ("bce", "mse"))
     if not (isinstance(autoencoder, type) and issubclass(autoencoder, Autoencoder)):
-        raise TypeError(f"autoencoder must be npae.Autoencoder or a subclass, got {autoencoder!r}")
+        raise InputTypeError(f"autoencoder must be npae.Autoencoder or a subclass, got {autoencoder!r}")
     H = check_array(X, "X", dtype=np.dtype(dtype))  # (N, D)
     stack = []
     for k, width in enumerate(sizes):
@@ -73,18 +71,12 @@ def stack_encoder(stack, prefix="encoder."):
     modified. Pass it to :class:`npae.Classifier` or to :func:`init_autoencoder_from_stack`.
     """
     if not stack:
-        raise ValueError("stack is empty")
-    layers = []
+        raise InputError("stack is empty")
     for k, ae in enumerate(stack):
         if k and ae.encoder.dense_layers[0].n_in != stack[k - 1].latent_dim:
-            raise ValueError(f"layer {k} reads {ae.encoder.dense_layers[0].n_in} features but layer "
+            raise InputError(f"layer {k} reads {ae.encoder.dense_layers[0].n_in} features but layer "
                              f"{k - 1} writes {stack[k - 1].latent_dim}")
-        for layer in ae.encoder.layers:
-            new = copy.copy(layer)
-            new.params = {key: value.copy() for key, value in layer.params.items()}
-            new.grads, new.cache = {}, None
-            layers.append(new)
-    return Sequential(layers, prefix=prefix)  # [PRETRAIN-2]
+    return clone_chain([ae.encoder for ae in stack], prefix=prefix)  # [PRETRAIN-2]
 
 
 def init_autoencoder_from_stack(model, stack):
@@ -97,14 +89,14 @@ def init_autoencoder_from_stack(model, stack):
     """
     enc, dec = model.encoder.dense_layers, model.decoder.dense_layers
     if len(enc) != len(stack):
-        raise ValueError(f"the model has {len(enc)} encoder layers; the stack has {len(stack)}")
+        raise InputError(f"the model has {len(enc)} encoder layers; the stack has {len(stack)}")
     for k, ae in enumerate(stack):
         src_enc, src_dec = ae.encoder.dense_layers[0], ae.decoder.dense_layers[0]
         dst_enc, dst_dec = enc[k], dec[len(stack) - 1 - k]
         for src, dst in ((src_enc, dst_enc), (src_dec, dst_dec)):
             for key in ("W", "b"):
                 if src.params[key].shape != dst.params[key].shape:
-                    raise ValueError(f"layer {k}: stack {key} has shape {src.params[key].shape}, "
+                    raise InputError(f"layer {k}: stack {key} has shape {src.params[key].shape}, "
                                      f"the model's {dst.params[key].shape}")
                 dst.params[key][...] = src.params[key]
     return model

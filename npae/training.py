@@ -34,7 +34,7 @@ import threading
 import numpy as np
 
 from . import io
-from .optim import get_optimizer
+from . import optim
 from .validation import check_bool, check_path, check_scalar
 
 
@@ -57,14 +57,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message, *, checkpoint, epoch, batch):
         super().__init__(message)
         self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
-
-
-def iterate_minibatches(n, batch_size, rng):
-    """Yield index arrays of a fresh random permutation of ``range(n)``, ``batch_size`` at a time
-    (the last batch may be smaller)."""
-    perm = rng.permutation(n)
-    for start in range(0, n, batch_size):
-        yield perm[start:start + batch_size]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,7 +170,7 @@ class _State:
 
 
 def _save_checkpoint(path, model, opt, st, epochs):
-    meta, arrays = io.optimizer_payload(opt)
+    meta, arrays = optim.payload(opt)
     training = {
         "epochs_done": st.epochs_done, "epochs": epochs, "optimizer": meta,
         "history": st.history, "stopped_early": st.stopped_early,
@@ -192,17 +184,17 @@ def _save_checkpoint(path, model, opt, st, epochs):
         training["partial"] = {"batches_done": st.batches_done, "batch_size": st.batch_size,
                                "sums": st.sums}
         arrays["train/perm"] = st.perm
-    io.save(model, path, training=training, arrays=arrays)
+    model._write(path, training=training, arrays=arrays)
 
 
 def _resume(path, model, n, batch_size, epochs):
     """Restore ``model`` from the checkpoint at ``path``; return ``(optimizer, state, rng_state)``."""
     mf = io.read(path)
-    io.check_compatible(model, mf)
+    model._check_compatible(mf)
     if not mf.is_checkpoint:
         raise io.ModelFileError(f"{mf.path}: a model file, not a checkpoint (no optimizer or epoch); "
                                 f"load it with npae.load and call fit without resume")
-    opt = io.build_optimizer(mf, model.params)
+    opt = optim.from_payload(mf.header["training"].get("optimizer"), mf.arrays, model.params, mf.path)
     tr, st = mf.header["training"], _State()
     try:
         st.epochs_done = int(tr["epochs_done"])
@@ -230,7 +222,7 @@ def _resume(path, model, n, batch_size, epochs):
     if st.epochs_done > epochs:
         raise ValueError(f"resume: {mf.path} has {st.epochs_done} epochs done; epochs={epochs} counts "
                          f"from the start of training, so it must be >= {st.epochs_done}")
-    io.restore(model, mf)  # only now: a refused checkpoint leaves the model as it was
+    model._restore(mf)  # only now: a refused checkpoint leaves the model as it was
     return opt, st, mf.header.get("rng_state")
 
 
@@ -275,7 +267,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
     if resume is not None:
         opt, st, rng_state = _resume(resume, model, n, batch_size, epochs)
     else:
-        opt, st, rng_state = get_optimizer(optimizer, lr), _State(), None
+        opt, st, rng_state = optim.get_optimizer(optimizer, lr), _State(), None
     model.optimizer_ = opt
     model.best_epoch_ = st.best_epoch
 

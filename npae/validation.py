@@ -1,8 +1,10 @@
 """Input checks for every public entry point, written once.
 
-Every check raises ``ValueError`` (a value is wrong: shape, NaN, range) or ``TypeError`` (a value is
-of the wrong kind: a string where an array was expected) with a message that names the argument,
-what was received and what was expected.
+Every check raises :class:`InputError` (a ``ValueError``: a value is wrong, its shape, a NaN, its
+range) or :class:`InputTypeError` (an ``InputError`` that is also a ``TypeError``: a value of the
+wrong kind, a string where an array was expected) with a message that names the argument, what was
+received and what was expected. The CLI prints an ``InputError`` as one line; any other exception
+escaping npae is a bug.
 
 Dtype coercion, documented once: array inputs are converted with ``np.asarray(X, dtype=model_dtype)``.
 Integer and boolean arrays are accepted and converted; complex, object and string arrays are refused.
@@ -13,10 +15,18 @@ import os
 import numpy as np
 
 
+class InputError(ValueError):
+    """A user's input that npae refuses: the message names the argument and what was expected."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An input of the wrong kind (also a ``TypeError``)."""
+
+
 def check_choice(name, value, options):
     """Return ``value`` if it is one of ``options``, else raise a ValueError listing them."""
     if not isinstance(value, str) or value not in options:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
+        raise InputError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
     return value
 
 
@@ -25,9 +35,9 @@ def check_dtype(dtype):
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+        raise InputTypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
     if dt not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dt
 
 
@@ -40,13 +50,13 @@ def check_scalar(name, value, *, low=None, high=None, low_open=False, high_open=
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         what = "an integer" if integer else "a real number"
-        raise TypeError(f"{name} must be {what}, got {value!r}")
+        raise InputTypeError(f"{name} must be {what}, got {value!r}")
     if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise InputError(f"{name} must be finite, got {value!r}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+        raise InputError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+        raise InputError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
     return value
 
 
@@ -57,7 +67,7 @@ def check_sizes(name, sizes):
     try:
         sizes = tuple(sizes)
     except TypeError:
-        raise TypeError(f"{name} must be a tuple of positive integers, got {sizes!r}") from None
+        raise InputTypeError(f"{name} must be a tuple of positive integers, got {sizes!r}") from None
     for s in sizes:
         check_scalar(f"each entry of {name}", s, low=1, integer=True)
     return tuple(int(s) for s in sizes)
@@ -82,28 +92,32 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
         Refuse NaN and inf (ValueError naming how many and the first position).
     """
     if isinstance(X, (str, bytes)) or X is None:
-        raise TypeError(f"{name} must be an array of numbers, got {type(X).__name__}")
-    arr = np.asarray(X)
+        raise InputTypeError(f"{name} must be an array of numbers, got {type(X).__name__}")
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as err:  # ragged nested lists, objects NumPy cannot convert
+        raise InputError(f"{name} must be a rectangular array of numbers (rows of equal length); "
+                         f"NumPy could not convert it ({err})") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
+        raise InputTypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
     ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         hint = " (a batch of shape (n_samples, n_features))" if 2 in ndims else ""
-        raise ValueError(f"{name} must be {want}{hint}, got a {arr.ndim}-D array of shape {arr.shape}")
+        raise InputError(f"{name} must be {want}{hint}, got a {arr.ndim}-D array of shape {arr.shape}")
     if n_features is not None and arr.shape[-1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[-1]} features (shape {arr.shape}); "
+        raise InputError(f"{name} has {arr.shape[-1]} features (shape {arr.shape}); "
                          f"the model expects {n_features}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
+        raise InputError(f"{name} is empty (shape {arr.shape})")
     if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():  # before any cast
         bad = ~np.isfinite(arr)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf value(s), first at index {first}")
+        raise InputError(f"{name} contains {int(bad.sum())} NaN or inf value(s), first at index {first}")
     if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize:  # e.g. to float32
         top, biggest = float(np.finfo(dtype).max), max(-float(arr.min()), float(arr.max()))
         if biggest > top:  # the cast would turn these into inf
-            raise ValueError(f"{name} has values of magnitude up to {biggest:g}, beyond the range "
+            raise InputError(f"{name} has values of magnitude up to {biggest:g}, beyond the range "
                              f"of {np.dtype(dtype).name} (max {top:g})")
     return np.ascontiguousarray(arr, dtype=dtype)
 
@@ -111,7 +125,7 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
 def check_bool(name, value):
     """Return ``value`` if it is a bool (or numpy bool), else raise a TypeError."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise InputTypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
 
@@ -119,15 +133,15 @@ def check_path(name, value, *, must_exist=False, writable=False):
     """Return ``value`` as a ``str`` file path after checking its kind and, optionally, that the file
     exists (``must_exist``) or that its directory exists so it can be written (``writable``)."""
     if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a file path (str or os.PathLike), got {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a file path (str or os.PathLike), got {type(value).__name__}")
     path = os.fsdecode(os.fspath(value))
     if not path:
-        raise ValueError(f"{name} must be a non-empty file path")
+        raise InputError(f"{name} must be a non-empty file path")
     if must_exist and not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no file at {path!r}")
     if writable:
         if os.path.isdir(path):
-            raise ValueError(f"{name} {path!r} is a directory; give a file name such as 'model.npz'")
+            raise InputError(f"{name} {path!r} is a directory; give a file name such as 'model.npz'")
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"{name}: directory {directory!r} of {path!r} does not exist")
@@ -138,26 +152,29 @@ def check_unit_interval(name, X):
     """Raise ValueError unless every entry of ``X`` lies in [0, 1] (targets of a Bernoulli/BCE loss)."""
     lo, hi = float(X.min()), float(X.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name} must lie in [0, 1] for a binary cross-entropy / Bernoulli loss, "
+        raise InputError(f"{name} must lie in [0, 1] for a binary cross-entropy / Bernoulli loss, "
                          f"got values in [{lo:g}, {hi:g}]; rescale the data or use loss='mse'")
 
 
 def check_labels(name, y, n_classes, n_samples=None):
     """Return integer labels of shape (n,) after checking they lie in ``0 .. n_classes - 1``."""
     if isinstance(y, (str, bytes)) or y is None:
-        raise TypeError(f"{name} must be an array of integer class labels, got {type(y).__name__}")
-    arr = np.asarray(y)
+        raise InputTypeError(f"{name} must be an array of integer class labels, got {type(y).__name__}")
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{name} must be a 1-D array of integer class labels ({err})") from None
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one label per sample), got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D (one label per sample), got shape {arr.shape}")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-            raise ValueError(f"{name} must hold whole-number class labels")
+            raise InputError(f"{name} must hold whole-number class labels")
     elif arr.dtype.kind not in "biu":
-        raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
     if n_samples is not None and arr.shape[0] != n_samples:
-        raise ValueError(f"{name} has {arr.shape[0]} labels but there are {n_samples} samples")
+        raise InputError(f"{name} has {arr.shape[0]} labels but there are {n_samples} samples")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(f"{name} must lie in 0..{n_classes - 1} (n_classes={n_classes}), "
+        raise InputError(f"{name} must lie in 0..{n_classes - 1} (n_classes={n_classes}), "
                          f"got values in [{arr.min()}, {arr.max()}]")
     return arr

@@ -7,12 +7,14 @@ plus the weighted penalty**; each class says how its penalty is scaled. After ev
 
 The penalties and corruptions are the pure functions of :mod:`npae.penalties`.
 """
-from .autoencoder import ACTIVATION_NAMES, Autoencoder
+import numpy as np
+
+from .autoencoder import Autoencoder
 from .model import fresh_grads
 from .penalties import (CONTRACTIVE_ACTIVATIONS, NOISES, contractive_penalty_backward,
                         contractive_penalty_forward, corrupt, kl_sparsity_backward,
                         kl_sparsity_forward, l1_penalty_backward, l1_penalty_forward)
-from .validation import check_array, check_choice, check_scalar, check_sizes
+from .validation import InputError, check_array, check_choice, check_scalar
 
 
 class DenoisingAutoencoder(Autoencoder):
@@ -35,22 +37,27 @@ class DenoisingAutoencoder(Autoencoder):
 
     stochastic_inputs = ("x_noisy",)
 
-    def __init__(self, input_dim, hidden=(64,), latent_dim=2, activation="relu",
+    def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
                  code_activation="identity", output="sigmoid", loss="bce", dtype="float64", seed=0,
-                 *, noise="gaussian", noise_level=0.3, slope=0.01, alpha=1.0, init="auto"):
-        check_choice("noise", noise, tuple(NOISES))
-        if noise == "gaussian":
-            check_scalar("noise_level", noise_level, low=0.0)
-        else:
-            check_scalar("noise_level", noise_level, low=0.0, high=1.0)
+                 *, noise="gaussian", noise_level=0.3, slope=0.01, alpha=1.0, init="auto",
+                 random_state=None, warm_start=False):
+        self.noise, self.noise_level = noise, noise_level
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
-                         dtype, seed, slope=slope, alpha=alpha, init=init)
-        self.noise, self.noise_level = noise, float(noise_level)
-        self.config.update(noise=noise, noise_level=float(noise_level))
+                         dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
+                         warm_start=warm_start)
 
-    def corrupt(self, X):
-        """A corrupted copy of ``X``, drawn from ``self.rng``."""
-        return corrupt(self._check_X(X), self.noise, self.noise_level, self.rng)
+    def _check_params(self):
+        check_choice("noise", self.noise, tuple(NOISES))
+        if self.noise == "gaussian":
+            check_scalar("noise_level", self.noise_level, low=0.0)
+        else:
+            check_scalar("noise_level", self.noise_level, low=0.0, high=1.0)
+        return super()._check_params()
+
+    def corrupt(self, X, seed=None):
+        """A corrupted copy of ``X`` (the training corruption), drawn from the evaluation stream (or
+        ``seed``); training draws its own from ``self.rng``."""
+        return corrupt(self._check_X(X), self.noise, self.noise_level, self._eval_rng(seed))
 
     def _loss_and_grads(self, x, x_noisy=None):
         if x_noisy is None:
@@ -59,9 +66,16 @@ class DenoisingAutoencoder(Autoencoder):
         logits = self.decoder.forward(z)  # (B, D)
         recon, dlogits = self._recon_loss(logits, x)  # [DENOISE-4] target: the clean x
         dz = self.decoder.backward(dlogits)  # (B, Z)
-        self.encoder.backward(dz)
+        self.encoder.backward(dz, input_grad=False)
         self.last_terms = {"loss": recon, "recon": recon, "penalty": 0.0}
         return recon, self._grads()
+
+    def _loss_terms(self, x, *, rng):
+        """Forward only: the denoising loss of the clean ``x`` from a corruption drawn from ``rng``."""
+        x_noisy = corrupt(x, self.noise, self.noise_level, rng)  # (B, D)
+        logits = self.decoder.apply(self.encoder.apply(x_noisy))  # (B, D)
+        recon = float(np.mean(self._recon_per_example(logits, x)))  # against the clean x
+        return {"loss": recon, "recon": recon, "penalty": 0.0}
 
     def loss_and_grads(self, x, x_noisy=None):
         """Loss and gradients on the clean batch ``x`` (B, input_dim) and its corruption ``x_noisy``.
@@ -72,9 +86,9 @@ class DenoisingAutoencoder(Autoencoder):
         """
         x = self._check_X(x, "x")
         if x_noisy is not None:
-            x_noisy = check_array(x_noisy, "x_noisy", n_features=self.input_dim, dtype=self.dtype)
+            x_noisy = check_array(x_noisy, "x_noisy", n_features=self.n_features_in_, dtype=self.dtype)
             if x_noisy.shape != x.shape:
-                raise ValueError(f"x_noisy has shape {x_noisy.shape}; expected the shape of x, {x.shape}")
+                raise InputError(f"x_noisy has shape {x_noisy.shape}; expected the shape of x, {x.shape}")
         return fresh_grads(self._loss_and_grads(x, x_noisy))
 
 
@@ -92,20 +106,24 @@ class SparseAutoencoder(Autoencoder):
     Derivation: docs/derivations/sparse.md#sparse-7
     """
 
-    def __init__(self, input_dim, hidden=(64,), latent_dim=2, activation="relu",
+    def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
                  code_activation="sigmoid", output="sigmoid", loss="bce", dtype="float64", seed=0,
-                 *, penalty="l1", sparsity_weight=1e-3, rho=0.05, slope=0.01, alpha=1.0, init="auto"):
-        check_choice("penalty", penalty, ("l1", "kl"))
-        check_scalar("sparsity_weight", sparsity_weight, low=0.0)
-        check_scalar("rho", rho, low=0.0, high=1.0, low_open=True, high_open=True)
-        if penalty == "kl" and code_activation != "sigmoid":
-            raise ValueError(f"penalty='kl' needs code activations in (0, 1), i.e. "
-                             f"code_activation='sigmoid'; got code_activation={code_activation!r} "
-                             f"(use penalty='l1' for other activations)")
+                 *, penalty="l1", sparsity_weight=1e-3, rho=0.05, slope=0.01, alpha=1.0, init="auto",
+                 random_state=None, warm_start=False):
+        self.penalty, self.sparsity_weight, self.rho = penalty, sparsity_weight, rho
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
-                         dtype, seed, slope=slope, alpha=alpha, init=init)
-        self.penalty, self.sparsity_weight, self.rho = penalty, float(sparsity_weight), float(rho)
-        self.config.update(penalty=penalty, sparsity_weight=float(sparsity_weight), rho=float(rho))
+                         dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
+                         warm_start=warm_start)
+
+    def _check_params(self):
+        check_choice("penalty", self.penalty, ("l1", "kl"))
+        check_scalar("sparsity_weight", self.sparsity_weight, low=0.0)
+        check_scalar("rho", self.rho, low=0.0, high=1.0, low_open=True, high_open=True)
+        if self.penalty == "kl" and self.code_activation != "sigmoid":
+            raise InputError(f"penalty='kl' needs code activations in (0, 1), i.e. "
+                             f"code_activation='sigmoid'; got code_activation={self.code_activation!r} "
+                             f"(use penalty='l1' for other activations)")
+        return super()._check_params()
 
     def _penalty(self, z):
         """(value, dz) of the sparsity penalty on the codes ``z``."""
@@ -122,10 +140,17 @@ class SparseAutoencoder(Autoencoder):
         penalty, dz_penalty = self._penalty(z)  # dz_penalty: (B, Z)
         dz_recon = self.decoder.backward(dlogits)  # (B, Z)
         dz = dz_recon + dz_penalty  # (B, Z) [SPARSE-7] z feeds the decoder and the penalty
-        self.encoder.backward(dz)
+        self.encoder.backward(dz, input_grad=False)
         loss = recon + penalty  # [SPARSE-7]
         self.last_terms = {"loss": loss, "recon": recon, "penalty": penalty}
         return loss, self._grads()
+
+    def _loss_terms(self, x, *, rng):
+        """Forward only: reconstruction, penalty and their sum on the batch."""
+        z = self.encoder.apply(x)  # (B, Z)
+        recon = float(np.mean(self._recon_per_example(self.decoder.apply(z), x)))
+        penalty = self._penalty(z)[0]
+        return {"loss": recon + penalty, "recon": recon, "penalty": penalty}
 
 
 class ContractiveAutoencoder(Autoencoder):
@@ -142,36 +167,49 @@ class ContractiveAutoencoder(Autoencoder):
     Derivation: docs/derivations/contractive.md#contractive-7
     """
 
-    def __init__(self, input_dim, hidden=(), latent_dim=2, activation="relu",
+    def __init__(self, input_dim=None, hidden=(), latent_dim=2, activation="relu",
                  code_activation="sigmoid", output="sigmoid", loss="bce", dtype="float64", seed=0,
-                 *, contractive_weight=1e-2, slope=0.01, alpha=1.0, init="auto"):
-        check_scalar("contractive_weight", contractive_weight, low=0.0)
-        if check_sizes("hidden", hidden):
-            raise ValueError(f"ContractiveAutoencoder implements the closed-form Jacobian penalty of a "
-                             f"one-layer encoder only: it needs hidden=(), got hidden={hidden!r}")
-        check_choice("code_activation", code_activation, ACTIVATION_NAMES)
-        if code_activation not in CONTRACTIVE_ACTIVATIONS:
-            raise ValueError(f"the contractive penalty is implemented for code_activation in "
-                             f"{', '.join(map(repr, CONTRACTIVE_ACTIVATIONS))}; got {code_activation!r}")
-        super().__init__(input_dim, (), latent_dim, activation, code_activation, output, loss,
-                         dtype, seed, slope=slope, alpha=alpha, init=init)
-        self.contractive_weight = float(contractive_weight)
-        self.config.update(contractive_weight=float(contractive_weight))
+                 *, contractive_weight=1e-2, slope=0.01, alpha=1.0, init="auto", random_state=None,
+                 warm_start=False):
+        self.contractive_weight = contractive_weight
+        super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
+                         dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
+                         warm_start=warm_start)
+
+    def _check_params(self):
+        check_scalar("contractive_weight", self.contractive_weight, low=0.0)
+        hidden = super()._check_params()
+        if hidden:
+            raise InputError(f"ContractiveAutoencoder implements the closed-form Jacobian penalty of a "
+                             f"one-layer encoder only: it needs hidden=(), got hidden={self.hidden!r}")
+        if self.code_activation not in CONTRACTIVE_ACTIVATIONS:
+            raise InputError(f"the contractive penalty is implemented for code_activation in "
+                             f"{', '.join(map(repr, CONTRACTIVE_ACTIVATIONS))}; got "
+                             f"{self.code_activation!r}")
+        return hidden
+
+    def _penalty_forward(self, x):
+        dense = self.encoder.dense_layers[0]
+        return contractive_penalty_forward(x, dense.params["W"], dense.params["b"],
+                                           self.code_activation, self.contractive_weight)
 
     def _loss_and_grads(self, x):
-        dense = self.encoder.dense_layers[0]
         z = self.encoder.forward(x)  # (B, Z)
         logits = self.decoder.forward(z)  # (B, D)
         recon, dlogits = self._recon_loss(logits, x)
         dz = self.decoder.backward(dlogits)  # (B, Z)
-        self.encoder.backward(dz)
-        penalty, cache = contractive_penalty_forward(x, dense.params["W"], dense.params["b"],
-                                                     self.config["code_activation"],
-                                                     self.contractive_weight)
+        self.encoder.backward(dz, input_grad=False)
+        penalty, cache = self._penalty_forward(x)
         _, dW_penalty, db_penalty = contractive_penalty_backward(1.0, cache)
         grads = self._grads()
-        grads["encoder.0.W"] = grads["encoder.0.W"] + dW_penalty  # (D, Z) [CONTRACTIVE-7]
-        grads["encoder.0.b"] = grads["encoder.0.b"] + db_penalty  # (Z,) [CONTRACTIVE-7]
+        grads["encoder.0.W"] += dW_penalty  # (D, Z) [CONTRACTIVE-7] W feeds the code and the penalty
+        grads["encoder.0.b"] += db_penalty  # (Z,) [CONTRACTIVE-7]
         loss = recon + penalty  # [CONTRACTIVE-7]
         self.last_terms = {"loss": loss, "recon": recon, "penalty": penalty}
         return loss, grads
+
+    def _loss_terms(self, x, *, rng):
+        """Forward only: reconstruction, penalty and their sum on the batch."""
+        recon = float(np.mean(self._recon_per_example(self.decoder.apply(self.encoder.apply(x)), x)))
+        penalty = self._penalty_forward(x)[0]
+        return {"loss": recon + penalty, "recon": recon, "penalty": penalty}

@@ -21,15 +21,16 @@ def off_kink(a, margin=0.05, limit=5.0):
 
 
 def activation_inputs_off_kinks(model, margin=1e-2):
-    """True when every activation layer of ``model`` saw pre-activations at least ``margin`` from 0
-    in the last forward pass (central differences across a kink are meaningless)."""
-    for seq_name in ("encoder", "decoder", "trunk", "head"):
+    """True when every activation of ``model`` saw pre-activations at least ``margin`` from 0 in the
+    last forward pass (central differences across a kink are meaningless)."""
+    for seq_name in ("encoder", "decoder", "head"):
         seq = getattr(model, seq_name, None)
-        for layer in getattr(seq, "layers", []):
-            for holder in (layer, getattr(layer, "act", None)):  # plain or fused Dense+activation
-                pre = getattr(holder, "pre", None)
-                if pre is not None and np.min(np.abs(pre)) < margin:
-                    return False
+        for step in getattr(seq, "steps", []):
+            if getattr(step, "act_name", None) == "identity":
+                continue  # a Dense step with no activation: nothing to keep off
+            pre = getattr(step, "pre", None)
+            if pre is not None and np.min(np.abs(pre)) < margin:
+                return False
     return True
 
 

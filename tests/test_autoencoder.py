@@ -79,11 +79,11 @@ def test_fit_lowers_the_loss_and_same_seed_is_bit_identical(rng):
     runs = []
     for _ in range(2):
         model = npae.Autoencoder(10, hidden=(8,), latent_dim=2, loss="mse", output="identity", seed=7)
-        start = model.loss(X)
-        history = model.fit(X, epochs=15, batch_size=32, lr=1e-2, progress=False)
+        start = model.evaluate(X)["loss"]
+        history = model.fit(X, epochs=15, batch_size=32, lr=1e-2, progress=False).history_
         assert len(history["loss"]) == 15
         assert history["loss"][-1] < 0.5 * history["loss"][0]
-        assert model.loss(X) < start
+        assert model.evaluate(X)["loss"] < start
         runs.append(model)
     for name in runs[0].params:
         np.testing.assert_array_equal(runs[0].params[name], runs[1].params[name])
@@ -97,7 +97,7 @@ def test_every_optimizer_trains(opt, rng):
     X = _blobs(rng, n=200)
     model = npae.Autoencoder(10, hidden=(8,), latent_dim=2, seed=1)
     lr = {"sgd": 0.5, "momentum": 0.1, "adam": 1e-2, "adagrad": 0.1, "rmsprop": 1e-2}[opt]
-    history = model.fit(X, epochs=10, batch_size=20, optimizer=opt, lr=lr, progress=False)
+    history = model.fit(X, epochs=10, batch_size=20, optimizer=opt, lr=lr, progress=False).history_
     assert history["loss"][-1] < history["loss"][0]
 
 
@@ -105,12 +105,12 @@ def test_validation_history_and_early_stopping(rng):
     X = _blobs(rng)
     model = npae.Autoencoder(10, hidden=(8,), latent_dim=2, seed=3)
     history = model.fit(X[:300], epochs=200, batch_size=32, lr=5e-2, validation_data=X[300:],
-                        patience=3, progress=False)
+                        patience=3, progress=False).history_
     n = len(history["loss"])
     assert len(history["val_loss"]) == n and n < 200  # stopped early
     best = int(np.argmin(history["val_loss"]))
     assert model.best_epoch_ == best
-    assert model.loss(X[300:]) == pytest.approx(history["val_loss"][best], rel=1e-12)  # best restored
+    assert model.evaluate(X[300:])["loss"] == pytest.approx(history["val_loss"][best], rel=1e-12)  # best restored
 
 
 def test_progress_bar_can_be_silenced(rng, capsys):
@@ -157,9 +157,15 @@ def test_float32_model_stays_float32(rng):
     (np.zeros((0, 4)), ValueError, "empty"),
 ])
 def test_bad_input_names_the_problem(bad, exc, match):
+    """Every entry point names the problem; only what is reconstructed (training targets) must lie
+    in [0, 1]: encoding accepts any finite data (issue 12)."""
     model = npae.Autoencoder(4, hidden=(3,), latent_dim=2)
-    for call in (model.loss_and_grads, model.encode, model.reconstruct,
-                 lambda X: model.fit(X, epochs=1, batch_size=2, progress=False)):
+    calls = [model.loss_and_grads, lambda X: model.fit(X, epochs=1, batch_size=2, progress=False)]
+    if match != r"\[0, 1\]":
+        calls += [model.encode, model.reconstruct]
+    else:
+        assert np.isfinite(model.encode(bad)).all()
+    for call in calls:
         with pytest.raises(exc, match=match):
             call(bad)
 
@@ -199,7 +205,11 @@ def test_bad_fit_arguments(rng):
         model.fit(X, epochs=1, batch_size=4, patience=2, progress=False)
 
 
-def test_unsupervised_fit_refuses_labels(rng):
-    model = npae.Autoencoder(4, hidden=(3,), latent_dim=2)
-    with pytest.raises(TypeError, match="unsupervised"):
-        model.fit(rng.uniform(0, 1, (8, 4)), np.zeros(8, int), epochs=1, batch_size=4, progress=False)
+def test_unsupervised_fit_ignores_labels(rng):
+    """scikit-learn's convention (a Pipeline hands y to every step): fit(X, y) ignores y."""
+    X = rng.uniform(0, 1, (8, 4))
+    with_y = npae.Autoencoder(4, hidden=(3,), latent_dim=2).fit(X, np.zeros(8, int), epochs=1,
+                                                                 batch_size=4, progress=False)
+    without = npae.Autoencoder(4, hidden=(3,), latent_dim=2).fit(X, epochs=1, batch_size=4, progress=False)
+    for name, p in without.params.items():
+        np.testing.assert_array_equal(with_y.params[name], p)

@@ -57,7 +57,7 @@ def fit(model, args, kwargs, **more):
     if isinstance(kw.get("optimizer"), npae.optim.Optimizer):  # a fresh instance per run
         opt = kw["optimizer"]
         kw["optimizer"] = type(opt)(opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
-    return model.fit(*args, batch_size=8, progress=False, **{**kw, **more})
+    return model.fit(*args, batch_size=8, progress=False, **{**kw, **more}).history_
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -127,7 +127,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, step):
     assert (info.value.epoch, info.value.batch) == divmod(step, 5)
     assert signal.getsignal(signal.SIGINT) is handler  # the handler is put back
     resumed = Interrupting(6, hidden=(5,), latent_dim=2, seed=2)
-    history = resumed.fit(X, epochs=4, batch_size=8, progress=False, resume=path)
+    history = resumed.fit(X, epochs=4, batch_size=8, progress=False, resume=path).history_
     assert_same_params(resumed, reference)
     assert history == reference.history_
 

@@ -54,7 +54,7 @@ def test_frozen_encoder_is_bit_identical_after_fit(digits, autoencoder):
     clf = npae.Classifier(autoencoder, 10, hidden=(16,), freeze_encoder=True)
     mine = {k: v.copy() for k, v in clf.encoder.params.items()}
     assert not any(k.startswith("encoder.") for k in clf.params)
-    history = clf.fit(Xtr, ytr, epochs=5, lr=1e-2, progress=False, validation_data=(Xte, yte))
+    history = clf.fit(Xtr, ytr, epochs=5, lr=1e-2, progress=False, validation_data=(Xte, yte)).history_
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)
     for k in mine:
         assert np.array_equal(clf.encoder.params[k], mine[k])
@@ -81,7 +81,7 @@ def test_linear_probe_on_codes_learns_digits(digits, autoencoder):
     proba = probe.predict_proba(Xte)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(probe.predict(Xte), proba.argmax(axis=1))
-    assert probe.loss(Xte, yte) == pytest.approx(-np.mean(np.log(proba[np.arange(len(yte)), yte])))
+    assert probe.evaluate(Xte, yte)["loss"] == pytest.approx(-np.mean(np.log(proba[np.arange(len(yte)), yte])))
 
 
 def test_accepts_a_sequential_and_keeps_dtype():

@@ -21,9 +21,9 @@ def test_one_step_of_a_2_2_1_network():
 
     y = net.forward(x)
     # a = x W1 = [1*0.1 + 2*0.3, 1*0.2 + 2*0.4] = [0.7, 1.0]
-    np.testing.assert_allclose(net.layers[0].cache[0] @ W1, [[0.7, 1.0]], rtol=1e-15)
+    np.testing.assert_allclose(net.steps[0].pre, [[0.7, 1.0]], rtol=1e-15)
     # h = σ(a) = [0.668187772168166, 0.731058578630005]
-    np.testing.assert_allclose(net.layers[1].cache, [[0.6681877721681662, 0.7310585786300049]], rtol=1e-15)
+    np.testing.assert_allclose(net.steps[0].apply(x), [[0.6681877721681662, 0.7310585786300049]], rtol=1e-15)
     # ŷ = 0.5 * 0.668187772 + 0.6 * 0.731058579 = 0.772729033262086
     np.testing.assert_allclose(y, [[0.772729033262086]], rtol=1e-15)
     loss, dy = F.mse_loss(y, t)

@@ -168,7 +168,7 @@ def test_failed_save_leaves_previous_file_intact(saved, tmp_path, monkeypatch):
 def test_unsaveable_config_is_refused_before_writing(saved):
     model, path = saved
     before = digest_of(path)
-    model.config["activation"] = object()
+    model.activation = object()
     with pytest.raises(TypeError, match=r"config\['activation'\] holds a object"):
         model.save(path)
     assert digest_of(path) == before

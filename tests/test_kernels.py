@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from npae import functional as F
+from npae import backends, functional as F
 from npae import kernels, latent
-from npae.layers import Dense, DenseAct, LeakyReLU, ReLU, Sequential, fuse_layers
+from npae.layers import Dense, DenseAct, LeakyReLU, ReLU, Sequential
 from npae.optim import Adam, adam_update
 from npae.vae import VAE
 
@@ -89,38 +89,46 @@ def test_reparam_kl_matches_latent_pairs(rng, dtype):
     np.testing.assert_allclose(kl_sum, kl_ref.sum(), rtol=RTOL[dtype])
 
     dz = rng.standard_normal((5, 3)).astype(dtype)
-    kl_scale = 0.7 / 5
     dmu_s, dlv_s = latent.reparameterize_backward(dz, rep_cache)
-    dmu_k, dlv_k = latent.gaussian_kl_backward(np.full(5, kl_scale, dtype=dtype), kl_cache)
-    dmu, dlogvar = kernels.reparam_kl_backward_fused(dz, cache, kl_scale)
-    close(dmu, dmu_s + dmu_k, dtype)
-    close(dlogvar, dlv_s + dlv_k, dtype, atol=np.finfo(dtype).eps)
-    assert z.dtype == dmu.dtype == dlogvar.dtype == dtype
+    dmu_k, dlv_k = latent.gaussian_kl_backward(np.ones(5, dtype=dtype), kl_cache)
+    fused = kernels.reparam_kl_backward_fused(dz, cache)
+    for got, want in zip(fused, (dmu_s, dlv_s, dmu_k, dlv_k)):
+        close(got, want, dtype, atol=np.finfo(dtype).eps)
+        assert got.dtype == dtype
+    assert z.dtype == dtype
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_fused_sequential_equals_layer_by_layer(rng, dtype):
+def test_sequential_steps_equal_layer_by_layer_in_both_backends(rng, dtype):
+    """A Sequential runs Dense + activation as one backend unit; under either backend its forward,
+    backward and gradients equal the layers run one by one through their pairs."""
     def build():
         r = np.random.default_rng(3)
         return [Dense(4, 6, rng=r, dtype=dtype), ReLU(), Dense(6, 5, rng=r, dtype=dtype),
                 LeakyReLU(0.1), Dense(5, 3, rng=r, dtype=dtype)]
 
-    fused, plain = Sequential(build()), Sequential(build())
-    fused.steps = fuse_layers(fused.layers)
-    plain.steps = plain.layers
-    assert [type(s) for s in fused.steps] == [DenseAct, DenseAct, DenseAct]
+    layers = build()
     x = rng.standard_normal((8, 4)).astype(dtype)
     dy = rng.standard_normal((8, 3)).astype(dtype)
-    close(fused.forward(x), plain.forward(x), dtype)
-    close(fused.backward(dy), plain.backward(dy), dtype)
-    for name, g in plain.grads.items():
-        close(fused.grads[name], g, dtype, atol=10 * np.finfo(dtype).eps)
-    for fl, pl in zip(fused.layers, plain.layers):  # same caches, so inspection code still works
-        if hasattr(pl, "pre"):
-            close(fl.pre, pl.pre, dtype)
-    assert fused.backward(dy, input_grad=False) is None
-    for name, g in plain.grads.items():
-        close(fused.grads[name], g, dtype, atol=10 * np.finfo(dtype).eps)
+    h = x
+    for layer in layers:
+        h = layer.forward(h)
+    d = dy
+    for layer in reversed(layers):
+        d = layer.backward(d)
+    for name in backends.available():
+        with backends.backend(name):
+            seq = Sequential(build())
+            assert [type(s) for s in seq.steps] == [DenseAct, DenseAct, DenseAct]
+            close(seq.forward(x), h, dtype)
+            close(seq.apply(x), h, dtype)
+            close(seq.backward(dy), d, dtype)
+            for step, layer in zip(seq.steps, [layers[0], layers[2], layers[4]]):
+                for key in ("W", "b"):
+                    close(step.dense.grads[key], layer.grads[key], dtype, atol=10 * np.finfo(dtype).eps)
+            for step, act in zip(seq.steps[:2], [layers[1], layers[3]]):  # the same pre-activations
+                close(step.pre, act.pre, dtype)
+            assert seq.backward(dy, input_grad=False) is None
 
 
 def test_float32_step_never_widens(rng):
@@ -153,7 +161,7 @@ def test_float32_step_never_widens(rng):
 
 
 def _run(code, **env):
-    full_env = {**os.environ, "PYTHONPATH": ROOT, "NPAE_JIT": "1", **env}
+    full_env = {**os.environ, "PYTHONPATH": ROOT, "NPAE_JIT": "1", "NPAE_BACKEND": "", **env}
     out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
@@ -162,6 +170,7 @@ def _run(code, **env):
 
 CHECK = """
 import numpy as np
+import npae
 from npae import kernels, functional as F
 from npae.vae import VAE
 rng = np.random.default_rng(0)
@@ -170,21 +179,22 @@ v, ds = kernels.bce_with_logits_loss(s, t)
 v_ref, ds_ref = F.bce_with_logits_loss(s, t)
 assert abs(v - v_ref) <= 1e-12 * abs(v_ref) and np.allclose(ds, ds_ref, rtol=1e-12, atol=0)
 model = VAE(6, hidden=(4,), latent_dim=2, seed=0)
-h = model.fit(rng.random((20, 6)), epochs=2, batch_size=8, progress=False)
+h = model.fit(rng.random((20, 6)), epochs=2, batch_size=8, progress=False).history_
 assert np.isfinite(h["loss"]).all()
-print(kernels.ENABLED, type(model.encoder.steps[0]).__name__, h["loss"][-1])
+print(kernels.ENABLED, npae.get_backend(), h["loss"][-1])
 """
 
 
-def test_npae_jit_0_selects_numpy_path():
-    enabled, step, _ = _run(CHECK, NPAE_JIT="0").split()
-    assert enabled == "False" and step == "Dense"
+def test_npae_jit_0_selects_the_reference_backend():
+    enabled, name, _ = _run(CHECK, NPAE_JIT="0").split()
+    assert enabled == "False" and name == "reference"
 
 
 def test_numba_disable_jit_gives_same_training():
     """With NUMBA_DISABLE_JIT=1 the kernels run as Python; the training result equals the jitted
-    one and the NumPy one."""
-    enabled, step, loss_py = _run(CHECK, NUMBA_DISABLE_JIT="1").split()
-    assert enabled == "True" and step == "DenseAct"
-    _, _, loss_numpy = _run(CHECK, NPAE_JIT="0").split()
-    np.testing.assert_allclose(float(loss_py), float(loss_numpy), rtol=1e-10)
+    one and the reference one."""
+    enabled, name, loss_py = _run(CHECK, NUMBA_DISABLE_JIT="1").split()
+    assert enabled == "True" and name == "fused"
+    _, name, loss_ref = _run(CHECK, NPAE_BACKEND="reference").split()
+    assert name == "reference"
+    np.testing.assert_allclose(float(loss_py), float(loss_ref), rtol=1e-10)

@@ -27,7 +27,7 @@ def test_each_layer_is_trained_on_the_codes_below(data, stack):
     # the upper layer fits its own data (the codes) better than it fits a shuffled copy of them
     H = stack[0].encode(X)
     shuffled = np.random.default_rng(0).permuted(H, axis=1)
-    assert stack[1].loss(H) < stack[1].loss(shuffled)
+    assert stack[1].evaluate(H)["loss"] < stack[1].evaluate(shuffled)["loss"]
 
 
 def test_stacked_encoder_is_the_chain_of_the_stack(data, stack):

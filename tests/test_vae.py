@@ -131,7 +131,7 @@ def test_fit_warmup_history_and_reproducibility():
     kw = dict(hidden=(16,), latent_dim=3, beta=2.0, seed=5)
     model = VAE(64, **kw)
     hist = model.fit(X, epochs=5, batch_size=50, warmup_epochs=3, progress=False,
-                     validation_data=X[:60])
+                     validation_data=X[:60]).history_
     assert model.beta_schedule_ == pytest.approx([0.0, 2 / 3, 4 / 3, 2.0, 2.0])
     assert model.beta == 2.0
     assert {"loss", "recon", "kl", "val_loss", "val_recon", "val_kl"} <= set(hist)
@@ -160,7 +160,7 @@ def test_bound_ladder_on_held_out_digits(trained_digits_vae):
     model, Xte = trained_digits_vae
     bounds = [-model.neg_elbo(Xte, seed=1, n_samples=100, per_example=True)]
     for k in (5, 50, 500):
-        bounds.append(model.log_likelihood_estimate(Xte, k, seed=k, per_example=True))
+        bounds.append(model.log_likelihood_estimate(Xte, k=k, seed=k, per_example=True))
     means = [b.mean() for b in bounds]
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         gap = hi - lo
@@ -172,14 +172,14 @@ def test_bound_ladder_on_held_out_digits(trained_digits_vae):
 def test_iwae_streaming_chunks_and_k1_is_the_elbo(trained_digits_vae):
     model, Xte = trained_digits_vae
     X = Xte[:30]
-    one_chunk = model.log_likelihood_estimate(X, 40, seed=3, chunk=40, per_example=True)
-    chunks = model.log_likelihood_estimate(X, 40, seed=3, chunk=7, per_example=True)
+    one_chunk = model.log_likelihood_estimate(X, k=40, seed=3, chunk=40, per_example=True)
+    chunks = model.log_likelihood_estimate(X, k=40, seed=3, chunk=7, per_example=True)
     np.testing.assert_allclose(chunks, one_chunk, rtol=1e-12)
-    k1 = model.log_likelihood_estimate(X, 1, seed=9, batch_size=30, per_example=True)
+    k1 = model.log_likelihood_estimate(X, k=1, seed=9, batch_size=30, per_example=True)
     elbo = -model.neg_elbo(X, seed=9, batch_size=30, per_example=True)
     np.testing.assert_allclose(k1, elbo, rtol=1e-12)
     # k = 5000 in bounded memory: a small chunk keeps one (chunk, batch, D) block at a time
-    assert np.isfinite(model.log_likelihood_estimate(X[:2], 5000, seed=0, chunk=500))
+    assert np.isfinite(model.log_likelihood_estimate(X[:2], k=5000, seed=0, chunk=500))
 
 
 def test_latent_api(trained_digits_vae):
@@ -197,7 +197,7 @@ def test_latent_api(trained_digits_vae):
     active = model.active_units(Xte)
     assert active == int(np.sum(mu.var(axis=0) > 0.01)) and 1 <= active <= 8
     # neg_elbo estimates the beta = 1 loss: many draws agree with the closed-form-KL loss
-    loss = model.loss(Xte)
+    loss = model.evaluate(Xte)["loss"]
     assert abs(model.neg_elbo(Xte, seed=0, n_samples=50) - loss) < 1.0
 
 
@@ -206,7 +206,7 @@ def test_conditional_vae_fit_sample_encode():
     X, y = load_digits()
     model = ConditionalVAE(64, 10, hidden=(16,), latent_dim=2, seed=0)
     hist = model.fit(X[:400], y[:400], epochs=3, batch_size=64, progress=False,
-                     validation_data=(X[400:500], y[400:500]), warmup_epochs=2)
+                     validation_data=(X[400:500], y[400:500]), warmup_epochs=2).history_
     assert len(hist["val_loss"]) == 3 and hist["loss"][-1] < hist["loss"][0]
     assert model.sample(5, y=3, seed=0).shape == (5, 64)
     assert model.sample(3, y=[0, 1, 2], seed=0).shape == (3, 64)
@@ -248,7 +248,9 @@ def test_bad_inputs():
         cvae.sample(2, y=5)
     with pytest.raises(ValueError, match="3 labels but there are 2 samples"):
         cvae.encode(x[:2], [0, 1, 2])
-    with pytest.raises(TypeError, match="needs the labels y"):
+    with pytest.raises(ValueError, match="needs the labels y"):
         cvae.loss_and_grads(x)
+    with pytest.raises(ValueError, match="VAE is unconditional: y must be None"):
+        model.encode(x, [0, 1, 2])
     with pytest.raises(ValueError, match="n_classes must be >= 1"):
         ConditionalVAE(4, 0)

@@ -96,7 +96,7 @@ def test_kl_sparsity_reaches_rho_on_digits(digits_split):
     Xtr, Xte = digits_split
     rho = 0.1
     model = npae.SparseAutoencoder(64, (), 32, penalty="kl", sparsity_weight=30.0, rho=rho, seed=0)
-    history = model.fit(Xtr, epochs=40, batch_size=128, lr=1e-2, progress=False)
+    history = model.fit(Xtr, epochs=40, batch_size=128, lr=1e-2, progress=False).history_
     assert set(history) >= {"loss", "recon", "penalty"}
     for X in (Xtr, Xte):
         unit_means = model.encode(X).mean(axis=0)  # (32,)

@@ -1,0 +1,275 @@
+"""The backend layer: the few units a training step is written against, in two implementations.
+
+Model code calls ``ops.<unit>(...)`` and never asks which implementation answers (minitorch's
+``SimpleOps`` / ``FastOps``). Each unit is a piece of the step that can be fused:
+
+=====================================  ============================================================
+unit                                   reference implementation (the derived pairs it composes)
+=====================================  ============================================================
+``dense_act_forward / _backward``      functional.dense_forward + an activation pair
+                                       ([DENSE-1..4], [ACT-*])
+``bce_with_logits_loss``               functional.bce_with_logits_loss ([LOSS-5], [LOSS-6])
+``reparam_kl_forward / _backward``     latent.reparameterize_* + latent.gaussian_kl_* ([REPARAM-1..4],
+                                       [KL-1..3]); the two gradients come back *apart*: the model
+                                       sums them on its own tagged fan-in line [ELBO-5]
+``adam_update``                        updates.adam_update ([OPT-5..7])
+=====================================  ============================================================
+
+* ``reference``: :class:`ReferenceOps`, every unit is the composition of the readable pairs
+  (CS231n's ``affine_relu_forward`` pattern), looked up in their modules at call time. Running
+  with ``NPAE_BACKEND=reference`` runs exactly the code the derivations describe, tags included.
+* ``fused``: :class:`FusedOps`, the numba kernels of :mod:`npae.kernels`; each is proven equal to
+  the reference unit it replaces (``tests/test_backend.py``: one call, and whole models trained
+  under both backends, float64 parameters equal to rtol 1e-10). Where no kernel pays (smooth
+  activations, several samples per example, non-contiguous arrays) a fused unit does the same
+  NumPy arithmetic as the reference.
+
+The choice is made once: :func:`set_backend`, the :func:`backend` context manager, or the
+environment variable ``NPAE_BACKEND`` (``reference`` | ``fused``) read at import. ``NPAE_JIT=0``
+still means ``reference``; without numba only ``reference`` exists. ``fused`` is the default when
+numba imports. This module and :mod:`npae.kernels` are the only ones that know whether numba is
+there.
+"""
+import contextlib
+import os
+import warnings
+
+import numpy as np
+
+from . import functional as F
+from . import kernels
+from . import latent
+from . import updates
+from .validation import InputError, check_choice
+
+BACKENDS = ("reference", "fused")
+
+
+class DenseActCache:
+    """What a dense+activation unit keeps for its backward: the input ``x``, the weights ``W``, the
+    pre-activation ``a = x W + b`` (inspected by tests that keep inputs off kinks), the activation's
+    name and hyperparameters and its own cache. The same fields in both backends."""
+
+    __slots__ = ("x", "W", "a", "act", "hyper", "act_cache")
+
+    def __init__(self, x, W, a, act, hyper, act_cache):
+        self.x, self.W, self.a, self.act, self.hyper, self.act_cache = x, W, a, act, hyper, act_cache
+
+
+def activation_pair(name):
+    """The ``(forward, backward)`` pair of activation ``name``, looked up in :mod:`npae.functional`
+    now (not at import), so that the pair a reader edits is the pair that runs."""
+    return getattr(F, f"{name}_forward"), getattr(F, f"{name}_backward")
+
+
+# --------------------------------------------------------------------------------------------------
+# reference: the derived pairs, composed
+# --------------------------------------------------------------------------------------------------
+class ReferenceOps:
+    """Every unit as the composition of the readable pairs (see the module docstring)."""
+
+    name = "reference"
+
+    @staticmethod
+    def dense_act_forward(x, W, b, act, hyper):
+        """``h = f(x W + b)``: :func:`~npae.functional.dense_forward` then the activation's forward.
+        Returns ``(h, cache)``."""
+        fwd, _ = activation_pair(act)
+        a, (x, W) = F.dense_forward(x, W, b)  # (B, n_out)
+        h, act_cache = fwd(a, **hyper)  # (B, n_out)
+        return h, DenseActCache(x, W, a, act, hyper, act_cache)
+
+    @staticmethod
+    def dense_act_backward(dh, cache, dW, db, input_grad=True):
+        """The activation's backward then :func:`~npae.functional.dense_backward`; writes the
+        parameter gradients into ``dW`` and ``db`` (in place) and returns ``dx`` (None when
+        ``input_grad`` is False)."""
+        _, bwd = activation_pair(cache.act)
+        da = bwd(dh, cache.act_cache)  # (B, n_out)
+        dx, dW[...], db[...] = F.dense_backward(da, (cache.x, cache.W))
+        return dx if input_grad else None
+
+    @staticmethod
+    def bce_with_logits_loss(logits, target):
+        """:func:`~npae.functional.bce_with_logits_loss`: ``(value, dlogits)``, the per-row sum over
+        features averaged over the rows."""
+        return F.bce_with_logits_loss(logits, target)
+
+    @staticmethod
+    def reparam_kl_forward(mu, logvar, eps):
+        """``z = mu + exp(½ logvar) eps`` and the KL to N(0, I) summed over the batch.
+        Returns ``(z, kl_sum, cache)``; ``eps`` may carry a sample axis (L, B, Z)."""
+        z, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (B, Z) or (L, B, Z)
+        kl, kl_cache = latent.gaussian_kl_forward(mu, logvar)  # (B,)
+        return z, float(np.sum(kl)), (rep_cache, kl_cache)
+
+    @staticmethod
+    def reparam_kl_backward(dz, cache):
+        """The sampler's gradient and the gradient of ``Σ_i KL_i``, kept apart:
+        ``(dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl)``, each (B, Z). The caller weights the
+        KL part and sums the two on its fan-in line [ELBO-5]."""
+        rep_cache, kl_cache = cache
+        dmu_sampler, dlogvar_sampler = latent.reparameterize_backward(dz, rep_cache)
+        mu = kl_cache[0]
+        dmu_kl, dlogvar_kl = latent.gaussian_kl_backward(np.ones(mu.shape[0], dtype=mu.dtype), kl_cache)
+        return dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl
+
+    @staticmethod
+    def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
+        """:func:`npae.updates.adam_update`, in place."""
+        updates.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
+
+
+# --------------------------------------------------------------------------------------------------
+# fused: the numba kernels
+# --------------------------------------------------------------------------------------------------
+def _contiguous(*arrays):
+    return all(a.flags.c_contiguous for a in arrays)
+
+
+class FusedOps:
+    """The same units from the numba kernels of :mod:`npae.kernels` (see the module docstring)."""
+
+    name = "fused"
+
+    @staticmethod
+    def dense_act_forward(x, W, b, act, hyper):
+        """Replaces :meth:`ReferenceOps.dense_act_forward`: ``x @ W`` on BLAS, then bias and a
+        piecewise-linear activation in one pass (:func:`npae.kernels.bias_act_forward`); smooth
+        activations add the bias in place and run their NumPy pair."""
+        a = x @ W  # (B, n_out), becomes the pre-activation in place
+        code = kernels.ACT_CODES.get(act)
+        if code is None:
+            a += b
+            h, act_cache = activation_pair(act)[0](a, **hyper)
+            return h, DenseActCache(x, W, a, act, hyper, act_cache)
+        h = a if code == 0 else np.empty_like(a)  # (B, n_out)
+        kernels.bias_act_forward(a, b, h, code, kernels.scalar(hyper.get("slope", 0.0), a))
+        return h, DenseActCache(x, W, a, act, hyper, None)
+
+    @staticmethod
+    def dense_act_backward(dh, cache, dW, db, input_grad=True):
+        """Replaces :meth:`ReferenceOps.dense_act_backward`: activation and bias gradients in one
+        pass (:func:`npae.kernels.act_backward`), the two products on BLAS written into ``dW``
+        and ``dx``; ``dx`` is not computed when ``input_grad`` is False."""
+        code = kernels.ACT_CODES.get(cache.act)
+        a = cache.a
+        if code is None:
+            da = activation_pair(cache.act)[1](dh, cache.act_cache)  # (B, n_out)
+            np.sum(da, axis=0, out=db)
+        elif code == 0:
+            da = dh
+            np.sum(dh, axis=0, out=db)
+        else:
+            da = np.empty_like(a)  # (B, n_out)
+            kernels.act_backward(np.ascontiguousarray(dh), a, da, db, code,
+                                 kernels.scalar(cache.hyper.get("slope", 0.0), a))
+        np.matmul(cache.x.T, da, out=dW)  # (n_in, n_out)
+        return da @ cache.W.T if input_grad else None  # (B, n_in)
+
+    @staticmethod
+    def bce_with_logits_loss(logits, target):
+        """Replaces :meth:`ReferenceOps.bce_with_logits_loss`: one exp and one log1p per entry,
+        value and gradient in one pass (:func:`npae.kernels.bce_with_logits_loss`)."""
+        return kernels.bce_with_logits_loss(logits, target)
+
+    @staticmethod
+    def reparam_kl_forward(mu, logvar, eps):
+        """Replaces :meth:`ReferenceOps.reparam_kl_forward` for one sample per example (sampler and
+        KL in one pass, :func:`npae.kernels.reparam_kl_forward_fused`); several samples run the
+        reference arithmetic."""
+        if eps.ndim != 2:
+            return ReferenceOps.reparam_kl_forward(mu, logvar, eps)
+        return kernels.reparam_kl_forward_fused(mu, logvar, eps)
+
+    @staticmethod
+    def reparam_kl_backward(dz, cache):
+        """Replaces :meth:`ReferenceOps.reparam_kl_backward`: the two logvar gradients in one pass
+        (:func:`npae.kernels.reparam_kl_backward_fused`); with one sample the mu gradients are
+        ``dz`` and ``mu`` themselves (returned, not copied)."""
+        if len(cache) == 2:  # the reference cache (several samples)
+            return ReferenceOps.reparam_kl_backward(dz, cache)
+        return kernels.reparam_kl_backward_fused(dz, cache)
+
+    @staticmethod
+    def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
+        """Replaces :meth:`ReferenceOps.adam_update`: moments and step in one pass over each array
+        (:func:`npae.kernels.adam`); non-contiguous arrays run the reference."""
+        g = np.ascontiguousarray(g)
+        if not _contiguous(p, m, v):
+            return ReferenceOps.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
+        coef = kernels.adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
+        kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+
+
+# --------------------------------------------------------------------------------------------------
+# the switch
+# --------------------------------------------------------------------------------------------------
+IMPLEMENTATIONS = {"reference": ReferenceOps, "fused": FusedOps}
+UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "reparam_kl_forward",
+         "reparam_kl_backward", "adam_update")
+
+
+class Ops:
+    """The one object model code calls (``ops.dense_act_forward(...)``). :func:`set_backend` copies
+    the chosen implementation's units onto it, so a call is a plain attribute lookup."""
+
+    name = None
+
+    def __repr__(self):
+        return f"<npae ops: {self.name}>"
+
+
+ops = Ops()
+
+
+def available():
+    """The backends this installation can run: ``("reference", "fused")``, or ``("reference",)``
+    without numba (or with ``NPAE_JIT=0``)."""
+    return BACKENDS if kernels.ENABLED else ("reference",)
+
+
+def set_backend(name):
+    """Make ``name`` (``"reference"`` or ``"fused"``) the implementation behind :data:`ops`; returns
+    the previous name. ``"fused"`` needs numba (and ``NPAE_JIT`` not 0)."""
+    check_choice("backend", name, BACKENDS)
+    if name not in available():
+        raise InputError("backend 'fused' needs numba (and NPAE_JIT not set to 0); only "
+                         "'reference' is available here")
+    previous = ops.name
+    impl = IMPLEMENTATIONS[name]
+    for unit in UNITS:
+        setattr(ops, unit, getattr(impl, unit))
+    ops.name = name
+    return previous
+
+
+def get_backend():
+    """The name of the active backend: ``"reference"`` or ``"fused"``."""
+    return ops.name
+
+
+@contextlib.contextmanager
+def backend(name):
+    """``with npae.backend("reference"): ...`` runs the block under ``name``, then restores the
+    backend that was active before."""
+    previous = set_backend(name)
+    try:
+        yield ops
+    finally:
+        set_backend(previous)
+
+
+def _initial_backend():
+    requested = os.environ.get("NPAE_BACKEND", "").strip().lower()
+    default = "fused" if kernels.ENABLED else "reference"
+    if not requested:
+        return default
+    if requested not in available():
+        warnings.warn(f"NPAE_BACKEND={requested!r} is not available here (choose from "
+                      f"{', '.join(available())}); using {default!r}", stacklevel=2)
+        return default
+    return requested
+
+
+set_backend(_initial_backend())

@@ -1,0 +1,72 @@
+"""Readable lines about training: the fixed per-epoch log line shared by ``fit(verbose=...)``, the
+CLI and the demos, and the choice of which epochs to show.
+
+``epoch   3/100 | loss  101.21 | recon   95.10 | kl   6.11 | val_loss  104.02``: the epoch counter
+padded to the width of the total, then every term of the history in a fixed order (``loss``,
+``recon``, ``kl``, ``penalty``, ``accuracy``, then anything else, then the ``val_`` terms), each
+rounded to a width that depends on its size so that columns line up from one epoch to the next.
+"""
+import numpy as np
+
+_ORDER = ("loss", "recon", "kl", "penalty", "accuracy")
+
+
+def _ordered_terms(history):
+    base = [k for k in history if not k.startswith("val_")]
+    first = [k for k in _ORDER if k in base] + [k for k in base if k not in _ORDER]
+    val = [f"val_{k}" for k in first if f"val_{k}" in history]
+    val += [k for k in history if k.startswith("val_") and k not in val]
+    return first + val
+
+
+def format_value(value):
+    """A number in at most 8 characters with about 5 significant digits: ``101.21``, ``0.0512``,
+    ``1.23e+05``; right-aligned in 8."""
+    value = float(value)
+    magnitude = abs(value)
+    if value != value or magnitude == float("inf"):
+        text = str(value)
+    elif magnitude == 0 or 1e-3 <= magnitude < 1e5:
+        decimals = max(0, 4 - int(np.floor(np.log10(magnitude)))) if magnitude else 2
+        text = f"{value:.{min(decimals, 6)}f}"
+    else:
+        text = f"{value:.2e}"
+    return f"{text:>8}"
+
+
+def log_line(epoch, history, epochs=None):
+    """The log line of epoch ``epoch`` (0-based) of a ``fit`` history, e.g.
+    ``epoch  3/100 | loss   101.21 | recon    95.10 | kl     6.11``."""
+    total = epochs if epochs is not None else len(history.get("loss", ())) or epoch + 1
+    width = len(str(total))
+    terms = " | ".join(f"{k} {format_value(history[k][epoch])}" for k in _ordered_terms(history)
+                       if len(history[k]) > epoch)
+    return f"epoch {epoch + 1:>{width}}/{total} | {terms}"
+
+
+def epochs_to_show(n, every_up_to=20, max_lines=20):
+    """Which of ``n`` epochs (0-based) a log shows: all of the first ``every_up_to``, then every k-th
+    so that about ``max_lines`` lines are printed, and always the last."""
+    if n <= every_up_to:
+        return list(range(n))
+    step = max(1, int(np.ceil(n / max_lines)))
+    shown = [e for e in range(n) if e < every_up_to // 2 or (e + 1) % step == 0]
+    if n - 1 not in shown:
+        shown.append(n - 1)
+    return shown
+
+
+def should_show(epoch, epochs, every_up_to=20, max_lines=20):
+    """True when epoch ``epoch`` (0-based) of ``epochs`` is one that :func:`epochs_to_show` lists:
+    the same choice, made one epoch at a time (for lines printed while training runs)."""
+    if epochs <= every_up_to:
+        return True
+    step = max(1, int(np.ceil(epochs / max_lines)))
+    return epoch < every_up_to // 2 or (epoch + 1) % step == 0 or epoch == epochs - 1
+
+
+def print_history(history, max_lines=20, file=None):
+    """Print :func:`log_line` for the epochs :func:`epochs_to_show` picks (all, for a short run)."""
+    n = len(history["loss"])
+    for epoch in epochs_to_show(n, every_up_to=max_lines, max_lines=max_lines):
+        print(log_line(epoch, history), file=file)
