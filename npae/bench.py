@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from . import datasets, kernels
+from . import backends, datasets
 from .optim import Adam
 from .vae import VAE
 
@@ -73,7 +73,7 @@ def machine_info():
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "blas_threads": blas_threads(),
             "python": platform.python_version(), "numpy": np.__version__,
-            "npae_jit": kernels.ENABLED}
+            "npae_backend": backends.get_backend()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def step_flops(sizes_enc, sizes_dec, batch):
 # --------------------------------------------------------------------------------------------------
 def _torch_twin(model, torch):
     """A torch VAE with npae ``model``'s layers and current weights."""
-    dtype = torch.float32 if model.dtype == np.float32 else torch.float64
+    dtype = torch.float32 if np.dtype(model.dtype) == np.float32 else torch.float64
 
     def linears(seq):
         out = []
@@ -298,7 +298,7 @@ def format_table(report):
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items())
     lines.append("")
     lines.append(f"{m['cpu']}, {m['cores']} cores, BLAS threads {m['blas_threads']}, numpy "
-                 f"{m['numpy']}, torch {m['torch']}, npae kernels {'on' if m['npae_jit'] else 'off'}; "
+                 f"{m['numpy']}, torch {m['torch']}, npae backend {m['npae_backend']}; "
                  f"GEMM peak: {peaks}")
     return "\n".join(lines)
 

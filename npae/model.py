@@ -30,7 +30,7 @@ import json
 import numpy as np
 
 from . import io
-from .estimator import ParamsMixin
+from .sklearn_protocol import ParamsMixin
 from .training import fit_loop
 from .validation import InputError, check_array, check_bool, check_dtype, check_unit_interval
 from .version import __version__

@@ -168,7 +168,7 @@ class VAE(Model):
         if c is None:
             return a
         c = np.broadcast_to(c, a.shape[:-1] + c.shape[-1:])
-        return np.concatenate([a, c], axis=-1)
+        return np.concatenate([a, c], axis=-1)  # [ELBO-8]
 
     def _posterior(self, x, c=None, *, train=False):
         """Encoder forward: ``(mu, logvar, inside)`` (logvar clamped, inside = the clamp's mask).
@@ -225,7 +225,7 @@ class VAE(Model):
 
         # backward
         dzc = self.decoder.backward(dout)  # (L·B, Z + C)
-        dz = dzc[:, :Z].reshape(z.shape)  # (B, Z) or (L, B, Z)
+        dz = dzc[:, :Z].reshape(z.shape)  # (B, Z) or (L, B, Z) [ELBO-8] the label columns stop here
         dmu_from_sampler, dlogvar_from_sampler, dmu_kl, dlogvar_kl = ops.reparam_kl_backward(dz, sampler_cache)
         dmu = dmu_from_sampler + (beta / B) * dmu_kl  # (B, Z) [ELBO-5]
         dlogvar = dlogvar_from_sampler + (beta / B) * dlogvar_kl  # (B, Z) [ELBO-5]

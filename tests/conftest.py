@@ -34,6 +34,12 @@ def activation_inputs_off_kinks(model, margin=1e-2):
     return True
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The real MNIST folder when this machine has one: $NPAE_DATA, else ../shared/data/mnist next to
+#: the project (never required: tests that use it skip without it).
+MNIST_DIR = os.environ.get("NPAE_DATA") or os.path.join(ROOT, "..", "shared", "data", "mnist")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -27,19 +27,13 @@ def _cases():
          (X,), dict(optimizer=npae.optim.Momentum(0.6, nesterov=True), validation_data=X[:10],
                     patience=1, clip_norm=0.5)),  # stops early after epoch 2 (0-based)
     ]
-    try:
-        from npae.vae import VAE, ConditionalVAE
-        out += [("vae-warmup", lambda: VAE(6, hidden=(5,), latent_dim=2, seed=5), (X,),
-                 dict(warmup_epochs=3, validation_data=X[:8])),
-                ("cvae", lambda: ConditionalVAE(6, 3, hidden=(5,), latent_dim=2, seed=6), (X, Y), {})]
-    except ImportError:
-        pass
-    try:
-        from npae.variants import DenoisingAutoencoder
-        out.append(("dae", lambda: DenoisingAutoencoder(6, hidden=(5,), noise="masking",
-                                                        noise_level=0.3, seed=7), (X,), {}))
-    except ImportError:
-        pass
+    from npae.vae import VAE, ConditionalVAE
+    from npae.variants import DenoisingAutoencoder
+    out += [("vae-warmup", lambda: VAE(6, hidden=(5,), latent_dim=2, seed=5), (X,),
+             dict(warmup_epochs=3, validation_data=X[:8])),
+            ("cvae", lambda: ConditionalVAE(6, 3, hidden=(5,), latent_dim=2, seed=6), (X, Y), {}),
+            ("dae", lambda: DenoisingAutoencoder(6, hidden=(5,), noise="masking", noise_level=0.3,
+                                                 seed=7), (X,), {})]
     return out
 
 

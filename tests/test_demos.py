@@ -9,7 +9,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMOS = sorted(glob.glob(os.path.join(ROOT, "demos", "*.py")))
-SHARED_MNIST = "/work/shared/data/mnist"
+SHARED_MNIST = os.environ.get("NPAE_DATA") or os.path.join(ROOT, "..", "shared", "data", "mnist")
 
 #: PNGs each demo must write in quick mode.
 EXPECTED = {

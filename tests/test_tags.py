@@ -27,3 +27,20 @@ def test_tag_listing_runs(capsys):
     from npae.tags import main
     assert main([]) == 0
     assert "DENSE-2" in capsys.readouterr().out
+
+
+def test_only_implementing_lines_count(tmp_path):
+    """A tag at the end of a line of code implements; one in a docstring or on a comment-only line
+    is a cross-reference and is not listed."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text('"""Module doc citing [DOC-1]."""\n'
+                              "# a comment-only line citing [NOTE-1]\n"
+                              "def f(x):\n"
+                              '    """Docstring citing [DOC-2]."""\n'
+                              "    return {\n"
+                              '        "a": x + 1,  # [CODE-1]\n'
+                              "    }  # [CODE-2]\n", encoding="utf-8")
+    found = code_tags(pkg)
+    assert set(found) == {"CODE-1", "CODE-2"}
+    assert found["CODE-1"] == [f"{pkg.name}/m.py:6"]

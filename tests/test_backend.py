@@ -1,0 +1,312 @@
+"""The code you read is the code that runs.
+
+* Every model trained under ``reference`` (the derived pairs) and under ``fused`` (the numba
+  kernels) ends with the same parameters and history (float64, rtol 1e-10; float32 to its precision).
+* The reading surface is on the training path: a pair replaced by one that raises makes ``fit`` fail
+  under ``reference``; under ``fused`` that unit is a kernel and training goes on. And every tagged
+  line of the step's pairs runs during a reference fit (traced line by line).
+* Evaluation is forward only: fitting with or without ``validation_data``, or evaluating between
+  two fits, gives bit-identical parameters; estimates are reproducible.
+* Only the backend layer knows whether numba is there, and the import graph of npae has no cycle.
+"""
+import ast
+import copy
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import npae
+from npae import backends, datasets, functional, kernels, latent, tags, updates
+
+PACKAGE = Path(npae.__file__).resolve().parent
+fused_only = pytest.mark.skipif("fused" not in backends.available(), reason="numba is not available")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = datasets.load_digits()
+    return X[:256], y[:256]
+
+
+def _models(dtype):
+    """(id, factory, needs labels) for every model class and the variants that change the step."""
+    ae = npae.Autoencoder(64, hidden=(16,), latent_dim=3, seed=1, dtype=dtype)
+    return [
+        ("ae-relu-bce", lambda: npae.Autoencoder(64, hidden=(16,), latent_dim=3, seed=1, dtype=dtype), False),
+        ("ae-tanh-mse", lambda: npae.Autoencoder(64, hidden=(16, 8), latent_dim=3, activation="tanh",
+                                                 output="identity", loss="mse", seed=2, dtype=dtype), False),
+        ("ae-leaky-sigmoid-mse", lambda: npae.Autoencoder(64, hidden=(16,), latent_dim=3,
+                                                          activation="leaky_relu", slope=0.2,
+                                                          loss="mse", seed=3, dtype=dtype), False),
+        ("dae", lambda: npae.DenoisingAutoencoder(64, hidden=(16,), latent_dim=3, noise="masking",
+                                                  noise_level=0.3, seed=4, dtype=dtype), False),
+        ("sae-kl", lambda: npae.SparseAutoencoder(64, hidden=(16,), latent_dim=8, penalty="kl",
+                                                  sparsity_weight=0.5, seed=5, dtype=dtype), False),
+        ("sae-l1", lambda: npae.SparseAutoencoder(64, hidden=(16,), latent_dim=8, penalty="l1",
+                                                  code_activation="relu", seed=6, dtype=dtype), False),
+        ("cae", lambda: npae.ContractiveAutoencoder(64, latent_dim=8, seed=7, dtype=dtype), False),
+        ("vae-bernoulli", lambda: npae.VAE(64, hidden=(16,), latent_dim=2, seed=8, dtype=dtype), False),
+        ("vae-gaussian-elu", lambda: npae.VAE(64, hidden=(16,), latent_dim=2, activation="elu",
+                                              likelihood="gaussian", beta=0.5, seed=9, dtype=dtype), False),
+        ("cvae", lambda: npae.ConditionalVAE(64, 10, hidden=(16,), latent_dim=2, seed=10, dtype=dtype), True),
+        ("classifier-frozen", lambda: npae.Classifier(ae, 10, hidden=(8,), seed=11, dtype=dtype), True),
+        ("classifier-trainable", lambda: npae.Classifier(ae, 10, freeze_encoder=False, seed=12,
+                                                         dtype=dtype), True),
+    ]
+
+
+def _train(name, factory, labelled, data, backend, dtype, **fit_kwargs):
+    X, y = data
+    X = X.astype(dtype)
+    with npae.backend(backend):
+        model = factory()
+        kwargs = dict(epochs=3, batch_size=32, progress=False, **fit_kwargs)
+        if name.startswith("vae"):
+            kwargs["warmup_epochs"] = 2
+        model.fit(X, y if labelled else None, **kwargs)
+    return model
+
+
+@fused_only
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", _models("float64"), ids=[c[0] for c in _models("float64")])
+def test_both_backends_train_every_model_to_the_same_parameters(digits, case, dtype):
+    name = case[0]
+    factory = dict((c[0], c[1]) for c in _models(dtype))[name]
+    ref = _train(name, factory, case[2], digits, "reference", dtype, clip_norm=5.0)
+    fused = _train(name, factory, case[2], digits, "fused", dtype, clip_norm=5.0)
+    rtol = 1e-10 if dtype == "float64" else 2e-4
+    assert list(ref.params) == list(fused.params)
+    for key in ref.params:
+        np.testing.assert_allclose(fused.params[key], ref.params[key], rtol=rtol, atol=rtol, err_msg=key)
+    assert ref.history_.keys() == fused.history_.keys()
+    for key, values in ref.history_.items():
+        np.testing.assert_allclose(fused.history_[key], values, rtol=rtol, err_msg=key)
+
+
+@fused_only
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "rmsprop"])
+def test_both_backends_agree_for_every_optimizer(digits, optimizer):
+    def train(backend):
+        with npae.backend(backend):
+            return npae.VAE(64, hidden=(16,), latent_dim=2, seed=3).fit(
+                digits[0], epochs=2, batch_size=64, optimizer=optimizer, lr=1e-2, progress=False)
+
+    ref, fused = train("reference"), train("fused")
+    for key in ref.params:
+        np.testing.assert_allclose(fused.params[key], ref.params[key], rtol=1e-10, atol=1e-12)
+
+
+def _raising(name):
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"{name} was called")
+    return fail
+
+
+@fused_only
+@pytest.mark.parametrize("module, pair", [(functional, "relu_backward"), (functional, "dense_forward"),
+                                          (functional, "bce_with_logits_loss"),
+                                          (latent, "gaussian_kl_backward"),
+                                          (latent, "reparameterize_forward"),
+                                          (updates, "adam_update")])
+def test_the_reading_surface_is_on_the_training_path(digits, monkeypatch, module, pair):
+    """Replace one pair of the reading surface by a function that raises: training under
+    ``reference`` fails with it, training under ``fused`` (where that unit is a kernel) does not."""
+    monkeypatch.setattr(module, pair, _raising(pair))
+    X = digits[0][:64]
+    with npae.backend("reference"):
+        with pytest.raises(RuntimeError, match=f"{pair} was called"):
+            npae.VAE(64, hidden=(16,), latent_dim=2).fit(X, epochs=1, progress=False)
+    with npae.backend("fused"):
+        npae.VAE(64, hidden=(16,), latent_dim=2).fit(X, epochs=1, progress=False)
+
+
+def test_every_tagged_line_of_the_step_runs_in_a_reference_fit(digits):
+    """Trace a reference fit of a VAE and of the autoencoder family line by line: each tag the
+    derivations give for the training step must sit on a line that actually ran."""
+    X = digits[0][:96]
+    ran = set()
+
+    def tracer(frame, event, arg):
+        if event == "line" and frame.f_code.co_filename.startswith(str(PACKAGE)):
+            ran.add((Path(frame.f_code.co_filename).name, frame.f_lineno))
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        with npae.backend("reference"):
+            npae.VAE(64, hidden=(8,), latent_dim=2).fit(X, epochs=1, batch_size=48, progress=False,
+                                                        warmup_epochs=1)
+            npae.VAE(64, hidden=(8,), latent_dim=2, likelihood="gaussian").fit(X, epochs=1, batch_size=48,
+                                                                              progress=False)
+            npae.Autoencoder(64, hidden=(8,), latent_dim=2).fit(X, epochs=1, batch_size=48, progress=False)
+    finally:
+        sys.settrace(None)
+    step_tags = ["DENSE-1", "DENSE-2", "DENSE-3", "DENSE-4", "ACT-2", "ACT-3", "LOSS-5", "LOSS-6",
+                 "REPARAM-1", "REPARAM-2", "REPARAM-3", "REPARAM-4", "REPARAM-5", "REPARAM-6",
+                 "KL-1", "KL-2", "KL-3", "ELBO-1", "ELBO-3", "ELBO-4", "ELBO-5", "ELBO-6", "ELBO-7",
+                 "OPT-5", "OPT-6", "OPT-7", "CLIP-1"]
+    places = tags.code_tags()
+    not_run = {}
+    for tag in step_tags:
+        lines = [(Path(p.rsplit(":", 1)[0]).name, int(p.rsplit(":", 1)[1])) for p in places[tag]]
+        if not any(line in ran for line in lines):
+            not_run[tag] = places[tag]
+    assert not not_run, f"tagged lines that a reference fit never ran: {not_run}"
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation is forward only
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("factory", [
+    lambda: npae.VAE(64, hidden=(32,), latent_dim=2, seed=0, warm_start=True),
+    lambda: npae.DenoisingAutoencoder(64, hidden=(16,), latent_dim=4, seed=0, warm_start=True),
+    lambda: npae.ConditionalVAE(64, 10, hidden=(16,), latent_dim=2, seed=0, warm_start=True),
+], ids=["vae", "dae", "cvae"])
+def test_validation_and_evaluation_never_change_what_is_learned(digits, factory):
+    X, y = datasets.load_digits()
+    labelled = isinstance(factory(), npae.VAE) and factory().takes_labels
+    train = (X[:1500], y[:1500]) if labelled else (X[:1500], None)
+    held = (X[1500:], y[1500:]) if labelled else (X[1500:],)
+
+    plain = factory().fit(*train, epochs=2, progress=False)
+    watched = factory().fit(*train, epochs=2, progress=False, validation_data=held)
+    assert "val_loss" in watched.history_
+    for name, p in plain.params.items():
+        assert p.tobytes() == watched.params[name].tobytes(), name
+
+    # evaluating between two fits leaves the second fit bit-identical to one without it
+    twice = factory().fit(*train, epochs=1, progress=False)
+    probed = factory().fit(*train, epochs=1, progress=False)
+    probed.evaluate(*held)
+    probed.score(*held)
+    if isinstance(probed, npae.VAE):
+        lab = held[1] if labelled else None
+        probed.neg_elbo(held[0], lab)
+        probed.log_likelihood_estimate(held[0][:20], None if lab is None else lab[:20], k=10)
+        probed.sample(5)
+        probed.encode(held[0], lab)
+    clamps = getattr(probed, "clamp_count_", None)
+    twice.fit(*train, epochs=2, progress=False)
+    probed.fit(*train, epochs=2, progress=False)
+    for name, p in twice.params.items():
+        assert p.tobytes() == probed.params[name].tobytes(), name
+    if clamps is not None:
+        assert probed.clamp_count_ == twice.clamp_count_
+
+
+def test_estimates_are_reproducible_and_do_not_drift(digits):
+    X = digits[0]
+    vae = npae.VAE(64, hidden=(32,), latent_dim=2, seed=0).fit(X, epochs=2, progress=False)
+    state = copy.deepcopy(vae.rng.bit_generator.state)
+    first, again = vae.neg_elbo(X), vae.neg_elbo(X)
+    assert first == again  # seed=None: the evaluation stream, started afresh at every call
+    assert vae.neg_elbo(X, seed=3) == vae.neg_elbo(X, seed=3)
+    assert vae.neg_elbo(X, seed=3) != vae.neg_elbo(X, seed=4)
+    assert vae.log_likelihood_estimate(X[:10], k=20) == vae.log_likelihood_estimate(X[:10], k=20)
+    a, b = vae.sample(4), vae.sample(4)
+    assert not np.array_equal(a, b)  # the sampling stream moves on: new draws at every call ...
+    np.testing.assert_array_equal(vae.sample(4, seed=1), vae.sample(4, seed=1))  # ... or a seed
+    assert vae.rng.bit_generator.state == state  # ... and the training generator never moved
+
+
+def test_evaluation_touches_no_gradient_buffer_and_no_counter(digits):
+    X = digits[0]
+    vae = npae.VAE(64, hidden=(32,), latent_dim=2, seed=0).fit(X, epochs=1, progress=False)
+    grads = vae.flat_params.grad_data.copy()
+    count = vae.clamp_count_
+    caches = [step.cache for step in vae.encoder.steps + vae.decoder.steps]
+    vae.evaluate(X)
+    vae.neg_elbo(X, n_samples=3)
+    vae.log_likelihood_estimate(X[:16], k=8)
+    vae.reconstruct(X)
+    np.testing.assert_array_equal(vae.flat_params.grad_data, grads)
+    assert vae.clamp_count_ == count
+    assert [step.cache for step in vae.encoder.steps + vae.decoder.steps] == caches
+
+
+# ----------------------------------------------------------------------------------------------
+# the backend switch
+# ----------------------------------------------------------------------------------------------
+def test_switch_and_context():
+    start = npae.get_backend()
+    assert start in backends.available()
+    with npae.backend("reference") as ops:
+        assert npae.get_backend() == "reference" and ops.name == "reference"
+        assert backends.ops.dense_act_forward is backends.ReferenceOps.dense_act_forward
+    assert npae.get_backend() == start
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        npae.set_backend("gpu")
+    assert npae.get_backend() == start
+
+
+# ----------------------------------------------------------------------------------------------
+# structure
+# ----------------------------------------------------------------------------------------------
+BACKEND_LAYER = {"backends.py", "kernels.py"}
+
+
+def test_only_the_backend_layer_knows_about_numba():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name in BACKEND_LAYER:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for word in ("import numba", "from numba", "kernels.ENABLED", "NPAE_JIT", "from . import kernels",
+                     "from .kernels", "import kernels"):
+            if word in text:
+                offenders.append(f"{path.name}: {word}")
+    assert not offenders, offenders
+
+
+def _imports(path):
+    """npae modules imported anywhere in ``path`` (module level or inside functions)."""
+    module = "npae" if path.name == "__init__.py" else f"npae.{path.stem}"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                base = "npae" + (f".{node.module}" if node.module else "")
+                if node.module:
+                    found.add(base)
+                else:
+                    found.update(f"npae.{alias.name}" for alias in node.names)
+            elif node.module and node.module.split(".")[0] == "npae":
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "npae")
+    found.discard(module)
+    return module, found
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = dict(_imports(p) for p in PACKAGE.glob("*.py"))
+    modules = set(graph)
+    graph = {m: {d for d in deps if d in modules} for m, deps in graph.items()}
+    state, cycle = {}, []
+
+    def visit(node, path):
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            if state.get(dep) == "open":
+                cycle.append(path + [dep])
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycle, f"import cycles: {cycle}"
+
+
+def test_kernels_carry_no_equation_tags():
+    """Tags sit on the reference code; a kernel's docstring names the unit it replaces."""
+    in_kernels = [t for t, places in tags.code_tags().items() if any("kernels.py" in p for p in places)]
+    assert not in_kernels, in_kernels
+    for name in ("bias_act_forward", "act_backward", "bce_with_logits", "adam", "reparam_kl_forward",
+                 "reparam_kl_backward"):
+        assert "Reference" in getattr(kernels, f"_{name}").__doc__
