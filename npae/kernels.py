@@ -11,7 +11,7 @@ the two agree (float64 to rtol 1e-12 per call, 1e-10 after training).
 Switches:
 
 * ``NPAE_JIT=0`` in the environment, or numba missing: ``ENABLED`` is False and only the
-  ``reference`` backend exists (:mod:`npae.backend`).
+  ``reference`` backend exists (:mod:`npae.backends`).
 * ``NUMBA_DISABLE_JIT=1``: numba runs these loops as Python (slow, but the library stays correct:
   that is how coverage sees the loop bodies).
 
@@ -24,6 +24,8 @@ import math
 import os
 
 import numpy as np
+
+from .conv import _check_arrays, _pair, conv_output_size, conv_transpose_output_size, nchw_to_rows
 
 #: fastmath flags that keep NaN/inf semantics ("nnan"/"ninf" would delete isnan checks).
 SAFE_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -217,7 +219,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, t, coef=None):
 def reparam_kl_forward_fused(mu, logvar, eps):
     """``z = mu + exp(0.5 logvar) · eps`` and the KL summed over the batch, in one pass.
 
-    Same as ``ReferenceOps.reparam_kl_forward`` of :mod:`npae.backend` (latent.reparameterize_forward
+    Same as ``ReferenceOps.reparam_kl_forward`` of :mod:`npae.backends` (latent.reparameterize_forward
     and ``gaussian_kl_forward(...)[0].sum()``) for one sample per example.
     Returns ``(z, kl_sum, cache)``; ``cache`` feeds :func:`reparam_kl_backward_fused`.
     """
@@ -231,7 +233,7 @@ def reparam_kl_forward_fused(mu, logvar, eps):
 
 
 def reparam_kl_backward_fused(dz, cache):
-    """Same as ``ReferenceOps.reparam_kl_backward`` of :mod:`npae.backend` for one sample per
+    """Same as ``ReferenceOps.reparam_kl_backward`` of :mod:`npae.backends` for one sample per
     example: ``(dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl)``, the gradients of the sampler and
     of ``Σ_i KL_i`` kept apart (the model weights and sums them on its [ELBO-5] lines).
     ``dmu_sampler`` is ``dz`` and ``dmu_kl`` is ``mu``, returned as they are."""
@@ -240,3 +242,178 @@ def reparam_kl_backward_fused(dz, cache):
     dlogvar_sampler, dlogvar_kl = np.empty_like(mu), np.empty_like(mu)  # (B, Z) each
     reparam_kl_backward(dz, eps, std, em1, dlogvar_sampler, dlogvar_kl)
     return dz, dlogvar_sampler, mu, dlogvar_kl
+
+
+
+# ==================================================================================================
+# Convolution (npae.conv): im2col, col2im and the NCHW <-> rows passes as loops; products on BLAS.
+# Reference pairs: conv.conv2d_forward/backward and conv.conv_transpose2d_forward/backward. The
+# fused functions take and return the same caches as the references, so the two can be mixed;
+# tests/test_conv.py checks they agree (float64 to rtol 1e-12, float32 to 2e-6).
+# ==================================================================================================
+
+
+def _im2col(x, kH, kW, sH, sW, pH, pW, cols):
+    """Write every receptive field of ``x`` (B, C, H, W) as one row of ``cols``
+    (B·Ho·Wo, C·kH·kW) [CONV-3], reading zeros outside the image instead of padding it first.
+    Reference: conv.im2col.
+    """
+    B, C, H, W = x.shape
+    Ho = (H + 2 * pH - kH) // sH + 1  # [CONV-2]
+    Wo = (W + 2 * pW - kW) // sW + 1  # [CONV-2]
+    for n in range(B):
+        for i in range(Ho):
+            for j in range(Wo):
+                row = (n * Ho + i) * Wo + j
+                for c in range(C):
+                    for u in range(kH):
+                        h = i * sH + u - pH
+                        for v in range(kW):
+                            w = j * sW + v - pW
+                            inside = h >= 0 and h < H and w >= 0 and w < W
+                            cols[row, (c * kH + u) * kW + v] = x[n, c, h, w] if inside else 0  # [CONV-3]
+
+
+def _col2im_add(cols, kH, kW, sH, sW, pH, pW, out):
+    """Add every row of ``cols`` (B·Ho·Wo, C·kH·kW) back onto its patch of ``out`` (B, C, H, W),
+    in place [CONV-7]; taps that fall in the padding are dropped. ``out`` holds zeros (an input
+    gradient) or the bias (a transposed convolution). Each pixel's contributions arrive in kernel
+    order (u, v), as in the reference. Reference: conv.col2im.
+    """
+    B, C, H, W = out.shape
+    Ho = (H + 2 * pH - kH) // sH + 1  # [CONV-2]
+    Wo = (W + 2 * pW - kW) // sW + 1  # [CONV-2]
+    for n in range(B):
+        for c in range(C):
+            for u in range(kH):
+                for v in range(kW):
+                    col = (c * kH + u) * kW + v
+                    for i in range(Ho):
+                        h = i * sH + u - pH
+                        if h < 0 or h >= H:
+                            continue
+                        for j in range(Wo):
+                            w = j * sW + v - pW
+                            if w >= 0 and w < W:
+                                out[n, c, h, w] += cols[(n * Ho + i) * Wo + j, col]  # [CONV-7]
+
+
+def _rows_to_nchw_bias(rows, b, y):
+    """``y[n, c, i, j] = rows[(n·Ho + i)·Wo + j, c] + b[c]``: the product's rows (B·Ho·Wo, C) laid
+    out as an image (B, C, Ho, Wo) with the bias added [CONV-1] in the same pass (``b`` zeros for
+    none). Reference: conv.rows_to_nchw followed by ``y += b.reshape(-1, 1, 1)``.
+    """
+    B, C, Ho, Wo = y.shape
+    for n in range(B):
+        for c in range(C):
+            bc = b[c]
+            for i in range(Ho):
+                for j in range(Wo):
+                    y[n, c, i, j] = rows[(n * Ho + i) * Wo + j, c] + bc  # [CONV-1]
+
+
+def _nchw_to_rows_sum(dy, rows, db):
+    """``rows[(n·Ho + i)·Wo + j, c] = dy[n, c, i, j]`` (B·Ho·Wo, C) and the bias gradient
+    ``db[c] = Σ_{n,i,j} dy[n, c, i, j]`` [CONV-5] in one pass. Reference: conv.nchw_to_rows and
+    ``dy.sum(axis=(0, 2, 3))``.
+    """
+    B, C, Ho, Wo = dy.shape
+    for c in range(C):
+        db[c] = 0
+    for n in range(B):
+        for c in range(C):
+            acc = 0 * db[c]
+            for i in range(Ho):
+                for j in range(Wo):
+                    g = dy[n, c, i, j]
+                    rows[(n * Ho + i) * Wo + j, c] = g
+                    acc += g
+            db[c] += acc  # [CONV-5]
+
+
+im2col = _jit(_im2col)
+col2im_add = _jit(_col2im_add)
+rows_to_nchw_bias = _jit(_rows_to_nchw_bias)
+nchw_to_rows_sum = _jit(_nchw_to_rows_sum)
+
+
+def conv2d_forward_fused(x, W, b, stride=1, padding=0):
+    """Drop-in for :func:`npae.conv.conv2d_forward` (reference pair conv2d_forward /
+    conv2d_backward): same arguments, same ``(y, cache)``.
+
+    im2col with the padding read as zeros (no padded copy), one BLAS product [CONV-1], then the
+    NCHW layout and the bias in one pass.
+    """
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    _check_arrays(x, W, b, 1, "conv2d")
+    x = np.ascontiguousarray(x)
+    B = x.shape[0]
+    C_out, C_in, kH, kW = W.shape
+    Ho, Wo = conv_output_size(x.shape[2:], (kH, kW), stride, padding)  # [CONV-2]
+    cols = np.empty((B * Ho * Wo, C_in * kH * kW), dtype=x.dtype)  # (B·Ho·Wo, C_in·kH·kW)
+    im2col(x, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)  # [CONV-3]
+    y_rows = cols @ W.reshape(C_out, -1).T  # (B·Ho·Wo, C_out) [CONV-1]
+    y = np.empty((B, C_out, Ho, Wo), dtype=y_rows.dtype)  # (B, C_out, Ho, Wo)
+    rows_to_nchw_bias(y_rows, np.ascontiguousarray(b, dtype=y.dtype), y)  # [CONV-1]
+    return y, (x.shape, cols, W, stride, padding)
+
+
+def conv2d_backward_fused(dy, cache):
+    """Drop-in for :func:`npae.conv.conv2d_backward` (reference pair conv2d_forward /
+    conv2d_backward): ``(dx, dW, db)`` from ``dy`` and the cache of either forward.
+
+    One pass lays ``dy`` out as rows and sums ``db`` [CONV-5]; two BLAS products give ``dW``
+    [CONV-4] and the patch gradients [CONV-6]; col2im adds these into ``dx`` [CONV-7].
+    """
+    x_shape, cols, W, stride, padding = cache
+    dy = np.ascontiguousarray(dy)
+    B, C_out, Ho, Wo = dy.shape
+    kH, kW = W.shape[2:]
+    dy_rows = np.empty((B * Ho * Wo, C_out), dtype=dy.dtype)  # (B·Ho·Wo, C_out)
+    db = np.empty(C_out, dtype=dy.dtype)  # (C_out,)
+    nchw_to_rows_sum(dy, dy_rows, db)  # [CONV-5]
+    dW = (dy_rows.T @ cols).reshape(W.shape)  # (C_out, C_in, kH, kW) [CONV-4]
+    dcols = dy_rows @ W.reshape(C_out, -1)  # (B·Ho·Wo, C_in·kH·kW) [CONV-6]
+    dx = np.zeros(x_shape, dtype=dcols.dtype)  # (B, C_in, H, W)
+    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], dx)  # [CONV-7]
+    return dx, dW, db
+
+
+def conv_transpose2d_forward_fused(x, W, b, stride=1, padding=0, output_padding=0):
+    """Drop-in for :func:`npae.conv.conv_transpose2d_forward` (reference pair
+    conv_transpose2d_forward / conv_transpose2d_backward): same arguments, same ``(y, cache)``.
+
+    One BLAS product, then col2im adds the stamps onto an output that starts as the bias [CONV-8].
+    """
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    _check_arrays(x, W, b, 0, "conv_transpose2d")
+    B = x.shape[0]
+    C_in, C_out, kH, kW = W.shape
+    Ho, Wo = conv_transpose_output_size(x.shape[2:], (kH, kW), stride, padding,
+                                        output_padding)  # [CONV-9]
+    dcols = nchw_to_rows(x) @ W.reshape(C_in, -1)  # (B·H·W, C_out·kH·kW) [CONV-8]
+    y = np.empty((B, C_out, Ho, Wo), dtype=dcols.dtype)  # (B, C_out, Ho, Wo)
+    y[...] = np.reshape(b, (-1, 1, 1))  # [CONV-8]
+    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], y)  # [CONV-8]
+    return y, (x, W, stride, padding)
+
+
+def conv_transpose2d_backward_fused(dy, cache):
+    """Drop-in for :func:`npae.conv.conv_transpose2d_backward` (reference pair
+    conv_transpose2d_forward / conv_transpose2d_backward): ``(dx, dW, db)``.
+
+    im2col of ``dy`` and one BLAS product give ``dx`` [CONV-10], a conv2d forward with no bias;
+    the same im2col matrix gives ``dW`` [CONV-11].
+    """
+    x, W, stride, padding = cache
+    dy = np.ascontiguousarray(dy)
+    B, C_in, H, W_in = x.shape
+    C_out, kH, kW = W.shape[1:]
+    cols = np.empty((B * H * W_in, C_out * kH * kW), dtype=dy.dtype)  # (B·H·W, C_out·kH·kW)
+    im2col(dy, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)  # [CONV-3]
+    dx_rows = cols @ W.reshape(C_in, -1).T  # (B·H·W, C_in) [CONV-10]
+    dx = np.empty(x.shape, dtype=dx_rows.dtype)  # (B, C_in, H, W)
+    rows_to_nchw_bias(dx_rows, np.zeros(C_in, dtype=dx.dtype), dx)  # no bias [CONV-10]
+    dW = (nchw_to_rows(x).T @ cols).reshape(W.shape)  # (C_in, C_out, kH, kW) [CONV-11]
+    db = dy.sum(axis=(0, 2, 3))  # (C_out,) [CONV-5]
+    return dx, dW, db
