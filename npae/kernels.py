@@ -259,8 +259,8 @@ def _im2col(x, kH, kW, sH, sW, pH, pW, cols):
     Reference: conv.im2col.
     """
     B, C, H, W = x.shape
-    Ho = (H + 2 * pH - kH) // sH + 1  # [CONV-2]
-    Wo = (W + 2 * pW - kW) // sW + 1  # [CONV-2]
+    Ho = (H + 2 * pH - kH) // sH + 1
+    Wo = (W + 2 * pW - kW) // sW + 1
     for n in range(B):
         for i in range(Ho):
             for j in range(Wo):
@@ -271,7 +271,7 @@ def _im2col(x, kH, kW, sH, sW, pH, pW, cols):
                         for v in range(kW):
                             w = j * sW + v - pW
                             inside = h >= 0 and h < H and w >= 0 and w < W
-                            cols[row, (c * kH + u) * kW + v] = x[n, c, h, w] if inside else 0  # [CONV-3]
+                            cols[row, (c * kH + u) * kW + v] = x[n, c, h, w] if inside else 0
 
 
 def _col2im_add(cols, kH, kW, sH, sW, pH, pW, out):
@@ -281,8 +281,8 @@ def _col2im_add(cols, kH, kW, sH, sW, pH, pW, out):
     order (u, v), as in the reference. Reference: conv.col2im.
     """
     B, C, H, W = out.shape
-    Ho = (H + 2 * pH - kH) // sH + 1  # [CONV-2]
-    Wo = (W + 2 * pW - kW) // sW + 1  # [CONV-2]
+    Ho = (H + 2 * pH - kH) // sH + 1
+    Wo = (W + 2 * pW - kW) // sW + 1
     for n in range(B):
         for c in range(C):
             for u in range(kH):
@@ -295,7 +295,7 @@ def _col2im_add(cols, kH, kW, sH, sW, pH, pW, out):
                         for j in range(Wo):
                             w = j * sW + v - pW
                             if w >= 0 and w < W:
-                                out[n, c, h, w] += cols[(n * Ho + i) * Wo + j, col]  # [CONV-7]
+                                out[n, c, h, w] += cols[(n * Ho + i) * Wo + j, col]
 
 
 def _rows_to_nchw_bias(rows, b, y):
@@ -309,7 +309,7 @@ def _rows_to_nchw_bias(rows, b, y):
             bc = b[c]
             for i in range(Ho):
                 for j in range(Wo):
-                    y[n, c, i, j] = rows[(n * Ho + i) * Wo + j, c] + bc  # [CONV-1]
+                    y[n, c, i, j] = rows[(n * Ho + i) * Wo + j, c] + bc
 
 
 def _nchw_to_rows_sum(dy, rows, db):
@@ -328,7 +328,7 @@ def _nchw_to_rows_sum(dy, rows, db):
                     g = dy[n, c, i, j]
                     rows[(n * Ho + i) * Wo + j, c] = g
                     acc += g
-            db[c] += acc  # [CONV-5]
+            db[c] += acc
 
 
 im2col = _jit(_im2col)
@@ -349,12 +349,12 @@ def conv2d_forward_fused(x, W, b, stride=1, padding=0):
     x = np.ascontiguousarray(x)
     B = x.shape[0]
     C_out, C_in, kH, kW = W.shape
-    Ho, Wo = conv_output_size(x.shape[2:], (kH, kW), stride, padding)  # [CONV-2]
+    Ho, Wo = conv_output_size(x.shape[2:], (kH, kW), stride, padding)
     cols = np.empty((B * Ho * Wo, C_in * kH * kW), dtype=x.dtype)  # (B·Ho·Wo, C_in·kH·kW)
-    im2col(x, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)  # [CONV-3]
-    y_rows = cols @ W.reshape(C_out, -1).T  # (B·Ho·Wo, C_out) [CONV-1]
+    im2col(x, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)
+    y_rows = cols @ W.reshape(C_out, -1).T  # (B·Ho·Wo, C_out)
     y = np.empty((B, C_out, Ho, Wo), dtype=y_rows.dtype)  # (B, C_out, Ho, Wo)
-    rows_to_nchw_bias(y_rows, np.ascontiguousarray(b, dtype=y.dtype), y)  # [CONV-1]
+    rows_to_nchw_bias(y_rows, np.ascontiguousarray(b, dtype=y.dtype), y)
     return y, (x.shape, cols, W, stride, padding)
 
 
@@ -371,11 +371,11 @@ def conv2d_backward_fused(dy, cache):
     kH, kW = W.shape[2:]
     dy_rows = np.empty((B * Ho * Wo, C_out), dtype=dy.dtype)  # (B·Ho·Wo, C_out)
     db = np.empty(C_out, dtype=dy.dtype)  # (C_out,)
-    nchw_to_rows_sum(dy, dy_rows, db)  # [CONV-5]
-    dW = (dy_rows.T @ cols).reshape(W.shape)  # (C_out, C_in, kH, kW) [CONV-4]
-    dcols = dy_rows @ W.reshape(C_out, -1)  # (B·Ho·Wo, C_in·kH·kW) [CONV-6]
+    nchw_to_rows_sum(dy, dy_rows, db)
+    dW = (dy_rows.T @ cols).reshape(W.shape)  # (C_out, C_in, kH, kW)
+    dcols = dy_rows @ W.reshape(C_out, -1)  # (B·Ho·Wo, C_in·kH·kW)
     dx = np.zeros(x_shape, dtype=dcols.dtype)  # (B, C_in, H, W)
-    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], dx)  # [CONV-7]
+    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], dx)
     return dx, dW, db
 
 
@@ -390,11 +390,11 @@ def conv_transpose2d_forward_fused(x, W, b, stride=1, padding=0, output_padding=
     B = x.shape[0]
     C_in, C_out, kH, kW = W.shape
     Ho, Wo = conv_transpose_output_size(x.shape[2:], (kH, kW), stride, padding,
-                                        output_padding)  # [CONV-9]
-    dcols = nchw_to_rows(x) @ W.reshape(C_in, -1)  # (B·H·W, C_out·kH·kW) [CONV-8]
+                                        output_padding)
+    dcols = nchw_to_rows(x) @ W.reshape(C_in, -1)  # (B·H·W, C_out·kH·kW)
     y = np.empty((B, C_out, Ho, Wo), dtype=dcols.dtype)  # (B, C_out, Ho, Wo)
-    y[...] = np.reshape(b, (-1, 1, 1))  # [CONV-8]
-    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], y)  # [CONV-8]
+    y[...] = np.reshape(b, (-1, 1, 1))
+    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], y)
     return y, (x, W, stride, padding)
 
 
@@ -410,10 +410,10 @@ def conv_transpose2d_backward_fused(dy, cache):
     B, C_in, H, W_in = x.shape
     C_out, kH, kW = W.shape[1:]
     cols = np.empty((B * H * W_in, C_out * kH * kW), dtype=dy.dtype)  # (B·H·W, C_out·kH·kW)
-    im2col(dy, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)  # [CONV-3]
-    dx_rows = cols @ W.reshape(C_in, -1).T  # (B·H·W, C_in) [CONV-10]
+    im2col(dy, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)
+    dx_rows = cols @ W.reshape(C_in, -1).T  # (B·H·W, C_in)
     dx = np.empty(x.shape, dtype=dx_rows.dtype)  # (B, C_in, H, W)
-    rows_to_nchw_bias(dx_rows, np.zeros(C_in, dtype=dx.dtype), dx)  # no bias [CONV-10]
-    dW = (nchw_to_rows(x).T @ cols).reshape(W.shape)  # (C_in, C_out, kH, kW) [CONV-11]
-    db = dy.sum(axis=(0, 2, 3))  # (C_out,) [CONV-5]
+    rows_to_nchw_bias(dx_rows, np.zeros(C_in, dtype=dx.dtype), dx)  # no bias
+    dW = (nchw_to_rows(x).T @ cols).reshape(W.shape)  # (C_in, C_out, kH, kW)
+    db = dy.sum(axis=(0, 2, 3))  # (C_out,)
     return dx, dW, db
