@@ -93,7 +93,8 @@ def gaussian_nll_forward(mean, logvar, x):
 def gaussian_nll_backward(dnll, cache):
     """Gradients of the per-example Gaussian NLL [GAUSSDEC-2], [GAUSSDEC-3], [GAUSSDEC-4].
 
-    ``dmean = dnll · (mean − x) exp(−logvar)``; ``dlogvar = dnll · 0.5 (1 − (x − mean)² exp(−logvar))``
+    ``dmean = dnll · (mean − x) exp(−logvar)``;
+    ``dlogvar = dnll · 0.5 (1 − (x − mean)² exp(−logvar))``
     summed over the entries that share one logvar, so ``dlogvar`` has logvar's own shape.
 
     Returns ``(dmean, dlogvar)``.
@@ -125,7 +126,10 @@ def logvar_floor_forward(raw, floor=DECODER_LOGVAR_FLOOR):
 
 
 def logvar_floor_backward(dlogvar, cache):
-    """``draw = dlogvar · σ(raw − floor)`` [GAUSSDEC-6]. Derivation: docs/derivations/gaussdec.md#gaussdec-6"""
+    """``draw = dlogvar · σ(raw − floor)`` [GAUSSDEC-6].
+
+    Derivation: docs/derivations/gaussdec.md#gaussdec-6
+    """
     return F.softplus_backward(dlogvar, cache)  # raw's shape [GAUSSDEC-6]
 
 
@@ -334,14 +338,16 @@ def reparam_log_ratio_backward_fused(dout, cache):
     z, (eps, std), _, _ = cache
     g = dz_decoder - np.asarray(dlog_ratio)[..., None] * z  # z's shape [IWAE-11]
     g = g.reshape((-1,) + std.shape)  # (L, B, Z)
-    n_ratio = np.asarray(dlog_ratio).reshape(g.shape[:2]).sum(axis=0)  # (B,)
+    dlog_ratio_sum = np.asarray(dlog_ratio).reshape(g.shape[:2]).sum(axis=0)  # (B,)
     dmu = g.sum(axis=0)  # (B, Z) [IWAE-11]
-    dlogvar = 0.5 * std * np.sum(g * eps.reshape(g.shape), axis=0) + 0.5 * n_ratio[:, None]  # (B, Z) [IWAE-11]
+    dstd = np.sum(g * eps.reshape(g.shape), axis=0)  # (B, Z) [REPARAM-4]
+    dlogvar = 0.5 * std * dstd + 0.5 * dlog_ratio_sum[:, None]  # (B, Z) [IWAE-11]
     return dmu, dlogvar
 
 
 def reparam_log_q(logvar, eps):
-    """``log q(z|x)`` at ``z = mu + std·eps`` written through eps: ``−0.5 Σ (log 2π + logvar + eps²)`` [IWAE-11].
+    """``log q(z|x)`` at ``z = mu + std·eps``, written through eps [IWAE-11]:
+    ``−0.5 Σ (log 2π + logvar + eps²)``.
 
     Equal to ``log_normal(z, mu, logvar)`` (up to rounding); shows why the value cannot depend on mu.
     """
