@@ -146,7 +146,7 @@ def gaussian_logvar_optimum(mean, x, shape=(1,)):
     diff = np.asarray(mean) - x  # (L, B, D) or (B, D)
     sq = diff * diff
     summed = _sum_to_shape(sq, tuple(shape))  # ``shape``
-    count = sq.size // max(summed.size, 1)
+    count = sq.size // summed.size  # entries that share one logvar
     return np.log(summed / count)  # ``shape`` [GAUSSDEC-7]
 
 

@@ -24,10 +24,9 @@ import numpy as np
 from . import functional as F
 
 #: Default initial bias of IAF's gate pre-activation s: σ(1) ≈ 0.73, so a fresh step keeps most of
-#: z and moves it only part of the way to m (Kingma et al. 2016 start the gate near 1 the same
-#: way). (To move to npae.constants.)
+#: z and moves it only part of the way to m (Kingma et al. 2016 advise a positive initial s, about
+#: +1 or +2, for the same reason). (To move to npae.constants.)
 IAF_GATE_BIAS = 1.0
-
 
 #: Smallest wᵀu for which the planar margin 1 + wᵀû = softplus(wᵀu) ≈ e^{wᵀu} is a positive
 #: float64 (e^{−745} underflows to 0). Below it the flow is invertible in exact arithmetic but
@@ -36,7 +35,7 @@ IAF_GATE_BIAS = 1.0
 PLANAR_ALPHA_MIN = -700.0
 
 
-def _sum_to_shape(g, shape):
+def _sum_to_bias_shape(g, shape):
     """Sum ``g`` (a (B,) array of per-example gradients) down to a parameter's shape: () or (1,)."""
     total = np.sum(g)
     return np.reshape(total, shape)
@@ -146,7 +145,7 @@ def planar_backward(dout, cache):
     da = dh * hp  # (B,) [ACT-9]
     dz = dz_new + da[:, None] * w  # (B, Z): z's direct use plus a = z w + b [FLOW-5]
     dw_a = z.T @ da  # (Z,) [FLOW-5]
-    db = _sum_to_shape(da, b_shape)  # b's shape [FLOW-5]
+    db = _sum_to_bias_shape(da, b_shape)  # b's shape [FLOW-5]
     du, dw_uhat = planar_uhat_backward((duhat, dmargin), u_cache)
     dw = dw_a + dw_uhat  # (Z,): w feeds a and û [FLOW-5]
     return dz, du, dw, db
