@@ -2,25 +2,37 @@
 
 * ``load_digits()``: the UCI 8x8 handwritten digits (1,797 images, 10 classes; E. Alpaydin and
   C. Kaynak, CC BY 4.0), shipped as ``npae/data/digits.npz`` (pixel counts 0..16).
-* ``load_mnist()`` / ``load_fashion_mnist()``: the standard IDX files (gzip or raw) read from a
-  folder: ``data_dir=``, else the ``NPAE_DATA`` environment variable, else the user's cache
-  (``$XDG_CACHE_HOME/npae`` or ``~/.cache/npae``). Nothing is downloaded unless ``download=True``;
-  a download is checked against the published MD5 before it is kept.
+* ``load_mnist()`` / ``load_fashion_mnist()``: the standard IDX files (gzip or raw), each set read
+  only from a place that names it (its own folder, or file names that start with the set's name;
+  see :func:`idx_locations`), checked against the published checksums of the decompressed files.
+  Folders: ``data_dir=``, else ``$NPAE_DATA``, else the user's cache (``$XDG_CACHE_HOME/npae`` or
+  ``~/.cache/npae``). Nothing is downloaded unless ``download=True``.
 * Synthetic: ``make_moons``, ``make_swiss_roll``, ``make_blobs``.
 * ``binarize(X, mode)``: none / static / dynamic, and what each does to the numbers a model reports.
 
-Every loader returns ``(X, y)``: ``X`` float64 of shape (n, d), ``y`` int64 of shape (n,) (the swiss
-roll's ``y`` is its float position along the roll). Guide: docs/datasets.md.
+Every file is read with its size bounded before anything is allocated (``MAX_BYTES``), only when it
+is a regular file, and every malformed input raises :class:`DatasetError` naming the file.
+
+The loaders return ``(X, y)`` (``load_dataset`` returns ``(X, y, info)``): ``X``
+float64 of shape (n, d), ``y`` int64 of shape (n,) (the swiss roll's ``y`` is its float position
+along the roll). Guide: docs/datasets.md.
 """
+import contextlib
 import gzip
 import hashlib
+import io
+import math
 import os
-import shutil
+import re
+import stat
+import sys
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,7 +41,84 @@ from .validation import check_choice, check_scalar
 
 
 class DatasetError(ValueError):
-    """A data file exists but cannot be used: corrupt, truncated, wrong checksum, wrong contents."""
+    """A data file exists but cannot be used: corrupt, truncated, too large, wrong checksum, wrong
+    contents, or the wrong data set. The message names the file and what is wrong with it."""
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set's files are not where they were looked for. ``splits`` holds the split prefixes
+    (e.g. ``"train5k"``) whose files *were* found there, so a caller can suggest one."""
+
+    def __init__(self, message, splits=()):
+        super().__init__(message)
+        self.splits = tuple(splits)
+
+
+# ---------------------------------------------------------------------------------------- limits
+#: Largest array (in bytes) any loader allocates, judged from a file's header before its body is
+#: read; loaders take ``max_bytes=`` to raise or lower it. For images it bounds the float64 ``X``
+#: (MNIST's 60,000 training images are 376 MB), for an IDX file read on its own its stored body.
+MAX_BYTES = 1 << 30
+
+#: Labels are class numbers 0 .. MAX_CLASSES - 1 (a conditional model one-hot encodes them, so a
+#: label of 2**31 - 1 would ask for 2**31 classes). The MNIST sets allow 0..9.
+MAX_CLASSES = 256
+
+_CHUNK = 1 << 20  # bytes per read
+
+
+def _fmt_bytes(n):
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _check_size(path, what, shape, itemsize, max_bytes):
+    """The byte size of an array of ``shape``, computed with Python ints (no overflow); a
+    DatasetError when it exceeds ``max_bytes``, before anything is allocated."""
+    nbytes = math.prod(shape) * itemsize
+    if nbytes > max_bytes:
+        raise DatasetError(f"{path}: {what} of shape {shape} would take {_fmt_bytes(nbytes)}, over the "
+                           f"limit of {_fmt_bytes(max_bytes)}; refusing to allocate it (pass max_bytes= "
+                           "to raise the limit if the file is genuine)")
+    return nbytes
+
+
+def _file_kind(mode):
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+@contextlib.contextmanager
+def _open_regular(path):
+    """Open ``path`` for binary reading only if it is a regular file; yields ``(file, size)``.
+
+    A FIFO, device, socket or folder is refused before it is opened (opening a FIFO waits for a
+    writer). The open itself is non-blocking and re-checked, in case the name changed in between.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"data file not found: {path}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(f"{path} is {_file_kind(st.st_mode)}, not a regular file; refusing to read it")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DatasetError(f"{path} is {_file_kind(st.st_mode)}, not a regular file; refusing to read it")
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh, st.st_size
 
 
 # ---------------------------------------------------------------------------------------- bundled
@@ -47,55 +136,102 @@ def load_digits():
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path):
-    """The file's bytes, decompressed when it is gzip (detected by its magic, not its name)."""
-    path = Path(path)
+@contextlib.contextmanager
+def _idx_stream(path):
+    """The decompressed bytes of a file as a stream, gzip detected by its magic bytes (not its
+    name); yields ``(stream, size)`` with ``size`` None for gzip (unknown until read)."""
+    with _open_regular(path) as (fh, size):
+        gz = fh.read(2) == b"\x1f\x8b"
+        fh.seek(0)
+        if gz:
+            with gzip.GzipFile(fileobj=fh, mode="rb") as stream:
+                yield stream, None
+        else:
+            yield fh, size
+
+
+def _read_upto(stream, n, path):
+    """At most ``n`` bytes of ``stream`` (fewer only where the data end), read in 1 MiB blocks, so a
+    gzip stream is never decompressed past what was asked for."""
+    buf = bytearray()
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"data file not found: {path}") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{path} is a folder, expected an IDX file") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise DatasetError(f"{path} is a corrupt or truncated gzip file ({exc}); "
-                               "delete it and download it again") from None
-    return raw
+        while len(buf) < n:
+            block = stream.read(min(_CHUNK, n - len(buf)))
+            if not block:
+                break
+            buf += block
+    except EOFError:
+        raise DatasetError(f"{path} is truncated: its compressed stream ends before its end marker; "
+                           "delete it and download it again") from None
+    except (gzip.BadGzipFile, zipfile.BadZipFile, zlib.error) as exc:
+        raise DatasetError(f"{path} is corrupt: its compressed data cannot be decoded ({exc}); "
+                           "delete it and download it again") from None
+    return buf
 
 
-def parse_idx(data, name="IDX data"):
-    """Parse the bytes of an IDX file into an array.
+def _read_idx_header(stream, path):
+    """``(dtype, shape, header bytes)`` of an IDX stream; shape entries are Python ints."""
+    head = _read_upto(stream, 4, path)
+    if len(head) < 4:
+        raise DatasetError(f"{path} is not an IDX file: only {len(head)} bytes")
+    if head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES or head[3] == 0:
+        raise DatasetError(f"{path} is not an IDX file: its magic number is {bytes(head).hex()}, "
+                           "expected 00 00, a type byte 08..0e, the number of dimensions (>= 1)")
+    dtype, ndim = np.dtype(IDX_DTYPES[head[2]]), head[3]
+    dims = _read_upto(stream, 4 * ndim, path)
+    if len(dims) < 4 * ndim:
+        raise DatasetError(f"{path} is truncated inside its header ({4 + len(dims)} bytes, the "
+                           f"{ndim} dimension sizes need {4 + 4 * ndim})")
+    shape = tuple(int.from_bytes(dims[4 * k:4 * k + 4], "big") for k in range(ndim))
+    return dtype, shape, bytes(head + dims)
+
+
+def _read_idx_body(stream, size, path, dtype, shape, head, max_bytes, checksum=False):
+    """The array of an IDX file whose header was just read (and the MD5 of the whole decompressed
+    file when ``checksum``). The declared size is checked against ``max_bytes`` before reading;
+    exactly that many bytes are read, plus one to prove nothing follows."""
+    nbytes = _check_size(path, "the IDX data", shape, dtype.itemsize, max_bytes)
+    expected = len(head) + nbytes
+    if size is not None and size < expected:  # a raw file: its size is known before reading
+        raise DatasetError(f"{path} is truncated: its header says shape {shape} ({expected} bytes) "
+                           f"but the file holds {size} bytes")
+    if size is not None and size > expected:
+        raise DatasetError(f"{path} is corrupt: {size - expected} bytes after the data of shape {shape}")
+    body = _read_upto(stream, nbytes, path)
+    if len(body) < nbytes:
+        raise DatasetError(f"{path} is truncated: its header says shape {shape} ({expected} bytes) "
+                           f"but the data hold {len(head) + len(body)} bytes")
+    if _read_upto(stream, 1, path):
+        raise DatasetError(f"{path} is corrupt: more bytes after the data of shape {shape} "
+                           f"({expected} bytes)")
+    md5 = None
+    if checksum:
+        h = hashlib.md5(head, usedforsecurity=False)
+        h.update(body)
+        md5 = h.hexdigest()
+    array = np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return array, md5
+
+
+def read_idx(path, *, max_bytes=MAX_BYTES):
+    """Read one IDX file (gzip or raw) into an array.
 
     Layout: two zero bytes, a type byte (0x08 uint8 ... 0x0E float64), the number of dimensions
-    ``ndim``, then ``ndim`` big-endian uint32 sizes, then the values (big-endian, C order). Raises
-    :class:`DatasetError` naming ``name`` when the header is wrong or the body is short or long.
+    ``ndim``, then ``ndim`` big-endian uint32 sizes, then the values (big-endian, C order). The
+    declared size may not exceed ``max_bytes``; a body shorter or longer than declared, a bad header,
+    a corrupt gzip stream or a path that is not a regular file raise :class:`DatasetError`.
     """
-    if len(data) < 4:
-        raise DatasetError(f"{name} is not an IDX file: only {len(data)} bytes")
-    if data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES or data[3] == 0:
-        raise DatasetError(f"{name} is not an IDX file (header bytes {data[:4].hex()}; expected "
-                           "00 00 <type 08..0e> <ndim >= 1>)")
-    dtype, ndim = np.dtype(IDX_DTYPES[data[2]]), data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{name} is truncated inside its header ({len(data)} bytes, need {header})")
-    shape = tuple(int(s) for s in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) < expected:
-        raise DatasetError(f"{name} is truncated: header says shape {shape} ({expected} bytes) but "
-                           f"the file holds {len(data)} bytes")
-    if len(data) > expected:
-        raise DatasetError(f"{name} is corrupt: {len(data) - expected} bytes after the data of "
-                           f"shape {shape}")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    with _idx_stream(path) as (stream, size):
+        dtype, shape, head = _read_idx_header(stream, path)
+        return _read_idx_body(stream, size, path, dtype, shape, head, max_bytes)[0]
 
 
-def read_idx(path):
-    """Read one IDX file (gzip or raw) into an array; see :func:`parse_idx`."""
-    return parse_idx(_read_bytes(path), name=str(path))
+def parse_idx(data, name="IDX data", *, max_bytes=MAX_BYTES):
+    """Parse the (decompressed) bytes of an IDX file; the checks of :func:`read_idx`, errors naming
+    ``name``."""
+    stream = io.BytesIO(data)
+    dtype, shape, head = _read_idx_header(stream, name)
+    return _read_idx_body(stream, len(data), name, dtype, shape, head, max_bytes)[0]
 
 
 def write_idx(path, array):
@@ -113,29 +249,62 @@ def write_idx(path, array):
 
 
 # ---------------------------------------------------------------------------------------- MNIST
-#: Where and what: mirror URLs and the MD5 of each published .gz file (as torchvision lists them).
+class OfficialFile(NamedTuple):
+    """One published IDX file: its item count, the MD5 of the ``.gz`` as published (checked on
+    download) and the MD5 of the decompressed file (checked on every load; it does not depend on
+    how, or whether, the file was recompressed)."""
+    count: int
+    md5_gz: str
+    md5: str
+
+
+#: The published files of each set: mirrors, and per file (name without ``.gz``) what it must be.
+#: The .gz MD5s are torchvision's; the decompressed MD5s are the values published scripts check
+#: (MNIST's t10k pair is confirmed on the shared copy of these machines).
 IDX_SOURCES = {
     "mnist": {
         "urls": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
                  "https://storage.googleapis.com/cvdf-datasets/mnist/"],
-        "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-                "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-                "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+        "files": {
+            "train-images-idx3-ubyte": OfficialFile(60000, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                                                    "6bbc9ace898e44ae57da46a324031adb"),
+            "train-labels-idx1-ubyte": OfficialFile(60000, "d53e105ee54ea40749a09fcbcd1e9432",
+                                                    "a25bea736e30d166cdddb491f175f624"),
+            "t10k-images-idx3-ubyte": OfficialFile(10000, "9fb629c4189551a2d022fa330f9573f3",
+                                                   "2646ac647ad5339dbf082846283269ea"),
+            "t10k-labels-idx1-ubyte": OfficialFile(10000, "ec29112dd5afa0611ce80d1b7f02629c",
+                                                   "27ae3e4e09519cfbb04c329615203637"),
+        },
     },
     "fashion-mnist": {
         "urls": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-        "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
+        "files": {
+            "train-images-idx3-ubyte": OfficialFile(60000, "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                                                    "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+            "train-labels-idx1-ubyte": OfficialFile(60000, "25c81989df183df01b3e8a0aad5dffbe",
+                                                    "9018921c3c673c538a1fc5bad174d6f9"),
+            "t10k-images-idx3-ubyte": OfficialFile(10000, "bef4ecab320f06d8554ea6380940ec79",
+                                                   "8181f5470baa50b63fa0f6fddb340f0a"),
+            "t10k-labels-idx1-ubyte": OfficialFile(10000, "bb300cfdad3c16e7a12a480ee83cd310",
+                                                   "15d484375f8d13e6eb1aabb0c3f46965"),
+        },
     },
 }
+
+IDX_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")
 
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def _split_flag(split, prefix):
+    """The CLI flag that chooses ``split``: --test-split for test-like prefixes, else --train-split."""
+    return "--test-split" if split == "test" or prefix.startswith(("t10k", "test")) else "--train-split"
+
+
+_IDX_NAME = re.compile(r"^(?P<prefix>.+?)-(?P<kind>images|labels)[-.]idx[13]-ubyte(?:\.gz)?$")
 
 
 def cache_dir():
@@ -144,36 +313,318 @@ def cache_dir():
     return Path(base) / "npae"
 
 
+def _folder_set(folder):
+    """The data set a folder is named after (``mnist/``, ``fashion-mnist/``, ``Fashion_MNIST/``, ...)."""
+    key = folder.name.lower().replace("-", "").replace("_", "")
+    return next((s for s in IDX_SOURCES if s.replace("-", "") == key), None)
+
+
+def _idx_roots(data_dir):
+    """The folders searched, in order: ``data_dir`` (else ``$NPAE_DATA``), then the cache."""
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    elif os.environ.get("NPAE_DATA"):
+        roots.append(Path(os.environ["NPAE_DATA"]).expanduser())
+    roots.append(cache_dir())
+    return roots
+
+
+def idx_locations(name, data_dir=None):
+    """Where the files of data set ``name`` may be, in search order: ``(folder, bare)`` pairs.
+
+    The rule: a set's files are read only from a place that names the set.
+
+    * In a folder named after the set (``<root>/mnist/``, ``<root>/fashion-mnist/``, also spelt
+      ``fashion_mnist`` or ``FashionMNIST``; or ``<root>`` itself when it has that name) both the
+      standard names (``t10k-images-idx3-ubyte.gz``) and names starting with the set's name are read.
+    * In any other folder only names starting with the set's name are read
+      (``fashion-mnist-t10k-images-idx3-ubyte.gz``, ``mnist-train5k-labels-idx1-ubyte.gz``), with one
+      exception kept from the standard layout: the bare standard names are MNIST's own, so a folder
+      not named after another set that holds them is an MNIST folder (never a Fashion-MNIST one).
+
+    ``bare`` says whether the standard names count in that folder.
+    """
+    check_choice("name", name, tuple(IDX_SOURCES))
+    places = []
+    for root in _idx_roots(data_dir):
+        own = _folder_set(root)
+        if own == name:
+            places.append((root, True))
+            continue
+        if own is not None:  # a folder named after the other set
+            continue
+        subs = []
+        with contextlib.suppress(OSError):
+            subs = sorted(p for p in root.iterdir() if p.is_dir() and _folder_set(p) == name)
+        places += [(p, True) for p in subs or [root / name]]
+        places.append((root, name == "mnist"))
+    return places
+
+
+def _idx_names(stem, name, bare):
+    """File names that may hold ``stem`` (e.g. ``t10k-images-idx3-ubyte``), gzip first: with the
+    set's ``name`` as a prefix (none when ``name`` is None), then the standard name when ``bare``; each
+    also in the dotted spelling some mirrors use (``t10k-images.idx3-ubyte``)."""
+    dotted = stem.replace("-idx", ".idx")
+    names = [f"{name}-{s}{gz}" for s in (stem, dotted) for gz in (".gz", "")] if name else []
+    if bare:
+        names += [f"{s}{gz}" for s in (stem, dotted) for gz in (".gz", "")]
+    return names
+
+
+def _present(folder, names):
+    for n in names:
+        if os.path.lexists(folder / n):
+            return folder / n
+    return None
+
+
+def _listing(folder, limit=12):
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError:
+        return None
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return (", ".join(names[:limit]) or "nothing") + more
+
+
+def _splits_in(folder, name, bare):
+    """Split prefixes of complete image/label pairs that ``name`` may read from ``folder``."""
+    try:
+        entries = [p.name for p in folder.iterdir()]
+    except OSError:
+        return set()
+    found = {}
+    for entry in entries:
+        m = _IDX_NAME.match(entry)
+        if not m:
+            continue
+        prefix = m["prefix"]
+        if prefix.startswith(name + "-"):
+            prefix = prefix[len(name) + 1:]
+        elif not bare or any(prefix.startswith(s + "-") for s in IDX_SOURCES):
+            continue
+        found.setdefault(prefix, set()).add(m["kind"])
+    return {p for p, kinds in found.items() if kinds == {"images", "labels"}}
+
+
+def _find_pair(name, prefix, split, data_dir, download_missing):
+    """The (images, labels) paths of ``prefix`` for ``name``, following :func:`idx_locations`."""
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    places = idx_locations(name, data_dir)
+    for folder, bare in places:
+        images = _present(folder, _idx_names(stems[0], name, bare))
+        labels = _present(folder, _idx_names(stems[1], name, bare))
+        if images and labels:
+            return images, labels
+        if images or labels:
+            have, missing = (images, stems[1]) if images else (labels, stems[0])
+            if download_missing and folder == cache_dir() / name and missing in IDX_SOURCES[name]["files"]:
+                fetched = _download_idx(name, missing + ".gz")
+                return (images, fetched) if images else (fetched, labels)
+            raise DataNotFoundError(f"{IDX_TITLES[name]}: {have} is there but {missing}[.gz] is not "
+                                    f"next to it in {folder}; images and labels are read from one folder")
+    if download_missing and all(s in IDX_SOURCES[name]["files"] for s in stems):
+        return tuple(_download_idx(name, s + ".gz") for s in stems)
+    # Not found: say why, what is there, and what could be meant.
+    title = IDX_TITLES[name]
+    for root in _idx_roots(data_dir):
+        owner = _folder_set(root) or "mnist"  # whose the standard names are in this folder
+        if owner != name and _present(root, _idx_names(stems[0], None, True)):
+            why = ("the standard names are MNIST's, and the folder is not named after another set"
+                   if _folder_set(root) is None else f"the folder is named after {IDX_TITLES[owner]}")
+            home = root / name if _folder_set(root) is None else root.parent / name
+            raise DatasetError(
+                f"{root} holds {stems[0]}[.gz] under its standard name, which npae reads as "
+                f"{IDX_TITLES[owner]} there ({why}), so it is refused as {title}; put {title}'s files "
+                f"in a folder named {name} (e.g. {home}/) or name them {name}-{stems[0]}.gz")
+    lines, splits = [], set()
+    for folder, bare in places:
+        listing = _listing(folder)
+        lines.append(f"{folder} ({'holds ' + listing if listing is not None else 'no such folder'})")
+        splits |= _splits_in(folder, name, bare)
+    lines += [f"not {root} (named after {IDX_TITLES[_folder_set(root)]})" for root in _idx_roots(data_dir)
+              if _folder_set(root) not in (None, name)]
+    splits.discard(prefix)
+    hint = ""
+    # splits whose name starts with the one asked for (train -> train5k), else any but the official two
+    related = (sorted(s for s in splits if s.startswith(prefix))
+               or sorted(s for s in splits if s not in _SPLIT_PREFIX.values()))
+    if related:
+        flag = _split_flag(split, prefix)
+        what = "A split" if len(related) == 1 else "Splits"
+        hint = (f" {what} {', '.join(related)} {'is' if len(related) == 1 else 'are'} there instead: "
+                f"use split={related[0]!r} (CLI: {flag} {related[0]}).")
+    raise DataNotFoundError(
+        f"{title} file {stems[0]}[.gz] not found. Looked in: {'; '.join(lines)}.{hint} "
+        f"Point data_dir= (CLI: --data-dir) or NPAE_DATA at the folder holding the files, or allow a "
+        f"download (download=True; CLI: --download).", splits=sorted(splits))
+
+
+def _official_by_md5():
+    return {f.md5: (s, stem) for s, src in IDX_SOURCES.items() for stem, f in src["files"].items()}
+
+
+def _load_idx(name, split, data_dir, download_missing, max_bytes):
+    """``(X, y, info)`` of an IDX set; see :func:`load_idx_dataset`."""
+    check_choice("name", name, tuple(IDX_SOURCES))
+    if not isinstance(split, str) or not split or "/" in split or os.sep in split:
+        raise ValueError(f"split must be 'train', 'test' or a file prefix, got {split!r}")
+    prefix = _SPLIT_PREFIX.get(split, split)
+    if any(prefix.startswith(s + "-") for s in IDX_SOURCES):
+        raise ValueError(f"split {split!r} starts with a data set's name; give the prefix alone")
+    title, files = IDX_TITLES[name], IDX_SOURCES[name]["files"]
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    official = stems[0] in files
+    img_path, lab_path = _find_pair(name, prefix, split, data_dir, download_missing)
+    with _idx_stream(img_path) as (s_img, n_img), _idx_stream(lab_path) as (s_lab, n_lab):
+        img_dtype, img_shape, img_head = _read_idx_header(s_img, img_path)
+        lab_dtype, lab_shape, lab_head = _read_idx_header(s_lab, lab_path)
+        # Everything the headers can tell, before either body is read.
+        if img_head[2] != 0x08 or len(img_shape) != 3 or img_shape[1:] != (28, 28):
+            raise DatasetError(f"{img_path}: {title} images are unsigned bytes of shape (n, 28, 28); "
+                               f"the header says {img_dtype.name} of shape {img_shape}")
+        if lab_head[2] != 0x08 or len(lab_shape) != 1:
+            raise DatasetError(f"{lab_path}: {title} labels are unsigned bytes of shape (n,); the "
+                               f"header says {lab_dtype.name} of shape {lab_shape}")
+        n = img_shape[0]
+        if n == 0:
+            raise DatasetError(f"{img_path}: the header says 0 images")
+        if lab_shape[0] != n:
+            raise DatasetError(f"{img_path} holds {n} images but {lab_path} holds {lab_shape[0]} labels")
+        if official and n != files[stems[0]].count:
+            raise DatasetError(
+                f"{img_path}: the header says {n} images, the official {title} {prefix} file has "
+                f"{files[stems[0]].count}; a subset must not carry the official name: rename its "
+                f"files (e.g. {prefix}{n}-images-idx3-ubyte.gz) and load them as split='{prefix}{n}' "
+                f"(CLI: {_split_flag(split, prefix)} {prefix}{n})")
+        _check_size(img_path, "the images as float64", (n, 784), 8, max_bytes)
+        images, md5_img = _read_idx_body(s_img, n_img, img_path, img_dtype, img_shape, img_head,
+                                         max_bytes, checksum=True)
+        labels, md5_lab = _read_idx_body(s_lab, n_lab, lab_path, lab_dtype, lab_shape, lab_head,
+                                         max_bytes, checksum=True)
+    known = _official_by_md5()
+    for path, md5, stem in ((img_path, md5_img, stems[0]), (lab_path, md5_lab, stems[1])):
+        if md5 in known and known[md5] != (name, stem):
+            other, other_stem = known[md5]
+            raise DatasetError(f"{path} is the official {IDX_TITLES[other]} file {other_stem} (by "
+                               f"its MD5 {md5}), not {title}'s {stem}; refusing to use it as such")
+        if official and md5 != files[stem].md5:
+            raise DatasetError(
+                f"{path}: MD5 {md5} of the decompressed file differs from the published {title} "
+                f"{stem} ({files[stem].md5}); it is a modified copy: delete it and download it again, "
+                f"or, if it is meant to differ, give both files a prefix of your own (e.g. "
+                f"{prefix}-mine-images-idx3-ubyte.gz) and load split='{prefix}-mine'")
+    verified = md5_img in known and md5_lab in known
+    top = int(labels.max())
+    if top > 9:
+        bad = int(np.argmax(labels > 9))
+        raise DatasetError(f"{lab_path}: label {top} is out of range: {title} has classes 0..9 "
+                           f"(first bad label at index {bad})")
+    X = images.reshape(n, 784).astype(np.float64)  # (n, 784)
+    X /= 255.0
+    provenance = (f"{title} {split}: the official files (decompressed MD5 verified)" if verified else
+                  f"{title} {split}: not an official file ({n} images); checked by header, shape "
+                  "and label range only")
+    info = {"image_shape": (28, 28), "unit_interval": True,
+            "classes": FASHION_CLASSES if name == "fashion-mnist" else None,
+            "source": name, "files": (str(img_path), str(lab_path)), "verified": verified,
+            "provenance": provenance}
+    return X, labels.astype(np.int64), info
+
+
+def load_idx_dataset(name, split="train", *, data_dir=None, download_missing=False, max_bytes=MAX_BYTES):
+    """Load ``(X, y)`` of an IDX data set (``"mnist"`` or ``"fashion-mnist"``).
+
+    Parameters
+    ----------
+    name : "mnist" | "fashion-mnist"
+    split : str
+        ``"train"`` or ``"test"`` (files ``train-*`` / ``t10k-*``, which must be the official files:
+        60,000 / 10,000 images, published MD5); any other string is a file prefix, e.g. ``"train5k"``
+        reads ``train5k-images-idx3-ubyte.gz`` (a subset: header, shape and label checks only).
+    data_dir : path, optional
+        Where to look (see :func:`idx_locations` for the folder and file-name rule); default
+        ``$NPAE_DATA``, then the cache.
+    download_missing : bool
+        Download the official files into the cache when not found (needs the network).
+    max_bytes : int
+        Refuse files whose images would take more than this as float64 (:data:`MAX_BYTES`).
+
+    Returns
+    -------
+    X : (n, 784) float64 in [0, 1] (pixel / 255); y : (n,) int64 in 0..9.
+    """
+    X, y, _ = _load_idx(name, split, data_dir, download_missing, max_bytes)
+    return X, y
+
+
+def load_mnist(split="train", *, data_dir=None, download=False, max_bytes=MAX_BYTES):
+    """MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0): ``(X (n, 784) in [0, 1], y (n,))``.
+    See :func:`load_idx_dataset` for the splits and :func:`idx_locations` for where files are read."""
+    return load_idx_dataset("mnist", split, data_dir=data_dir, download_missing=download,
+                            max_bytes=max_bytes)
+
+
+def load_fashion_mnist(split="train", *, data_dir=None, download=False, max_bytes=MAX_BYTES):
+    """Fashion-MNIST (Zalando Research; MIT): ``(X (n, 784) in [0, 1], y (n,))``; class names in
+    ``FASHION_CLASSES``. Read only from a folder or file names that say Fashion-MNIST
+    (:func:`idx_locations`)."""
+    return load_idx_dataset("fashion-mnist", split, data_dir=data_dir, download_missing=download,
+                            max_bytes=max_bytes)
+
+
+# ---------------------------------------------------------------------------------------- download
 def file_checksum(path, algorithm="md5"):
     """Hex digest (``"md5"`` or ``"sha256"``) of a file, read in 1 MiB blocks."""
     h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+    with _open_regular(path) as (fh, _):
+        for block in iter(lambda: fh.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def download(url, dest, *, md5=None, sha256=None, timeout=60):
+def download(url, dest, *, md5=None, sha256=None, timeout=60, progress=None, max_bytes=MAX_BYTES):
     """Fetch ``url`` into ``dest`` and keep it only if its checksum matches.
 
-    The bytes go to a temporary file in ``dest``'s folder, are checked, then renamed into place, so
-    an interrupted or tampered download never leaves a file that looks finished. Any URL scheme
+    The bytes go to a temporary file in ``dest``'s folder, are hashed as they arrive, and the file
+    is renamed into place (``os.replace``) only when the checksum matches, so an interrupted or
+    tampered download never leaves a file that looks finished. At most ``max_bytes`` are accepted.
+    ``progress``: a tqdm bar on stderr; default only when stderr is a terminal. Any URL scheme
     ``urllib`` knows works (``file://`` is how the tests exercise this offline).
     """
     if md5 is None and sha256 is None:
         raise ValueError("download needs an md5= or sha256= checksum to verify against")
+    from tqdm import tqdm
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    hashes = {a: hashlib.new(a) for a, want in (("md5", md5), ("sha256", sha256)) if want is not None}
+    show = sys.stderr.isatty() if progress is None else bool(progress)
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out)
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            if total is not None and total > max_bytes:
+                raise DatasetError(f"{url} is {_fmt_bytes(total)}, over the limit of "
+                                   f"{_fmt_bytes(max_bytes)}; not downloaded")
+            got = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not show,
+                      leave=False) as bar:
+                for block in iter(lambda: resp.read(_CHUNK), b""):
+                    got += len(block)
+                    if got > max_bytes:
+                        raise DatasetError(f"{url} sent more than {_fmt_bytes(max_bytes)}; not kept")
+                    for h in hashes.values():
+                        h.update(block)
+                    out.write(block)
+                    bar.update(len(block))
         for algorithm, want in (("md5", md5), ("sha256", sha256)):
-            if want is not None:
-                got = file_checksum(tmp, algorithm)
-                if got != want.lower():
-                    raise DatasetError(f"checksum mismatch for {url}: {algorithm} {got}, expected "
-                                       f"{want}; the file was not kept")
+            if want is not None and hashes[algorithm].hexdigest() != want.lower():
+                raise DatasetError(f"checksum mismatch for {url}: {algorithm} "
+                                   f"{hashes[algorithm].hexdigest()}, expected {want}; the file was not kept")
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -181,100 +632,18 @@ def download(url, dest, *, md5=None, sha256=None, timeout=60):
     return dest
 
 
-def _find(folder, stem):
-    """The first existing variant of an IDX file name in ``folder`` (gzip first), or None."""
-    dotted = stem.replace("-idx", ".idx")  # some mirrors write train-images.idx3-ubyte
-    for name in (stem + ".gz", stem, dotted + ".gz", dotted):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def _idx_folders(name, data_dir):
-    """Folders searched for ``name``'s files, in order: data_dir (or $NPAE_DATA), then the cache.
-    In each, ``<folder>/<name>/`` is tried before ``<folder>/`` itself."""
-    roots = []
-    if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
-    elif os.environ.get("NPAE_DATA"):
-        roots.append(Path(os.environ["NPAE_DATA"]).expanduser())
-    roots.append(cache_dir())
-    folders = []
-    for root in roots:
-        folders += [root / name, root]
-    return folders
-
-
-def load_idx_dataset(name, split="train", *, data_dir=None, download_missing=False):
-    """Load ``(X, y)`` of an IDX data set (``"mnist"`` or ``"fashion-mnist"``).
-
-    Parameters
-    ----------
-    name : "mnist" | "fashion-mnist"
-    split : str
-        ``"train"`` or ``"test"`` (files ``train-*`` / ``t10k-*``); any other string is used as the
-        file prefix, e.g. ``"train5k"`` reads ``train5k-images-idx3-ubyte.gz``.
-    data_dir : path, optional
-        Folder holding the files (or a ``<name>/`` subfolder); default ``$NPAE_DATA``, then the cache.
-    download_missing : bool
-        Download the official files into the cache when not found (needs the network).
-
-    Returns
-    -------
-    X : (n, 784) float64 in [0, 1] (pixel / 255); y : (n,) int64.
-    """
-    check_choice("name", name, tuple(IDX_SOURCES))
-    if not isinstance(split, str) or not split:
-        raise ValueError(f"split must be 'train', 'test' or a file prefix, got {split!r}")
-    prefix = _SPLIT_PREFIX.get(split, split)
-    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    folders = _idx_folders(name, data_dir)
-    paths = []
-    for stem in stems:
-        found = next((p for p in (_find(f, stem) for f in folders) if p is not None), None)
-        if found is None and download_missing:
-            found = _download_idx(name, stem + ".gz")
-        if found is None:
-            where = ", ".join(str(f) for f in folders)
-            raise FileNotFoundError(
-                f"{name} file {stem}[.gz] not found in {where}; point data_dir= (CLI: --data-dir) or "
-                f"NPAE_DATA at the folder holding it, or allow a download (download=True; CLI: --download)")
-        paths.append(found)
-    images, labels = read_idx(paths[0]), read_idx(paths[1])
-    if images.ndim != 3 or labels.ndim != 1:
-        raise DatasetError(f"{paths[0]} / {paths[1]}: expected images (n, rows, cols) and labels (n,), "
-                           f"got shapes {images.shape} and {labels.shape}")
-    if images.shape[0] != labels.shape[0]:
-        raise DatasetError(f"{paths[0]} holds {images.shape[0]} images but {paths[1]} holds "
-                           f"{labels.shape[0]} labels")
-    X = images.reshape(images.shape[0], -1).astype(np.float64) / 255.0
-    return X, labels.astype(np.int64)
-
-
 def _download_idx(name, filename):
+    """Fetch an official file into ``<cache>/<name>/``, trying each mirror; returns its path."""
     source = IDX_SOURCES[name]
-    if filename not in source["md5"]:
-        return None  # only the official files can be downloaded
+    stem = filename[:-3]
     dest = cache_dir() / name / filename
     errors = []
     for base in source["urls"]:
         try:
-            return download(base + filename, dest, md5=source["md5"][filename])
-        except OSError as exc:  # URLError is an OSError
+            return download(base + filename, dest, md5=source["files"][stem].md5_gz)
+        except (OSError, DatasetError) as exc:  # URLError is an OSError
             errors.append(f"{base}: {exc}")
     raise DatasetError(f"could not download {filename} ({'; '.join(errors)})")
-
-
-def load_mnist(split="train", *, data_dir=None, download=False):
-    """MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0): ``(X (n, 784) in [0, 1], y (n,))``.
-    See :func:`load_idx_dataset` for where the files are looked for."""
-    return load_idx_dataset("mnist", split, data_dir=data_dir, download_missing=download)
-
-
-def load_fashion_mnist(split="train", *, data_dir=None, download=False):
-    """Fashion-MNIST (Zalando Research; MIT): ``(X (n, 784) in [0, 1], y (n,))``; class names in
-    ``FASHION_CLASSES``. See :func:`load_idx_dataset` for where the files are looked for."""
-    return load_idx_dataset("fashion-mnist", split, data_dir=data_dir, download_missing=download)
 
 
 # ---------------------------------------------------------------------------------------- synthetic
@@ -367,21 +736,30 @@ def binarize(X, mode="none", rng=None):
 DATASETS = ("digits", "mnist", "fashion-mnist", "moons", "swiss-roll", "blobs")
 
 
-def load_dataset(name, split="train", *, data_dir=None, download=False, seed=0):
+def load_dataset(name, split="train", *, data_dir=None, download=False, seed=0, max_bytes=MAX_BYTES):
     """``(X, y, info)`` by name, for the CLI and the demos.
 
-    ``info`` holds ``image_shape`` (``(8, 8)``, ``(28, 28)`` or None for point clouds) and
-    ``unit_interval`` (whether X lies in [0, 1], i.e. suits a Bernoulli / BCE decoder). The bundled
-    and synthetic sets ignore ``split`` (split them yourself); MNIST reads ``split``'s files.
+    ``info``, the same keys for every loader:
+
+    * ``image_shape``: ``(8, 8)``, ``(28, 28)``, ``(H, W, 3)`` for RGB, or None for point clouds;
+    * ``unit_interval``: every value of X lies in [0, 1], so X can be the target of a Bernoulli /
+      BCE decoder (grey levels count; they need not be 0/1);
+    * ``classes``: class names when they are not just numbers (Fashion-MNIST's), else None;
+    * ``source`` (the name or path), ``files`` (the paths read; empty for bundled and synthetic data),
+      ``verified`` (every file matched a published checksum), ``provenance`` (one line to print).
+
+    The bundled and synthetic sets ignore ``split`` (split them yourself); MNIST reads ``split``'s files.
     """
     check_choice("data set", name, DATASETS)
+    if name in IDX_SOURCES:
+        return _load_idx(name, split, data_dir, download, max_bytes)
+    info = {"image_shape": None, "unit_interval": False, "classes": None, "source": name,
+            "files": (), "verified": False, "provenance": f"synthetic {name} (seed {seed})"}
     if name == "digits":
         X, y = load_digits()
-        return X, y, {"image_shape": (8, 8), "unit_interval": True}
-    if name in ("mnist", "fashion-mnist"):
-        X, y = load_idx_dataset(name, split, data_dir=data_dir, download_missing=download)
-        return X, y, {"image_shape": (28, 28), "unit_interval": True}
-    if name == "moons":
+        info.update(image_shape=(8, 8), unit_interval=True,
+                    provenance="bundled UCI 8x8 digits (npae/data/digits.npz)")
+    elif name == "moons":
         X, y = make_moons(1000, noise=0.05, seed=seed)
     elif name == "swiss-roll":
         X, t = make_swiss_roll(1500, noise=0.2, seed=seed)
@@ -390,4 +768,4 @@ def load_dataset(name, split="train", *, data_dir=None, download=False, seed=0):
     else:
         X, y = make_blobs(1000, n_features=2, centers=4, seed=seed)
         X = X / 5.0
-    return X, y, {"image_shape": None, "unit_interval": False}
+    return X, y, info
