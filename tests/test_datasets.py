@@ -1,6 +1,6 @@
 """Data sets: the bundled digits; IDX files the tests write (the folder and file-name rule, the
 checksums that keep one set from passing for another, the bounds on crafted files: gzip bombs,
-overflowing dimensions, FIFOs, absurd labels); checksummed
+overflowing dimensions, FIFOs, absurd labels); your own .npy / .npz / .csv / PNG data; checksummed
 downloads through file:// URLs (never the network); synthetic sets; binarization. Real MNIST is used
 only when present ($NPAE_DATA, or ../shared/data/mnist next to the project); otherwise skipped."""
 import gzip
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _idx_files import idx_header, register_official, write_gzip_bomb, write_idx_set
+from _idx_files import idx_header, register_official, write_gzip_bomb, write_idx_set, write_png
 from npae import datasets
 from npae.datasets import DatasetError, DataNotFoundError
 
@@ -204,8 +204,10 @@ def test_fifo_device_and_folder_are_refused_without_opening(tmp_path):
         pytest.skip("no FIFOs on this platform")
     fifo = tmp_path / "small-images-idx3-ubyte"
     os.mkfifo(fifo)
+    os.mkfifo(tmp_path / "data.csv")
     datasets.write_idx(tmp_path / "small-labels-idx1-ubyte", np.zeros(5, np.uint8))
-    calls = [lambda: datasets.read_idx(fifo), lambda: datasets.load_mnist("small", data_dir=tmp_path)]
+    calls = [lambda: datasets.read_idx(fifo), lambda: datasets.load_mnist("small", data_dir=tmp_path),
+             lambda: datasets.load_path(tmp_path / "data.csv")]
     for call in calls:
         hung, result = _run_with_timeout(call)
         if hung:  # unblock the reader so the thread can end, then fail
@@ -418,6 +420,236 @@ def test_official_tables_are_complete():
     assert t10k.md5 == "2646ac647ad5339dbf082846283269ea"
 
 
+# ---------------------------------------------------------------------------------------- your data
+def test_npy_features_and_images(tmp_path):
+    X0 = np.random.default_rng(0).normal(size=(6, 3))
+    np.save(tmp_path / "points.npy", X0)
+    X, y, info = datasets.load_path(tmp_path / "points.npy")
+    np.testing.assert_array_equal(X, X0)
+    assert y is None and info["image_shape"] is None and info["unit_interval"] is False
+    assert set(info) == set(datasets.load_dataset("digits")[2])  # the same info keys as load_dataset
+    pixels = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6)
+    np.save(tmp_path / "images.npy", pixels)
+    X, y, info = datasets.load_path(tmp_path / "images.npy")
+    np.testing.assert_array_equal(X, pixels.reshape(4, -1) / 255.0)  # uint8: pixel / 255
+    assert info["image_shape"] == (5, 6) and info["unit_interval"]
+    np.save(tmp_path / "rgb.npy", np.zeros((2, 4, 4, 3), np.float32))
+    assert datasets.load_path(tmp_path / "rgb.npy")[2]["image_shape"] == (4, 4, 3)
+    X, _, info = datasets.load_path(tmp_path / "images.npy", scale=1.0)
+    assert X.max() == pixels.max() and not info["unit_interval"]
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: np.save(p, np.array([{"a": 1}, None], dtype=object)), "object array.*allow_pickle=False"),
+    (lambda p: np.save(p, np.array([[1.0, np.nan], [0.0, 1.0]])),
+     r"1 NaN or inf value\(s\), first at index \(0, 1\)"),
+    (lambda p: np.save(p, np.array([[1.0], [np.inf]])), "NaN or inf"),
+    (lambda p: np.save(p, np.zeros(5)), r"reshape a single feature to \(n, 1\)"),
+    (lambda p: np.save(p, np.zeros((0, 3))), "no data"),
+    (lambda p: np.save(p, np.zeros((2, 2), dtype=[("a", "f8")])), "structured array"),
+    (lambda p: np.save(p, np.array([["a", "b"]])), "features must be real numbers"),
+    (lambda p: p.write_bytes(b""), "is empty"),
+    (lambda p: p.write_bytes(b"not numpy at all"), "not a readable .npy array"),
+])
+def test_bad_npy_files_are_refused(tmp_path, make, match):
+    path = tmp_path / "bad.npy"
+    make(path)
+    with pytest.raises(DatasetError, match=match) as info:
+        datasets.load_path(path)
+    assert str(path) in str(info.value)
+
+
+def test_npy_sizes_are_checked_before_reading(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros((10, 10)))
+    data = path.read_bytes()
+    path.write_bytes(data[:-8])
+    with pytest.raises(DatasetError, match=r"is truncated: its header says shape \(10, 10\)"):
+        datasets.load_path(path)
+    path.write_bytes(data.replace(b"(10, 10)", b"(99999999999, 10)", 1))
+    with pytest.raises(DatasetError, match="over the limit"):
+        datasets.load_path(path)
+
+
+def test_npz_keys_labels_and_refusals(tmp_path):
+    X0, y0 = np.random.default_rng(0).random((5, 2)), np.array([0, 1, 1, 0, 2])
+    np.savez(tmp_path / "a.npz", X=X0, y=y0)
+    X, y, info = datasets.load_path(tmp_path / "a.npz")
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+    assert y.dtype == np.int64 and info["unit_interval"] and info["classes"] is None
+    np.savez_compressed(tmp_path / "b.npz", images=np.zeros((3, 4, 4), np.uint8),
+                        labels=["cat", "dog", "cat"])
+    X, y, info = datasets.load_path(tmp_path / "b.npz")
+    assert X.shape == (3, 16) and y.tolist() == [0, 1, 0] and info["classes"] == ("cat", "dog")
+    np.savez(tmp_path / "c.npz", features=X0, target=y0)
+    with pytest.raises(DatasetError, match=r"no features found; npae reads the array 'X'.*"
+                                           r"\['features', 'target'\]"):
+        datasets.load_path(tmp_path / "c.npz")
+    X, y, _ = datasets.load_path(tmp_path / "c.npz", label="target")  # the only other array is X
+    assert X.shape == (5, 2) and y.tolist() == y0.tolist()
+    np.savez(tmp_path / "d.npz", codes=X0)
+    assert datasets.load_path(tmp_path / "d.npz")[1] is None
+    for kwargs, match in ((dict(X=X0, y=y0[:4]), r"labels must be of shape \(5,\)"),
+                          (dict(X=X0, y=np.full(5, 2**31 - 1)), r"class numbers 0..255 \(MAX_CLASSES\)"),
+                          (dict(X=X0, y=np.full(5, -1)), "class numbers 0..255"),
+                          (dict(X=X0, y=np.full(5, 0.5)), "whole class numbers"),
+                          (dict(X=np.array([None, 1], dtype=object)), "object array")):
+        np.savez(tmp_path / "e.npz", **kwargs)
+        with pytest.raises(DatasetError, match=match):
+            datasets.load_path(tmp_path / "e.npz")
+    (tmp_path / "f.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(DatasetError, match="not a readable .npz archive"):
+        datasets.load_path(tmp_path / "f.npz")
+
+
+def test_npz_member_cannot_declare_more_than_it_holds(tmp_path):
+    import zipfile
+
+    np.save(tmp_path / "X.npy", np.zeros((4, 4)))
+    data = (tmp_path / "X.npy").read_bytes().replace(b"(4, 4)", b"(4000000000, 4)", 1)
+    with zipfile.ZipFile(tmp_path / "a.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("X.npy", data)
+    with pytest.raises(DatasetError, match=r"a.npz\['X'\].*over the limit"):
+        datasets.load_path(tmp_path / "a.npz")
+
+
+def test_csv_header_labels_and_errors(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("x1,x2,label\n0.5,1.5,3\n2,3,1\n")
+    X, y, info = datasets.load_path(p, label="label")
+    np.testing.assert_array_equal(X, [[0.5, 1.5], [2, 3]])
+    assert y.tolist() == [3, 1] and info["classes"] is None and not info["unit_interval"]
+    X, y, _ = datasets.load_path(p)  # a header, detected; no label column: all three are features
+    assert X.shape == (2, 3) and y is None
+    p.write_text('\ufeffspecies,a,b\n"setosa",0.1,0.2\nvirginica,0.3,0.4\nsetosa,0.5,0.6\n')  # BOM, quotes
+    X, y, info = datasets.load_path(p, label="species")
+    assert y.tolist() == [0, 1, 0] and info["classes"] == ("setosa", "virginica") and info["unit_interval"]
+    p.write_text("cat,0.1,0.2\ndog,0.3,0.4\n")  # no header; the label column by index
+    X, y, info = datasets.load_path(p, label=0)
+    assert X.shape == (2, 2) and info["classes"] == ("cat", "dog")
+    p.write_text("1,2\n3,4\n")
+    assert datasets.load_path(p)[0].shape == (2, 2)
+    assert datasets.load_path(p, header=True)[0].shape == (1, 2)
+    for text, kwargs, match in (
+            ("a,b\n1,2\n3\n", {}, "line 3 has 1 fields, line 2 has 2 \\(ragged rows\\)"),
+            ("a,b\n1,2\n3,x\n", {}, "line 3, column 2 \\('b'\\): 'x' is not a number"),
+            ("a,b\n1,2\n3,nan\n", {}, "1 NaN or inf value\\(s\\), first on line 3"),
+            ("a,b\n1,inf\n", {}, "NaN or inf"),
+            ("", {}, "is empty"),
+            ("a,b\n", {}, "holds no data rows \\(only a header\\)"),
+            ("a,b\n1,2\n", {"label": "c"}, r"no column named 'c' \(label=\); the header row is \['a', 'b'\]"),
+            ("a,b\n1,2\n", {"label": 5}, "label column 5 does not exist"),
+            ("a,b\n1,2147483647\n", {"label": "b"}, "class numbers 0..255"),
+            ("a\n1\n", {"label": "a"}, "no feature columns"),
+    ):
+        p.write_text(text)
+        with pytest.raises(DatasetError, match=match) as info:
+            datasets.load_path(p, **kwargs)
+        assert str(p) in str(info.value)
+    p.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DatasetError, match="not UTF-8 text"):
+        datasets.load_path(p)
+
+
+def test_csv_size_is_bounded(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("1,2\n" * 100)  # 400 bytes of text: up to 1,600 bytes of float64
+    with pytest.raises(DatasetError, match="may parse to .* over the limit"):
+        datasets.load_path(p, max_bytes=1000)
+    assert datasets.load_path(p, max_bytes=1600)[0].shape == (100, 2)
+
+
+def test_png_folder_greyscale_with_classes_matches_idx(tmp_path):
+    images, labels = write_idx_set(tmp_path / "idx", "small", n=6)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        (tmp_path / "png" / str(lab)).mkdir(parents=True, exist_ok=True)
+        write_png(tmp_path / "png" / str(lab) / f"{i:03d}.png", img)
+    (tmp_path / "png" / "README.txt").write_text("other files are ignored")
+    X, y, info = datasets.load_path(tmp_path / "png")
+    classes = tuple(sorted({str(v) for v in labels}))
+    assert info["classes"] == classes and info["image_shape"] == (28, 28) and info["unit_interval"]
+    X_idx, y_idx = datasets.load_mnist("small", data_dir=tmp_path / "idx")
+    order = sorted(range(6), key=lambda i: (str(labels[i]), i))  # files are read class by class
+    np.testing.assert_array_equal(X, X_idx[order])  # exactly pixel / 255, as from IDX
+    assert [classes[k] for k in y] == [str(v) for v in y_idx[order]]
+
+
+def test_png_folder_rgb_16_bit_and_alpha(tmp_path):
+    rgb = np.arange(4 * 3 * 3).reshape(4, 3, 3) * 7
+    (tmp_path / "rgb").mkdir()
+    write_png(tmp_path / "rgb" / "a.png", rgb)
+    write_png(tmp_path / "rgb" / "b.png", np.dstack([rgb, np.full((4, 3), 255)]))  # opaque RGBA
+    X, y, info = datasets.load_path(tmp_path / "rgb")
+    assert y is None and info["image_shape"] == (4, 3, 3) and info["classes"] is None
+    np.testing.assert_array_equal(X, np.stack([rgb.reshape(-1), rgb.reshape(-1)]) / 255.0)
+    (tmp_path / "deep").mkdir()
+    grey16 = np.array([[0, 1, 65535], [1000, 2**15, 7]])
+    write_png(tmp_path / "deep" / "a.png", grey16, bit_depth=16)
+    np.testing.assert_array_equal(datasets.load_path(tmp_path / "deep")[0], grey16.reshape(1, -1) / 65535.0)
+    write_png(tmp_path / "rgb" / "c.png", np.dstack([rgb, np.full((4, 3), 128)]))
+    with pytest.raises(DatasetError, match="c.png has transparent pixels"):
+        datasets.load_path(tmp_path / "rgb")
+
+
+@pytest.mark.parametrize("second, match", [
+    (np.zeros((5, 4), np.uint8),
+     r"b.png is 4x5 greyscale, but .*a.png is 4x4 greyscale; all images must share size and mode"),
+    (np.zeros((4, 4, 3), np.uint8), "b.png is 4x4 RGB, but .*a.png is 4x4 greyscale"),
+])
+def test_png_folder_images_must_share_size_and_mode(tmp_path, second, match):
+    write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    write_png(tmp_path / "b.png", second)
+    write_png(tmp_path / "c.png", np.zeros((9, 9), np.uint8))  # not reached: b.png is the first offender
+    with pytest.raises(DatasetError, match=match):
+        datasets.load_path(tmp_path)
+
+
+def test_png_folder_refusals(tmp_path):
+    write_idx_set(tmp_path / "idx", "small", n=2)
+    with pytest.raises(DatasetError, match="no PNG images.*it holds IDX files: load them with --data mnist"):
+        datasets.load_path(tmp_path / "idx")
+    (tmp_path / "mixed" / "cats").mkdir(parents=True)
+    write_png(tmp_path / "mixed" / "top.png", np.zeros((2, 2), np.uint8))
+    write_png(tmp_path / "mixed" / "cats" / "c.png", np.zeros((2, 2), np.uint8))
+    with pytest.raises(DatasetError, match="mixes PNG images at the top"):
+        datasets.load_path(tmp_path / "mixed")
+    (tmp_path / "jpg").mkdir()
+    write_png(tmp_path / "jpg" / "a.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / "jpg" / "b.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(DatasetError, match="b.jpg: only PNG images are read"):
+        datasets.load_path(tmp_path / "jpg")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(DatasetError, match="a.png is not a PNG file"):
+        datasets.load_path(tmp_path / "broken")
+    good = tmp_path / "broken" / "a.png"
+    write_png(good, np.zeros((3, 3), np.uint8))
+    good.write_bytes(good.read_bytes()[:45] + b"\x00" * 20)  # a valid header, damaged pixel data
+    with pytest.raises(DatasetError, match="a.png is not a readable PNG image"):
+        datasets.load_path(tmp_path / "broken")
+
+
+def test_load_path_arguments_and_unknown_formats(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data file not found"):
+        datasets.load_path(tmp_path / "missing.npy")
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
+    with pytest.raises(DatasetError, match="for IDX files use load_mnist / --data mnist --data-dir"):
+        datasets.load_path(tmp_path / "t10k-images-idx3-ubyte.gz")
+    (tmp_path / "data.json").write_text("[]")
+    with pytest.raises(DatasetError, match=r"npae reads .npy, .npz, .csv files and folders of PNG "
+                                           r"images, not .json"):
+        datasets.load_path(tmp_path / "data.json")
+    np.save(tmp_path / "flat.npy", np.zeros((2, 12)))
+    assert datasets.load_path(tmp_path / "flat.npy", image_shape=(2, 2, 3))[2]["image_shape"] == (2, 2, 3)
+    with pytest.raises(ValueError, match="does not fit 12 features"):
+        datasets.load_path(tmp_path / "flat.npy", image_shape=(3, 3))
+    with pytest.raises(ValueError, match="label= applies to .csv and .npz"):
+        datasets.load_path(tmp_path / "flat.npy", label="y")
+    with pytest.raises(ValueError, match="scale must be"):
+        datasets.load_path(tmp_path / "flat.npy", scale=0)
+
+
 def _mutations(good, rng, count):
     """Damaged copies of ``good``: bytes overwritten, the end cut off, or bytes inserted."""
     for _ in range(count):
@@ -438,11 +670,20 @@ def test_damaged_files_raise_only_dataset_errors(tmp_path):
     """Whatever a file's bytes, the loaders raise DatasetError (or succeed): never IndexError,
     struct.error, OverflowError, MemoryError, UnicodeDecodeError or a parser's own exception."""
     write_idx_set(tmp_path / "idx", "s", n=3)
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((3, 4)))
+    np.savez_compressed(tmp_path / "a.npz", X=np.ones((3, 4)), y=np.array(["a", "b", "a"]))
+    (tmp_path / "a.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
+    (tmp_path / "png").mkdir()
+    write_png(tmp_path / "png" / "x.png", np.arange(12).reshape(3, 4))
     def mnist():
         return datasets.load_mnist("s", data_dir=tmp_path / "idx")
 
     targets = [(tmp_path / "idx" / "s-images-idx3-ubyte.gz", mnist),
-               (tmp_path / "idx" / "s-labels-idx1-ubyte.gz", mnist)]
+               (tmp_path / "idx" / "s-labels-idx1-ubyte.gz", mnist),
+               (tmp_path / "a.npy", lambda: datasets.load_path(tmp_path / "a.npy")),
+               (tmp_path / "a.npz", lambda: datasets.load_path(tmp_path / "a.npz")),
+               (tmp_path / "a.csv", lambda: datasets.load_path(tmp_path / "a.csv", label="c")),
+               (tmp_path / "png" / "x.png", lambda: datasets.load_path(tmp_path / "png"))]
     rng = np.random.default_rng(0)
     for path, load in targets:
         for damaged in _mutations(path.read_bytes(), rng, 60):
