@@ -16,7 +16,7 @@ is a regular file, and every malformed input raises :class:`DatasetError` naming
 
 The loaders return ``(X, y)`` (``load_path`` and ``load_dataset`` return ``(X, y, info)``): ``X``
 float64 of shape (n, d), ``y`` int64 of shape (n,) (the swiss roll's ``y`` is its float position
-along the roll). Guide: docs/datasets.md.
+along the roll; ``load_path`` gives ``y = None`` for data without labels). Guide: docs/datasets.md.
 """
 import contextlib
 import csv
