@@ -152,8 +152,8 @@ class Model(ParamsMixin):
         return self._loss_and_grads(*batch)
 
     def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
-            progress=True, patience=None, checkpoint=None, checkpoint_every=1, resume=None,
-            clip_norm=None):
+            progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
+            resume=None, clip_norm=None):
         """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator; returns
         ``self`` (the per-epoch history is in ``history_``).
 
@@ -171,7 +171,11 @@ class Model(ParamsMixin):
             Evaluated after every epoch, forward only, with noise from the evaluation stream:
             passing it never changes the parameters training ends with.
         progress : bool
-            Show a tqdm progress bar.
+            Show progress: a live tqdm bar on a terminal (or a widget in a Jupyter kernel with
+            ipywidgets), and in every case one summary line when training ends.
+        verbose : bool
+            Print the per-epoch log line (``epoch  3/100 | loss ...``) as each epoch ends: every
+            epoch of a short run, about 20 lines of a long one, always the last.
         patience : int, optional
             Early stopping on the validation loss (see :func:`npae.training.fit_loop`).
         checkpoint : str or os.PathLike, optional
@@ -217,7 +221,8 @@ class Model(ParamsMixin):
                 raise type(err)(f"validation_data: {err}") from None
         self.history_ = fit_loop(self, data, epochs=epochs, batch_size=batch_size,
                                  optimizer=optimizer, lr=lr, validation_data=validation_data,
-                                 progress=progress, patience=patience, checkpoint=checkpoint,
+                                 progress=progress, verbose=verbose, patience=patience,
+                                 checkpoint=checkpoint,
                                  checkpoint_every=checkpoint_every, resume=resume,
                                  clip_norm=clip_norm)
         return self

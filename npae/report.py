@@ -6,6 +6,9 @@ padded to the width of the total, then every term of the history in a fixed orde
 ``recon``, ``kl``, ``penalty``, ``accuracy``, then anything else, then the ``val_`` terms), each
 rounded to a width that depends on its size so that columns line up from one epoch to the next.
 """
+import sys
+import time
+
 import numpy as np
 
 _ORDER = ("loss", "recon", "kl", "penalty", "accuracy")
@@ -70,3 +73,78 @@ def print_history(history, max_lines=20, file=None):
     n = len(history["loss"])
     for epoch in epochs_to_show(n, every_up_to=max_lines, max_lines=max_lines):
         print(log_line(epoch, history), file=file)
+
+
+def _in_jupyter_kernel():
+    """True inside a Jupyter kernel (IPython is only looked at when something imported it)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # noqa: BLE001 (any failure means: not a kernel)
+        return False
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _live_bar_class(stream):
+    """The tqdm class for a live bar, or None when no live bar fits: a terminal gets tqdm's text
+    bar, a Jupyter kernel with ipywidgets its widget; a redirected stream or a kernel without
+    ipywidgets gets no bar (only the summary line, so a log or a cell keeps one line per fit)."""
+    if _in_jupyter_kernel():
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm
+        except ImportError:
+            return None
+        return tqdm
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        from tqdm.std import tqdm
+        return tqdm
+    return None
+
+
+class Progress:
+    """What ``fit`` shows while it trains: a live progress bar where one fits (see
+    :func:`_live_bar_class`), the per-epoch :func:`log_line` when ``verbose`` (every epoch of a short
+    run, every k-th of a long one, always the last: :func:`should_show`), and one summary line at
+    the end (the bar's last state, or a line of its own)."""
+
+    def __init__(self, name, *, epochs, n_batches, start_epoch, start_batch, bar, verbose,
+                 stream=None):
+        self.name, self.epochs, self.verbose = name, epochs, verbose
+        self.stream = stream if stream is not None else sys.stderr
+        self.start_epoch, self.started = start_epoch, time.perf_counter()
+        self.bar = None
+        cls = _live_bar_class(self.stream) if bar else None
+        if cls is not None:
+            self.bar = cls(total=epochs * n_batches, initial=start_epoch * n_batches + start_batch,
+                           desc=name, unit="batch", leave=True, file=self.stream, mininterval=0.2)
+        self.show_summary = bar
+
+    def batch(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def epoch(self, epoch, history):
+        if self.bar is not None:
+            self.bar.set_description(f"{self.name} epoch {epoch + 1}/{self.epochs}", refresh=False)
+            self.bar.set_postfix({k: format_value(v[-1]).strip() for k, v in history.items()
+                                  if not k.startswith("val_") or k == "val_loss"}, refresh=False)
+        if self.verbose and should_show(epoch, self.epochs):
+            print(log_line(epoch, history, self.epochs), flush=True)
+
+    def close(self, history, epochs_done):
+        seconds = time.perf_counter() - self.started
+        done = epochs_done - self.start_epoch
+        last = {k: v[-1] for k, v in history.items() if v}
+        terms = " | ".join(f"{k} {format_value(last[k]).strip()}" for k in _ordered_terms(last))
+        summary = f"{self.name}: {done} epoch{'s' if done != 1 else ''} in {seconds:.1f} s" + (
+            f" | {terms}" if terms else "")
+        if self.bar is not None:
+            self.bar.set_description(summary, refresh=False)
+            self.bar.set_postfix({}, refresh=False)
+            self.bar.close()
+        elif self.show_summary:
+            print(summary, file=self.stream, flush=True)

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import io
 from . import optim
+from .report import Progress
 from .validation import check_bool, check_path, check_scalar
 
 
@@ -230,8 +231,8 @@ def _resume(path, model, n, batch_size, epochs):
 # The loop
 # --------------------------------------------------------------------------------------------------
 def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, validation_data=None,
-             progress=True, patience=None, checkpoint=None, checkpoint_every=1, resume=None,
-             clip_norm=None):
+             progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
+             resume=None, clip_norm=None):
     """Train ``model`` on the arrays in ``data`` (a tuple whose arrays share their first axis).
 
     Returns the history: a dict of per-epoch lists, one per loss term (``loss``, and e.g. ``recon``,
@@ -252,6 +253,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
     check_scalar("batch_size", batch_size, low=1, integer=True)
     check_scalar("checkpoint_every", checkpoint_every, low=1, integer=True)
     check_bool("progress", progress)
+    check_bool("verbose", verbose)
     if clip_norm is not None:
         check_scalar("clip_norm", clip_norm, low=0.0, low_open=True)
     if checkpoint is not None:
@@ -272,10 +274,10 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
     model.best_epoch_ = st.best_epoch
 
     bar = None
-    if progress and st.epochs_done < epochs and not st.stopped_early:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=epochs * n_batches, initial=st.epochs_done * n_batches + st.batches_done,
-                   desc=type(model).__name__, unit="batch", leave=False)
+    if (progress or verbose) and st.epochs_done < epochs and not st.stopped_early:
+        bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
+                       start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
+                       verbose=verbose)
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                 _deferred_sigint() as stop:
@@ -285,7 +287,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
                         clip_norm=clip_norm, rng_state=rng_state)
     finally:
         if bar is not None:
-            bar.close()
+            bar.close(st.history, st.epochs_done)
         model.history_ = st.history
     if st.best_params is not None:
         for name, p in model.params.items():
@@ -329,7 +331,7 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
             for key, value in model.last_terms.items():
                 st.sums[key] = st.sums.get(key, 0.0) + value * len(idx)
             if bar is not None:
-                bar.update(1)
+                bar.batch()
             if stop.requested and b + 1 < n_batches:
                 st.perm, st.batches_done = perm, b + 1
                 raise interrupted(epoch, b + 1)
@@ -345,9 +347,7 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
                 st.history.setdefault(f"val_{key}", []).append(value)
         st.epochs_done = epoch + 1
         if bar is not None:
-            shown = {k: f"{v[-1]:.4g}" for k, v in st.history.items()}
-            bar.set_postfix(shown, refresh=False)
-            bar.set_description(f"{type(model).__name__} epoch {epoch + 1}/{epochs}")
+            bar.epoch(epoch, st.history)
         if patience is not None:
             val = st.history["val_loss"][-1]
             if val < st.best_val:
