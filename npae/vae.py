@@ -114,12 +114,10 @@ class VAE(Model):
         self._store(locals())
 
     def _store(self, args):
-        """Store the constructor's arguments under their own names (scikit-learn's rule), then
-        build at once if ``input_dim`` is given."""
+        """Store the constructor's arguments under their own names (scikit-learn's rule); the
+        network is built by ``fit``, or on first use when ``input_dim`` is given."""
         for name in self._get_param_names():
             setattr(self, name, args[name])
-        if self.input_dim is not None:
-            self._setup(check_scalar("input_dim", self.input_dim, low=1, integer=True))
 
     @property
     def takes_labels(self):
@@ -573,8 +571,9 @@ class VAE(Model):
                           f"{clamped} of {entries} encoder log-variances ({100 * clamped / entries:.1f}%) "
                           f"during this fit; they get no gradient while clamped. Lower the learning "
                           f"rate or check the data scale.", RuntimeWarning, stacklevel=3)
-        n = min(int(np.shape(X)[0]), 2000)
-        active = self.active_units(X[:n], None if y is None or not self.n_classes else y[:n])
+        X = np.asarray(X)
+        n = min(X.shape[0], 2000)
+        active = self.active_units(X[:n], None if y is None or not self.n_classes else np.asarray(y)[:n])
         if active == 0:
             hint = (" For real-valued data a Gaussian decoder with a learned variance "
                     "(variance='shared', 'per_feature' or 'learned') gives the reconstruction term "
@@ -606,7 +605,7 @@ class VAE(Model):
     def decode(self, Z, y=None):
         """Bernoulli probabilities or Gaussian means (N, n_features) of p(x | z[, y])."""
         self._require_built()
-        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype)
+        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype, owner=f"{type(self).__name__}.decode")
         return self._output(self._decode_out(Z, self._condition(y, Z.shape[0])))
 
     def reconstruct(self, X, y=None):

@@ -235,9 +235,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.fit(-x, epochs=1, progress=False)
     with pytest.raises(ValueError, match="beta must be >= 0"):
-        VAE(4, beta=-0.5)
+        VAE(4, beta=-0.5).params
     with pytest.raises(ValueError, match="likelihood"):
-        VAE(4, likelihood="poisson")
+        VAE(4, likelihood="poisson").params
     with pytest.raises(ValueError, match="warmup_epochs"):
         model.fit(x, warmup_epochs=-1, progress=False)
     VAE(4, hidden=(3,), latent_dim=2, likelihood="gaussian").loss_and_grads(x + 1.0)  # fine
@@ -253,4 +253,4 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="VAE is unconditional: y must be None"):
         model.encode(x, [0, 1, 2])
     with pytest.raises(ValueError, match="n_classes must be >= 1"):
-        ConditionalVAE(4, 0)
+        ConditionalVAE(4, 0).params

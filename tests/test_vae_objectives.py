@@ -188,13 +188,13 @@ def test_the_ladder_holds_with_a_flow_and_iwae_training():
 
 def test_objectives_refuse_what_they_cannot_do():
     with pytest.raises(ValueError, match="beta=0.5 needs the closed-form KL"):
-        npae.VAE(4, objective="iwae", beta=0.5)
+        npae.VAE(4, objective="iwae", beta=0.5).params
     with pytest.raises(ValueError, match="unknown flow 'radial'"):
-        npae.VAE(4, flow="radial")
+        npae.VAE(4, flow="radial").params
     with pytest.raises(ValueError, match="unknown variance"):
-        npae.VAE(4, likelihood="gaussian", variance="diagonal")
+        npae.VAE(4, likelihood="gaussian", variance="diagonal").params
     with pytest.raises(ValueError, match="k must be >= 1"):
-        npae.VAE(4, k=0)
+        npae.VAE(4, k=0).params
     vae = npae.VAE(4, hidden=(3,), latent_dim=2, objective="iwae")
     with pytest.raises(ValueError, match="warmup_epochs needs the closed-form KL"):
         vae.fit(np.full((4, 4), 0.5), warmup_epochs=2, progress=False)
