@@ -479,6 +479,17 @@ class VAE(Model):
         self.clamp_count_ += int(inside.size - np.count_nonzero(inside))
         self.clamp_entries_ += int(inside.size)
 
+    def _compiled_spec(self):
+        """What a compiled epoch needs to run this model's step (closed-form KL, one sample, no
+        condition, a Bernoulli or unit-variance Gaussian decoder), or None."""
+        if (self.uses_log_weights or int(self.k) != 1 or self.n_classes
+                or (self.likelihood == "gaussian" and self.variance != "fixed")
+                or not self._step_is(VAE, "_loss_and_grads", "_elbo_step", "_recon_loss")):
+            return None
+        return {"kind": "vae", "chains": (self.encoder, self.decoder), "latent_dim": int(self.latent_dim),
+                "likelihood": 0 if self.likelihood == "bernoulli" else 1,
+                "beta": float(self.beta) * self.warmup_factor_}
+
     def _loss_and_grads(self, x, y=None, eps=None):
         c = None if y is None else self._onehot(y)
         if self.uses_log_weights:
