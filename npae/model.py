@@ -177,7 +177,7 @@ class Model(ParamsMixin):
 
     def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
             progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
-            resume=None, clip_norm=None):
+            resume=None, clip_norm=None, threads=None):
         """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator; returns
         ``self`` (the per-epoch history is in ``history_``).
 
@@ -212,6 +212,10 @@ class Model(ParamsMixin):
             uninterrupted run.
         clip_norm : float, optional
             Rescale the gradients so their global norm is at most this.
+        threads : int, optional
+            BLAS threads while fitting. Default: one for a small model (its products are too small
+            to gain from a second thread, which on a busy machine costs a lot), BLAS's default for
+            a large one; ``OMP_NUM_THREADS`` and the like, when set, win (see :mod:`npae.threads`).
 
         The model is rebuilt (initial weights drawn again from the seed) unless ``warm_start`` is
         True, the model is built and its parameters did not change since; then training continues
@@ -248,7 +252,7 @@ class Model(ParamsMixin):
                                  progress=progress, verbose=verbose, patience=patience,
                                  checkpoint=checkpoint,
                                  checkpoint_every=checkpoint_every, resume=resume,
-                                 clip_norm=clip_norm)
+                                 clip_norm=clip_norm, threads=threads)
         return self
 
     # ------------------------------------------------------------------ evaluation (forward only)

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import io
 from . import optim
+from . import threads as threads_policy
 from .backends import ops
 from .report import Progress
 from .validation import check_bool, check_path, check_scalar
@@ -233,7 +234,7 @@ def _resume(path, model, n, batch_size, epochs):
 # --------------------------------------------------------------------------------------------------
 def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, validation_data=None,
              progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
-             resume=None, clip_norm=None):
+             resume=None, clip_norm=None, threads=None):
     """Train ``model`` on the arrays in ``data`` (a tuple whose arrays share their first axis).
 
     Returns the history: a dict of per-epoch lists, one per loss term (``loss``, and e.g. ``recon``,
@@ -279,9 +280,10 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
         bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
                        start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
                        verbose=verbose)
+    n_threads = threads_policy.choose(model, batch_size, threads)
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                _deferred_sigint() as stop:
+                threads_policy.limit(n_threads), _deferred_sigint() as stop:
             _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
                         n_batches=n_batches, validation_data=validation_data, patience=patience,
                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
