@@ -96,6 +96,12 @@ class ReferenceOps:
         return F.bce_with_logits_loss(logits, target)
 
     @staticmethod
+    def bernoulli_log_likelihood(logits, target):
+        """``log p(x | z) = −bce_with_logits_sum(logits, target)`` per row (forward only; the
+        IWAE estimate's hot loop); ``target`` broadcasts over leading sample axes."""
+        return -F.bce_with_logits_sum(logits, target)
+
+    @staticmethod
     def reparam_kl_forward(mu, logvar, eps):
         """``z = mu + exp(½ logvar) eps`` and the KL to N(0, I) summed over the batch.
         Returns ``(z, kl_sum, cache)``; ``eps`` may carry a sample axis (L, B, Z)."""
@@ -179,6 +185,12 @@ class FusedOps:
         return kernels.bce_with_logits_loss(logits, target)
 
     @staticmethod
+    def bernoulli_log_likelihood(logits, target):
+        """Replaces :meth:`ReferenceOps.bernoulli_log_likelihood`: the SIMD exp and log1p in
+        place, then one fused pass (:func:`npae.kernels.bernoulli_log_likelihood`)."""
+        return kernels.bernoulli_log_likelihood(logits, target)
+
+    @staticmethod
     def reparam_kl_forward(mu, logvar, eps):
         """Replaces :meth:`ReferenceOps.reparam_kl_forward` for one sample per example (sampler and
         KL in one pass, :func:`npae.kernels.reparam_kl_forward_fused`); several samples run the
@@ -225,7 +237,8 @@ class FusedOps:
 # the switch
 # --------------------------------------------------------------------------------------------------
 IMPLEMENTATIONS = {"reference": ReferenceOps, "fused": FusedOps}
-UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "reparam_kl_forward",
+UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "bernoulli_log_likelihood",
+         "reparam_kl_forward",
          "reparam_kl_backward", "adam_update", "epoch_runner")
 
 

@@ -164,6 +164,21 @@ def _reparam_kl_backward(dz, eps, std, em1, dlogvar_sampler, dlogvar_kl):
             dlogvar_kl[i, j] = 0.5 * em1[i, j]
 
 
+def _bernoulli_rows(s, t, l1p, out):
+    """``out[k, b] = −Σ_d [max(s, 0) − s t + log1p(e^{−|s|})]`` for logits ``s`` (K, B, D), targets
+    ``t`` (B, D) shared by the K draws and ``l1p = log1p(e^{−|s|})`` (K, B, D) from NumPy's
+    vectorized ufuncs: the per-example Bernoulli log-likelihood of K decodings, one pass, the sum in
+    float64. Reference: ``−functional.bce_with_logits_sum(s, t)`` ([LOSS-5])."""
+    K, B, D = s.shape
+    for k in range(K):
+        for b in range(B):
+            acc = 0.0
+            for d in range(D):
+                x = s[k, b, d]
+                acc += float(max(x, 0) - x * t[b, d] + l1p[k, b, d])
+            out[k, b] = -acc
+
+
 # --------------------------------------------------------------------------------------------------
 # Jitted versions, made at import. cache=True stores the machine code in __pycache__, so only the
 # first run after an edit pays for compilation. error_model="numpy" lets a division return inf
@@ -182,6 +197,7 @@ bce_with_logits = _jit(_bce_with_logits)
 adam = _jit(_adam)
 reparam_kl_forward = _jit(_reparam_kl_forward)
 reparam_kl_backward = _jit(_reparam_kl_backward)
+bernoulli_rows = _jit(_bernoulli_rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,6 +214,23 @@ def bce_with_logits_loss(logits, target):
     dlogits = np.empty_like(logits)  # (B, D)
     total = bce_with_logits(logits, target, e, log1p_e, dlogits, scalar(1.0 / B, logits))
     return float(total) / B, dlogits
+
+
+def bernoulli_log_likelihood(logits, target):
+    """Same as ``−functional.bce_with_logits_sum(logits, target)``: ``log p(x | z)`` per row of
+    logits (..., B, D) against targets (B, D) broadcast over the leading axes; two SIMD ufunc
+    passes (exp, log1p) and one fused pass for the rest."""
+    s = np.ascontiguousarray(logits)
+    shape = s.shape
+    s3 = s.reshape((-1,) + shape[-2:])  # (K, B, D)
+    t = np.ascontiguousarray(np.broadcast_to(target, shape[-2:]), dtype=s.dtype)
+    l1p = np.abs(s3)
+    np.negative(l1p, out=l1p)
+    np.exp(l1p, out=l1p)
+    np.log1p(l1p, out=l1p)
+    out = np.empty(s3.shape[:2], dtype=np.float64)
+    bernoulli_rows(s3, t, l1p, out)
+    return out.astype(s.dtype, copy=False).reshape(shape[:-1])
 
 
 def adam_coefficients(lr, beta1, beta2, eps, t, dtype):

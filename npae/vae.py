@@ -302,7 +302,7 @@ class VAE(Model):
         """``log p(x | z)`` per row (sum over features), shape ``out.shape[:-1]``, and the cache of
         :meth:`_log_px_backward`. ``x`` (B, D) broadcasts against ``out`` (..., B, D)."""
         if self.likelihood == "bernoulli":
-            return -F.bce_with_logits_sum(out, x), (out, x)  # [LOSS-5]
+            return ops.bernoulli_log_likelihood(out, x), (out, x)  # [LOSS-5]
         mean, logvar_x, floor_cache = self._gaussian_head(out)
         nll, nll_cache = bounds.gaussian_nll_forward(mean, logvar_x, x)  # [GAUSSDEC-1]
         return -nll, (nll_cache, floor_cache)
