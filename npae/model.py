@@ -256,6 +256,12 @@ class Model(ParamsMixin):
         return self
 
     # ------------------------------------------------------------------ evaluation (forward only)
+    def evaluation_rng(self, seed=None):
+        """The generator an evaluation draws its noise from: ``np.random.default_rng(seed)`` for an
+        explicit seed, else the model's evaluation stream started afresh (the same numbers at every
+        call). Never the training generator ``rng``."""
+        return self._eval_rng(seed)
+
     def _eval_rng(self, seed=None):
         """The generator of one evaluation: ``np.random.default_rng(seed)`` for an explicit seed,
         else the model's evaluation stream started afresh (the same numbers at every call, and

@@ -773,6 +773,7 @@ class VAE(Model):
         negative log-likelihood −log p(x_i | z_si), shape (S, B), and the gradient of
         ``(1/B) Σ_i nll_si`` with respect to ``z`` for every draw s (used by npae.estimators)."""
         S, B, Z = z.shape
+        x = self._check_X(x, "x")
         c = self._condition(y, B)
         out = self._decode_out(z, c, train=True)  # (S, B, D)
         nll = -self._log_px(out, x)  # (S, B)
