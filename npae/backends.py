@@ -65,6 +65,16 @@ def activation_pair(name):
 # --------------------------------------------------------------------------------------------------
 # reference: the derived pairs, composed
 # --------------------------------------------------------------------------------------------------
+class NonFiniteUpdate(FloatingPointError):
+    """Raised by the ``adam_update`` units when the step wrote a NaN or an inf (``count`` entries).
+    The arrays are left as written; :func:`npae.training.fit_loop` puts the parameters and the
+    optimizer back to their values before the step and raises ``DivergenceError``."""
+
+    def __init__(self, message, *, count):
+        super().__init__(message)
+        self.count = count
+
+
 class ReferenceOps:
     """Every unit as the composition of the readable pairs (see the module docstring)."""
 
@@ -116,8 +126,12 @@ class ReferenceOps:
 
     @staticmethod
     def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
-        """:func:`npae.updates.adam_update`, in place."""
+        """:func:`npae.updates.adam_update`, in place; raises :class:`NonFiniteUpdate` if it wrote a
+        NaN or an inf into ``p``, ``m`` or ``v`` (the caller restores them: npae.training)."""
         updates.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
+        bad = sum(a.size - np.count_nonzero(np.isfinite(a)) for a in (p, m, v))
+        if bad:
+            raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=bad)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,12 +208,15 @@ class FusedOps:
     @staticmethod
     def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
         """Replaces :meth:`ReferenceOps.adam_update`: moments and step in one pass over each array
-        (:func:`npae.kernels.adam`); non-contiguous arrays run the reference."""
+        (:func:`npae.kernels.adam`), which also counts the NaN/inf entries it wrote (then
+        :class:`NonFiniteUpdate`, as the reference); non-contiguous arrays run the reference."""
         g = np.ascontiguousarray(g)
         if not _contiguous(p, m, v):
             return ReferenceOps.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
         coef = kernels.adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
-        kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+        bad = kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+        if bad:  # counted by the kernel in its one pass
+            raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=int(bad))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -115,7 +115,10 @@ def _bce_with_logits(s, t, e, log1p_e, ds, scale):
 
 def _adam(p, g, m, v, coef):
     """One Adam step on flat arrays, in place: moments [OPT-5], [OPT-6] and the bias-corrected
-    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7].
+    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7]. Returns how many
+    entries came out NaN or inf (in ``m``, ``v`` or ``p``): 0 on every healthy step. The check runs
+    in the same pass on values still in registers (no second pass over memory; the loop still
+    vectorizes), so that the caller can undo the step.
 
     ``coef = [step, eps_hat, β1, β2, 1 − β1, 1 − β2]`` in the arrays' dtype (one array: fewer
     arguments to unbox per call), from :func:`adam_coefficients`; ``1 − β`` is computed in float64
@@ -123,13 +126,20 @@ def _adam(p, g, m, v, coef):
     Reference: npae.updates.adam_update.
     """
     step, eps_hat, beta1, beta2, c1, c2 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
+    bad = 0
     for k in range(p.shape[0]):
         gk = g[k]
         mk = beta1 * m[k] + c1 * gk
         vk = beta2 * v[k] + c2 * (gk * gk)
+        pk = p[k] - step * mk / (math.sqrt(vk) + eps_hat)
         m[k] = mk
         v[k] = vk
-        p[k] -= step * mk / (math.sqrt(vk) + eps_hat)
+        p[k] = pk
+        # |x| < inf is False for NaN and ±inf; math.isfinite would not do: with "reassoc" and "nsz"
+        # together, LLVM folds it to True (measured with numba 0.68)
+        if not (abs(mk) < math.inf and abs(vk) < math.inf and abs(pk) < math.inf):
+            bad += 1
+    return bad
 
 
 def _reparam_kl_forward(mu, logvar, eps, std, em1, z):
@@ -210,10 +220,12 @@ def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, t, coef=None):
     """Same as :func:`npae.updates.adam_update` (``p``, ``m``, ``v`` C-contiguous, updated in place).
-    ``coef``: :func:`adam_coefficients` of this step, to compute it once for all arrays."""
+    ``coef``: :func:`adam_coefficients` of this step, to compute it once for all arrays. Returns the
+    number of entries of ``m``, ``v``, ``p`` that came out NaN or inf (see :func:`adam`)."""
     if coef is None:
         coef = adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
-    adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+    return int(adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+                    coef))
 
 
 def reparam_kl_forward_fused(mu, logvar, eps):
