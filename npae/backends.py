@@ -31,6 +31,7 @@ numba imports. This module and :mod:`npae.kernels` are the only ones that know w
 there.
 """
 import contextlib
+import math
 import os
 import warnings
 
@@ -65,6 +66,16 @@ def activation_pair(name):
 # --------------------------------------------------------------------------------------------------
 # reference: the derived pairs, composed
 # --------------------------------------------------------------------------------------------------
+class NonFiniteUpdate(FloatingPointError):
+    """Raised by the ``adam_update`` units when the step wrote a NaN or an inf (``count`` entries).
+    The arrays are left as written; :func:`npae.training.fit_loop` puts the parameters and the
+    optimizer back to their values before the step and raises ``DivergenceError``."""
+
+    def __init__(self, message, *, count):
+        super().__init__(message)
+        self.count = count
+
+
 class ReferenceOps:
     """Every unit as the composition of the readable pairs (see the module docstring)."""
 
@@ -122,8 +133,12 @@ class ReferenceOps:
 
     @staticmethod
     def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
-        """:func:`npae.updates.adam_update`, in place."""
+        """:func:`npae.updates.adam_update`, in place; raises :class:`NonFiniteUpdate` if it wrote a
+        NaN or an inf into ``p``, ``m`` or ``v`` (the caller restores them: npae.training)."""
         updates.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
+        bad = sum(a.size - np.count_nonzero(np.isfinite(a)) for a in (p, m, v))
+        if bad:
+            raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=bad)
 
     @staticmethod
     def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
@@ -211,12 +226,15 @@ class FusedOps:
     @staticmethod
     def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
         """Replaces :meth:`ReferenceOps.adam_update`: moments and step in one pass over each array
-        (:func:`npae.kernels.adam`); non-contiguous arrays run the reference."""
+        (:func:`npae.kernels.adam`), which also counts the NaN/inf entries it wrote (then
+        :class:`NonFiniteUpdate`, as the reference); non-contiguous arrays run the reference."""
         g = np.ascontiguousarray(g)
         if not _contiguous(p, m, v):
             return ReferenceOps.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
         coef = kernels.adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
-        kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+        bad = kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+        if bad:  # counted by the kernel in its one pass
+            raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=int(bad))
 
     @staticmethod
     def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
@@ -376,10 +394,12 @@ class CompiledEpoch:
         momentum = getattr(opt, "momentum", 0.0)
         return np.tile(np.array([opt.lr, momentum, 0, 0, 0, 0], dtype=dt), (n_batches, 1))
 
-    def run(self, perm, X):
+    def run(self, perm, X, limit=math.inf):
         """Train one epoch on ``X`` in the order ``perm``; returns ``(terms, steps, bad)``: the
         per-batch loss terms (n_batches, n_terms), the number of steps applied and, when a step
-        diverged, ``(batch, kind)`` (its parameters untouched, its gradients in the flat array)."""
+        diverged, ``(batch, kind)``: kinds 1–3 (non-finite loss or gradient, loss above ``limit``)
+        left that step's parameters untouched and its gradients in the flat array; kind 4 (the
+        update wrote NaN or inf) took it."""
         model, n = self.model, X.shape[0]
         n_batches = -(-n // self.batch_size)
         spec = model._compiled_spec()
@@ -395,15 +415,15 @@ class CompiledEpoch:
             steps = kernels.vae_epoch(X, perm, eps, self.batch_size, theta, grad, self.m, self.v,
                                       self.ws, self.lay, self.hyp, self.n_enc, spec["latent_dim"],
                                       spec["likelihood"], self.dtype.type(spec["beta"]), self.offs,
-                                      self.opt_code, coefs, wd, self.clip, terms, counts)
+                                      self.opt_code, coefs, wd, self.clip, float(limit), terms, counts)
             model.clamp_count_ += int(counts[0])
             model.clamp_entries_ += int(counts[1])
         else:
             terms = np.zeros((n_batches, 1))
             steps = kernels.ae_epoch(X, perm, self.batch_size, theta, grad, self.m, self.v, self.ws,
                                      self.lay, self.hyp, self.n_enc, spec["loss"], self.offs,
-                                     self.opt_code, coefs, wd, self.clip, terms, counts)
-        self.opt.t += int(steps)
+                                     self.opt_code, coefs, wd, self.clip, float(limit), terms, counts)
+        self.opt.t += int(steps) + (1 if counts[3] == 4 else 0)  # a taken step counts
         bad = (int(counts[2]), int(counts[3])) if counts[2] >= 0 else None
         return terms, int(steps), bad
 

@@ -52,3 +52,38 @@ DTYPES = ("float32", "float64")
 #: Variance across the data of a latent's posterior mean above which the latent counts as active
 #: (Burda, Grosse & Salakhutdinov, 2016).
 ACTIVE_UNIT_THRESHOLD = 0.01
+
+# --------------------------------------------------------------------------------------------------
+# Model files (npae.io): limits checked before anything is decompressed or built. Each is looked up
+# when a file is read, so a program may raise it (``npae.constants.MODEL_FILE_MAX_BYTES = 4 << 30``);
+# ``npae.load(path, max_bytes=...)`` overrides the first for one call. See docs/files.md.
+# --------------------------------------------------------------------------------------------------
+
+#: Largest total size of the arrays of one model file or checkpoint, in bytes (as their ``.npy``
+#: members declare it, before reading them). 1 GiB holds a float64 model of about 30 million
+#: parameters with its Adam moments; the MNIST VAE of the demos (784-400-20) needs about 20 MB.
+MODEL_FILE_MAX_BYTES = 1 << 30
+
+#: Largest JSON header of a model file, in bytes. A checkpoint's history takes about 20 bytes per
+#: epoch and loss term: 8 MiB is some 60,000 epochs of six terms.
+MODEL_HEADER_MAX_BYTES = 8 << 20
+
+#: Deepest nesting of lists and objects in a header (npae writes at most 5 levels).
+MODEL_HEADER_MAX_DEPTH = 32
+
+#: Most members (arrays) of one model file; a checkpoint holds about four per parameter array.
+MODEL_FILE_MAX_MEMBERS = 10_000
+
+# --------------------------------------------------------------------------------------------------
+# Divergence (npae.training; docs/derivations/clip.md#clip-3)
+# --------------------------------------------------------------------------------------------------
+
+#: Training stops with DivergenceError when a batch loss exceeds this many times the early reference
+#: (the larger of the first batch's |loss| and the median |loss| of the first
+#: DIVERGENCE_REFERENCE_BATCHES batches). In healthy runs of every model of the tests, the demos and
+#: ``npae train`` no batch loss exceeded 1.45 times the reference; Adam at lr=1e3 reaches 2e16 times
+#: it on its second batch (docs/derivations/clip.md#clip-3). math.inf switches the rule off.
+DIVERGENCE_FACTOR = 1e4
+
+#: Number of batches at the start of a fit whose losses make the reference of DIVERGENCE_FACTOR.
+DIVERGENCE_REFERENCE_BATCHES = 10

@@ -115,7 +115,10 @@ def _bce_with_logits(s, t, e, log1p_e, ds, scale):
 
 def _adam(p, g, m, v, coef):
     """One Adam step on flat arrays, in place: moments [OPT-5], [OPT-6] and the bias-corrected
-    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7].
+    update with the corrections folded into ``step`` and ``eps_hat`` [OPT-7]. Returns how many
+    entries came out NaN or inf (in ``m``, ``v`` or ``p``): 0 on every healthy step. The check runs
+    in the same pass on values still in registers (no second pass over memory; the loop still
+    vectorizes), so that the caller can undo the step.
 
     ``coef = [step, eps_hat, β1, β2, 1 − β1, 1 − β2]`` in the arrays' dtype (one array: fewer
     arguments to unbox per call), from :func:`adam_coefficients`; ``1 − β`` is computed in float64
@@ -123,13 +126,20 @@ def _adam(p, g, m, v, coef):
     Reference: npae.updates.adam_update.
     """
     step, eps_hat, beta1, beta2, c1, c2 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
+    bad = 0
     for k in range(p.shape[0]):
         gk = g[k]
         mk = beta1 * m[k] + c1 * gk
         vk = beta2 * v[k] + c2 * (gk * gk)
+        pk = p[k] - step * mk / (math.sqrt(vk) + eps_hat)
         m[k] = mk
         v[k] = vk
-        p[k] -= step * mk / (math.sqrt(vk) + eps_hat)
+        p[k] = pk
+        # |x| < inf is False for NaN and ±inf; math.isfinite would not do: with "reassoc" and "nsz"
+        # together, LLVM folds it to True (measured with numba 0.68)
+        if not (abs(mk) < math.inf and abs(vk) < math.inf and abs(pk) < math.inf):
+            bad += 1
+    return bad
 
 
 def _reparam_kl_forward(mu, logvar, eps, std, em1, z):
@@ -243,10 +253,12 @@ def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, t, coef=None):
     """Same as :func:`npae.updates.adam_update` (``p``, ``m``, ``v`` C-contiguous, updated in place).
-    ``coef``: :func:`adam_coefficients` of this step, to compute it once for all arrays."""
+    ``coef``: :func:`adam_coefficients` of this step, to compute it once for all arrays. Returns the
+    number of entries of ``m``, ``v``, ``p`` that came out NaN or inf (see :func:`adam`)."""
     if coef is None:
         coef = adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
-    adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+    return int(adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+                    coef))
 
 
 def reparam_kl_forward_fused(mu, logvar, eps):
@@ -402,14 +414,16 @@ def _ep_backward(dout, x, theta, grad, ws, lay, hyp, l0, l1, B, Bmax, input_grad
 def _ep_update(theta, grad, m, v, opt, c, wd, sq, clip):
     """Clip by the global norm (``sq`` = Σ g²) and take one optimizer step on the flat arrays.
     ``opt``: 0 SGD, 1 momentum, 2 Nesterov, 3 Adam; ``c``: this step's coefficients (Adam:
-    step, eps_hat, β1, β2, 1 − β1, 1 − β2; SGD/momentum: lr, μ). Reference: check_step's
-    clipping [CLIP-2], npae.updates (weight decay [OPT-1] first)."""
+    step, eps_hat, β1, β2, 1 − β1, 1 − β2; SGD/momentum: lr, μ). Returns how many parameters the
+    update made NaN or inf. Reference: check_step's clipping [CLIP-2], npae.updates (weight decay
+    [OPT-1] first)."""
     if clip > 0:
         norm = math.sqrt(sq)
         if norm > clip:
             scale = clip / norm
             for k in range(grad.shape[0]):
                 grad[k] *= scale
+    bad = 0
     for k in range(theta.shape[0]):
         g = grad[k] + wd * theta[k] if wd != 0 else grad[k]
         if opt == 3:
@@ -417,16 +431,20 @@ def _ep_update(theta, grad, m, v, opt, c, wd, sq, clip):
             vk = c[3] * v[k] + c[5] * (g * g)
             m[k] = mk
             v[k] = vk
-            theta[k] -= c[0] * mk / (math.sqrt(vk) + c[1])
+            p = theta[k] - c[0] * mk / (math.sqrt(vk) + c[1])
         elif opt == 0:
-            theta[k] -= c[0] * g
+            p = theta[k] - c[0] * g
         else:
             vk = m[k] * c[1] + g
             m[k] = vk
             if opt == 2:
-                theta[k] -= c[0] * (g + c[1] * vk)
+                p = theta[k] - c[0] * (g + c[1] * vk)
             else:
-                theta[k] -= c[0] * vk
+                p = theta[k] - c[0] * vk
+        theta[k] = p
+        if not abs(p) < math.inf:  # NaN or ±inf, by a comparison that fast-math keeps
+            bad += 1
+    return bad
 
 
 def _ep_gather(X, perm, start, B, xb):
@@ -451,13 +469,15 @@ def _ep_sq(grad):
 
 
 def _vae_epoch(X, perm, eps, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, Z, lik, beta, offs,
-               opt, coefs, wd, clip, terms, counts):
+               opt, coefs, wd, clip, limit, terms, counts):
     """One epoch of VAE steps (closed-form KL, one sample, Bernoulli (``lik`` 0) or unit-variance
     Gaussian (``lik`` 1) decoder). Reference: VAE._elbo_step through the backend units, batch by
     batch. ``eps`` (N, Z): the epoch's noise in draw order; ``offs``: workspace offsets of the
     batch, dh, dout, z, the clamp mask, ½σ·eps and ½expm1(logvar); ``terms`` (n_batches, 3)
-    receives loss, recon, kl; ``counts``: [clamped, entries, first bad batch (−1), bad kind
-    (1 loss, 2 gradient)]. Returns the number of steps taken."""
+    receives loss, recon, kl; ``limit`` the runaway-loss bound [CLIP-3]; ``counts``: [clamped,
+    entries, first bad batch (−1), bad kind (1 non-finite loss, 2 non-finite gradient, 3 a loss
+    past ``limit``: that step not taken; 4 an update that wrote NaN or inf: that step taken)].
+    Returns the number of steps taken before the bad one (all of them when none)."""
     N, D = X.shape
     n_layers = lay.shape[0]
     Bmax = Bsz
@@ -531,16 +551,19 @@ def _vae_epoch(X, perm, eps, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, Z, lik
                 dh[i, Z + j] = (dz * half_std_eps[i, j] + w * half_em1[i, j]) * mask[i, j]
         ep_backward(dh, xb, theta, grad, ws, lay, hyp, 0, n_enc, B, Bmax, False)
         sq = ep_sq(grad)
-        if not ep_finite(loss) or not ep_finite(sq):
+        if not ep_finite(loss) or not ep_finite(sq) or loss > limit:
             counts[2] = b
-            counts[3] = 1 if not ep_finite(loss) else 2
+            counts[3] = 1 if not ep_finite(loss) else (2 if not ep_finite(sq) else 3)
             return b
-        ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip)
+        if ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip) > 0:
+            counts[2] = b
+            counts[3] = 4
+            return b
     return nb
 
 
 def _ae_epoch(X, perm, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, loss_kind, offs, opt, coefs, wd,
-              clip, terms, counts):
+              clip, limit, terms, counts):
     """One epoch of Autoencoder steps: ``loss_kind`` 0 BCE from logits, 1 MSE on σ(logits),
     2 MSE on the logits. Reference: Autoencoder._loss_and_grads through the backend units."""
     N, D = X.shape
@@ -582,11 +605,14 @@ def _ae_epoch(X, perm, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, loss_kind, o
         dz = ep_backward(dout, z, theta, grad, ws, lay, hyp, n_enc, n_layers, B, Bmax, True)
         ep_backward(dz, xb, theta, grad, ws, lay, hyp, 0, n_enc, B, Bmax, False)
         sq = ep_sq(grad)
-        if not ep_finite(loss) or not ep_finite(sq):
+        if not ep_finite(loss) or not ep_finite(sq) or loss > limit:
             counts[2] = b
-            counts[3] = 1 if not ep_finite(loss) else 2
+            counts[3] = 1 if not ep_finite(loss) else (2 if not ep_finite(sq) else 3)
             return b
-        ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip)
+        if ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip) > 0:
+            counts[2] = b
+            counts[3] = 4
+            return b
     return nb
 
 

@@ -218,31 +218,68 @@ def _optimizer_classes():
     return found
 
 
+#: The slots holding running sums or averages of squared gradients: never negative.
+_SQUARE_SLOTS = ("v", "sum_sq", "sq_avg")
+#: Largest step count a checkpoint may hold (2**53: every count below is exact in a float).
+_MAX_STEPS = 1 << 53
+
+
 def from_payload(meta, arrays, params, path):
-    """Rebuild the optimizer that :func:`payload` described, for ``params``, checking every state
-    array's name, shape and dtype against the parameters; ``path`` names the file in errors
-    (:class:`npae.io.ModelFileError`)."""
+    """Rebuild the optimizer that :func:`payload` described, for ``params``; ``path`` names the file
+    in errors (:class:`npae.io.ModelFileError`, naming the field).
+
+    Checks: ``meta`` is ``{"class", "hyper", "t"}`` with a known optimizer class, hyperparameters its
+    constructor accepts and keeps as given (so ``nesterov="yes"`` is refused, not read as True),
+    a step count ``0 <= t <= 2**53``; the state arrays are ``optim/<slot>/<name>`` for the class's
+    slots and the names of ``params``, each of its parameter's shape and dtype (finite: npae.io
+    refuses NaN and inf), sums of squares non-negative, and either every slot of every parameter
+    is there or, before the first step (``t == 0``), none.
+    """
+    def refuse(message):
+        raise ModelFileError(f"{path}: optimizer state: {message}")
+
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: no optimizer state (not a checkpoint)")
-    cls = _optimizer_classes().get(meta.get("class"))
-    if cls is None:
-        raise ModelFileError(f"{path}: unknown optimizer class {meta.get('class')!r}")
+    if set(meta) != {"class", "hyper", "t"}:
+        refuse(f"fields must be class, hyper and t, got {sorted(meta)[:10]}")
+    name = meta["class"]
+    cls = _optimizer_classes().get(name) if isinstance(name, str) else None
+    if cls is None or cls is Optimizer:
+        raise ModelFileError(f"{path}: unknown optimizer class {name!r:.60}")
+    hyper, t = meta["hyper"], meta["t"]
+    if not isinstance(hyper, dict):
+        refuse(f"'hyper' must be an object, got {hyper!r:.60}")
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= _MAX_STEPS:
+        refuse(f"step count 't' must be an integer in [0, 2**53], got {t!r:.60}")
     try:
-        opt = cls(**meta.get("hyper", {}))
-    except (TypeError, ValueError) as err:
-        raise ModelFileError(f"{path}: cannot rebuild optimizer {cls.__name__}: {err}") from None
-    state = {"t": meta.get("t", 0)}
+        opt = cls(**hyper)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ModelFileError(f"{path}: cannot rebuild optimizer {cls.__name__}: {str(err)[:200]}") from None
+    if payload(opt)[0]["hyper"] != hyper:
+        refuse(f"hyperparameters {hyper!r:.200} do not round-trip through {cls.__name__} (a value "
+               f"of the wrong type, or an unknown name)")
+    state = {"t": t}
     for key, value in arrays.items():
         if not key.startswith("optim/"):
             continue
-        slot, _, name = key[len("optim/"):].partition("/")
-        if slot not in cls.slots or name not in params:
+        slot, _, pname = key[len("optim/"):].partition("/")
+        if slot not in cls.slots or pname not in params:
             raise ModelFileError(f"{path}: unexpected optimizer state {key!r} for {cls.__name__} "
                                  f"(slots {cls.slots}) and this model's parameters")
-        if value.shape != params[name].shape or value.dtype != params[name].dtype:
+        if value.shape != params[pname].shape or value.dtype != params[pname].dtype:
             raise ModelFileError(f"{path}: optimizer state {key!r} has shape {value.shape} "
-                                 f"{value.dtype}; parameter {name!r} is {params[name].shape} "
-                                 f"{params[name].dtype}")
+                                 f"{value.dtype}; parameter {pname!r} is {params[pname].shape} "
+                                 f"{params[pname].dtype}")
+        if not np.isfinite(value).all():
+            refuse(f"{key!r} holds NaN or inf")
+        if slot in _SQUARE_SLOTS and (value < 0).any():
+            refuse(f"{key!r} is a running sum of squares but holds negative entries")
         state[key[len("optim/"):]] = value
+    expected = {f"{slot}/{pname}" for slot in cls.slots for pname in params}
+    present = set(state) - {"t"}
+    if present != expected and (present or t > 0):
+        missing = sorted(expected - present)
+        refuse(f"{cls.__name__} after {t} steps needs every slot of every parameter; missing "
+               f"{missing[:6]}")
     opt.load_state_dict(state)
     return opt

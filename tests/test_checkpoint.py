@@ -106,8 +106,8 @@ class Interrupting(npae.Autoencoder):
         return super()._train_batch(*batch)
 
 
-@pytest.mark.parametrize("step", [3, 5, 12])  # mid-epoch, end of epoch 0 (5 batches), mid-epoch 2
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, step):
+@pytest.mark.parametrize("step", [3, 5, 12, 20])  # mid-epoch, end of epoch 0 (5 batches), mid-epoch
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, step):  # 2, the very last batch
     reference = Interrupting(6, hidden=(5,), latent_dim=2, seed=2)
     reference.fit(X, epochs=4, batch_size=8, progress=False)
     path = tmp_path / "ckpt.npz"
@@ -237,3 +237,42 @@ def test_float32_every_optimizer_resumes_exactly_and_the_checkpoint_optimizer_wi
     assert type(resumed.optimizer_) is type(reference.optimizer_)
     assert resumed.params["encoder.0.W"].dtype == np.float32
     assert_same_params(resumed, reference)
+
+
+def test_ctrl_c_during_the_last_batch_is_not_swallowed(tmp_path):
+    """Ctrl-C in the last batch of the last epoch used to be ignored (fit returned normally). Now
+    the final checkpoint is written and TrainingInterrupted says that training is complete."""
+    path = tmp_path / "ckpt.npz"
+    model = Interrupting(6, hidden=(5,), latent_dim=2, seed=2)
+    model.interrupt_at = 20
+    with pytest.raises(TrainingInterrupted, match="during the last batch of the last epoch \\(all 4 "
+                                                  "epochs are complete\\).*checkpoint saved") as info:
+        model.fit(X, epochs=4, batch_size=8, progress=False, checkpoint=path)
+    assert (info.value.epoch, info.value.batch) == (4, 0)
+    assert io.read(path).header["training"]["epochs_done"] == 4
+    assert len(model.history_["loss"]) == 4
+    with pytest.raises(TrainingInterrupted, match="no checkpoint path was given"):
+        again = Interrupting(6, hidden=(5,), latent_dim=2, seed=2)
+        again.interrupt_at = 20
+        again.fit(X, epochs=4, batch_size=8, progress=False)
+
+
+class LossLog(npae.Autoencoder):
+    def _train_batch(self, *batch):
+        loss, grads = super()._train_batch(*batch)
+        self.losses_ = getattr(self, "losses_", []) + [abs(float(loss))]
+        return loss, grads
+
+
+def test_the_divergence_reference_travels_with_the_checkpoint(tmp_path):
+    """The early loss scale of the divergence rule is that of the uninterrupted run, also after a
+    resume: it is the first batches' losses, saved with the checkpoint."""
+    from npae.training import read_training_state
+    path = tmp_path / "ckpt.npz"
+    first = LossLog(6, hidden=(5,), latent_dim=2, seed=4)
+    first.fit(X, epochs=3, batch_size=8, progress=False, checkpoint=path)  # 15 batches
+    mf = io.read(path)
+    _, st = read_training_state(mf, npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=4))
+    assert st.early_losses == first.losses_[:10] and st.first_loss == first.losses_[0]
+    assert st.reference == max(first.losses_[0], float(np.median(first.losses_[:10])))
+    assert mf.header["training"]["divergence"]["early_losses"] == first.losses_[:10]

@@ -122,3 +122,132 @@ def test_global_norm_of_huge_finite_gradients_does_not_overflow():
     model.last_terms = {"loss": 1.0}
     clipped = check_step(model, 1.0, grads, 0, 0, clip_norm=1.0)
     assert global_norm(clipped) == pytest.approx(1.0, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------
+# runaway losses [CLIP-3]
+# --------------------------------------------------------------------------------------------------
+class Recording(npae.VAE):
+    """Keeps the parameters, optimizer state, generator state and clamp counter seen before each
+    training step (1-based ``steps_``), and, at step ``blow_at``, makes the optimizer's learning rate
+    infinite so that this step's update is NaN/inf everywhere."""
+
+    blow_at = None
+
+    def _train_batch(self, *batch):
+        self.steps_ = getattr(self, "steps_", 0) + 1
+        if not getattr(self, "replaying_", False):
+            self.seen_ = getattr(self, "seen_", {})
+            self.seen_[self.steps_] = dict(
+                params={k: p.copy() for k, p in self.params.items()},
+                opt=self.optimizer_.state_dict(), rng=self.rng.bit_generator.state,
+                clamp=self.clamp_count_)
+        if self.steps_ == self.blow_at:
+            self.optimizer_.lr = math.inf
+            self.replaying_ = True  # the steps after this one are the rewind's replay
+        return super()._train_batch(*batch)
+
+
+def digits():
+    X, _ = npae.datasets.load_digits()
+    return X
+
+
+def assert_state(model, seen):
+    for name, p in model.params.items():
+        assert np.isfinite(p).all()
+        assert p.tobytes() == seen["params"][name].tobytes(), name
+    state = model.optimizer_.state_dict()
+    assert state.keys() == seen["opt"].keys()
+    for key, value in state.items():
+        assert np.asarray(value).tobytes() == np.asarray(seen["opt"][key]).tobytes(), key
+
+
+def test_adam_at_lr_1e3_is_stopped_not_called_success():
+    """The review's case: VAE.fit(X, lr=1e3) on the digits 'succeeded' with a held-out negative ELBO
+    of 3.6e14. The second batch's loss is already about 1e18 (the first was 56)."""
+    model = Recording(hidden=(128,), latent_dim=2, seed=0)
+    with pytest.raises(DivergenceError, match=r"epoch 0 batch 1: the batch loss .* is more than 10000 "
+                                              r"times the early loss scale") as info:
+        model.fit(digits(), epochs=3, lr=1e3, progress=False)
+    assert (info.value.epoch, info.value.batch, info.value.source) == (0, 1, "loss growth")
+    assert_state(model, model.seen_[2])  # the parameters after batch 0, as the message says
+    assert model.optimizer_.t == 1
+    assert math.isfinite(model.neg_elbo(digits()))
+
+
+def test_sgd_at_lr_1e308_leaves_the_last_finite_parameters(tmp_path):
+    """The review's case: the first SGD step made every parameter inf, the error claimed they kept
+    their values, and save wrote the inf model. Now the step is undone."""
+    model = Recording(hidden=(128,), latent_dim=2, seed=0)
+    with pytest.raises(DivergenceError, match=r"epoch 0 batch 0: the optimizer step made parameter "
+                                              r"'encoder.0.b' NaN or inf; the step is undone") as info:
+        model.fit(digits(), epochs=3, optimizer="sgd", lr=1e308, progress=False)
+    assert info.value.source == "update of parameter 'encoder.0.b'"
+    assert_state(model, model.seen_[1])  # the initial weights
+    assert model.optimizer_.t == 0
+    model.save(tmp_path / "m.npz")
+    loaded = npae.load(tmp_path / "m.npz")
+    for name, p in model.params.items():
+        assert loaded.params[name].tobytes() == p.tobytes()
+
+
+@pytest.mark.parametrize("backend", npae.backends.available())
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum", "adagrad", "rmsprop"])
+def test_a_non_finite_update_is_undone_exactly(backend, optimizer):
+    """At step 13 (epoch 2, batch 1 of 6) the update goes NaN/inf. Parameters, optimizer state
+    (moments and step count), generator and clamp counter are restored bit for bit to their values
+    before that step, under both backends (Adam's fused kernel counts what it writes; the others are
+    checked by one vdot per array), and the error names where it happened."""
+    X = digits()[:88]  # 6 batches of 16 (the last of 8)
+    with npae.backend(backend):
+        model = Recording(hidden=(7,), latent_dim=2, seed=1)
+        model.blow_at = 13
+        with pytest.raises(DivergenceError, match="epoch 2 batch 0: the optimizer step made") as info:
+            model.fit(X, epochs=4, batch_size=16, optimizer=optimizer, lr=1e-3, progress=False)
+    assert (info.value.epoch, info.value.batch) == (2, 0)
+    seen = model.seen_[13]
+    assert_state(model, seen)
+    assert model.optimizer_.t == 12
+    assert model.rng.bit_generator.state == seen["rng"]
+    assert model.clamp_count_ == seen["clamp"]
+
+
+def test_a_non_finite_update_mid_epoch_is_undone_by_replaying_the_epoch():
+    X = digits()[:88]
+    model = Recording(hidden=(7,), latent_dim=2, seed=1)
+    model.blow_at = 16  # epoch 2, batch 3: batches 0-2 of the epoch are trained again
+    with pytest.raises(DivergenceError, match="epoch 2 batch 3: the optimizer step made"):
+        model.fit(X, epochs=4, batch_size=16, progress=False)
+    assert_state(model, model.seen_[16])
+    assert model.optimizer_.t == 15
+    assert model.rng.bit_generator.state == model.seen_[16]["rng"]
+
+
+def test_the_rule_stays_quiet_on_healthy_runs_and_can_be_switched_off(monkeypatch):
+    """Adam at lr=0.1 spikes to ~24x the first loss on its second batch and recovers within the
+    epoch: not stopped. At lr=1 it jumps to ~2e4x on its second batch: stopped; with the factor at
+    inf, it runs on."""
+    X = digits()
+    model = npae.VAE(hidden=(128,), latent_dim=2, seed=0).fit(X, epochs=2, lr=0.1, progress=False)
+    assert model.history_["loss"][-1] < 56.0  # the first batch's loss is 55.8
+    X = X[:640]
+    with pytest.raises(DivergenceError, match="epoch 0 batch 1: the batch loss .* more than 10000 times"):
+        npae.VAE(hidden=(128,), latent_dim=2, seed=0).fit(X, epochs=1, lr=1.0, progress=False)
+    monkeypatch.setattr(npae.constants, "DIVERGENCE_FACTOR", math.inf)
+    npae.VAE(hidden=(128,), latent_dim=2, seed=0).fit(X[:128], epochs=1, lr=1.0, progress=False)
+
+
+def test_loss_reference_is_robust():
+    from npae.training import loss_reference
+    assert loss_reference(None, []) is None
+    assert loss_reference(56.0, [56.0]) == 56.0
+    assert loss_reference(56.0, [56.0, 40.0, 30.0]) == 56.0  # a fast learner: the first loss counts
+    assert loss_reference(2.0, [2.0, 50.0, 60.0]) == 50.0  # an unusually small first batch: the median
+    # a negative loss (a Gaussian likelihood) falling further never fires: the rule is one-sided
+    model = npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=0)
+    loss, grads = model.loss_and_grads(X[:4])
+    check_step(model, -1e9, grads, 0, 3, reference=1.0)
+    with pytest.raises(DivergenceError, match="loss growth|more than"):
+        check_step(model, 1.0001e4, grads, 0, 3, reference=1.0)
+    check_step(model, 0.9999e4, grads, 0, 3, reference=1.0)

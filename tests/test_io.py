@@ -11,6 +11,12 @@ from npae import io
 from npae.io import ModelFileError
 
 
+@pytest.fixture(autouse=True)
+def no_env_key(monkeypatch):
+    """The files of this module are unsigned unless a test signs them: no key from the environment."""
+    monkeypatch.delenv(io.KEY_ENV, raising=False)
+
+
 def small_ae(**kw):
     kw.setdefault("hidden", (5,))
     kw.setdefault("latent_dim", 2)
@@ -187,12 +193,12 @@ def test_save_keeps_the_permissions_of_the_replaced_file(saved):
 # --------------------------------------------------------------------------------------------------
 # hostile files
 # --------------------------------------------------------------------------------------------------
-def refused(path, match):
+def refused(path, match, **load_kw):
     """Loading ``path`` raises ModelFileError naming the file and matching ``match``, and leaves the
     file byte-for-byte as it was."""
     before = digest_of(path)
     with pytest.raises(ModelFileError, match=match) as info:
-        npae.load(path)
+        npae.load(path, **load_kw)
     assert str(path) in str(info.value)
     assert digest_of(path) == before
     return info.value
@@ -289,15 +295,21 @@ def test_future_format_version(saved):
     refused(path, "format version 2.*reads versions up to 1: upgrade npae")
 
 
-@pytest.mark.parametrize("edit", ["config", "weights", "class_forged", "not_json", "not_uint8",
+@pytest.mark.parametrize("edit", ["config", "config_shape", "weights", "class_forged", "not_json",
+                                  "not_uint8",
                                   "no_header", "wrong_format", "rng_forged"])
 def test_tampered_header_or_data(saved, edit):
     _, path = saved
     arrays = read_npz(path)
     header = header_of(arrays)
     if edit == "config":  # edited by hand, digest not updated
-        header["config"]["latent_dim"] = 3
+        header["config"]["activation"] = "tanh"
         arrays, match = with_header(arrays, header, redigest=False), "digest mismatch"
+    elif edit == "config_shape":  # a config that no longer fits the arrays: refused before reading them
+        header["config"]["latent_dim"] = 3
+        arrays = with_header(arrays, header, redigest=False)
+        match = (r"parameter 'encoder.1.W' has shape \(5, 2\) float64; a Autoencoder with this config "
+                 r"needs \(5, 3\)")
     elif edit == "weights":
         arrays["param/decoder.0.b"] = arrays["param/decoder.0.b"] + 1.0
         match = "digest mismatch"
@@ -330,3 +342,101 @@ def test_resume_and_load_refuse_the_wrong_kind_of_file(saved, tmp_path):
         small_ae(seed=3).fit(X, epochs=1, progress=False, resume=path)
     with pytest.raises(ModelFileError, match=r"config differs .*\['latent_dim'\]"):
         small_ae(latent_dim=3).fit(X, epochs=1, progress=False, resume=path)
+
+
+# --------------------------------------------------------------------------------------------------
+# authenticity: HMAC-SHA256 with a key (the sha256 digest alone detects corruption, not tampering)
+# --------------------------------------------------------------------------------------------------
+def test_signed_file_loads_only_with_its_key(tmp_path):
+    model = small_ae(seed=5)
+    path = tmp_path / "signed.npz"
+    model.save(path, key=b"secret")
+    header = header_of(read_npz(path))
+    assert len(header["hmac_sha256"]) == 64 and len(header["sha256"]) == 64
+    loaded = npae.load(path, key=b"secret")
+    for name, p in model.params.items():
+        np.testing.assert_array_equal(loaded.params[name], p)
+    npae.load(path, key="secret")  # a str key is its UTF-8 bytes
+    refused(path, "signature \\(hmac_sha256\\) does not match this key", key=b"other")
+    refused(path, "is signed \\(hmac_sha256\\): pass key=")
+
+
+def test_a_forger_without_the_key_cannot_make_a_signed_file(tmp_path):
+    """Editing the weights and recomputing sha256 fools a reader without a key (that is all an
+    unkeyed digest can do); with the key, the HMAC catches it, and stripping the HMAC to pass the
+    file off as unsigned is refused too."""
+    path = tmp_path / "signed.npz"
+    small_ae(seed=5).save(path, key=b"secret")
+    arrays = read_npz(path)
+    header = header_of(arrays)
+    arrays["param/decoder.0.b"] = arrays["param/decoder.0.b"] + 1.0
+    write_npz(path, with_header(arrays, header, redigest=True))
+    refused(path, "signature \\(hmac_sha256\\) does not match", key=b"secret")
+    del header["hmac_sha256"]
+    write_npz(path, with_header(arrays, header, redigest=True))
+    npae.load(path)  # unsigned and self-consistent: a reader without a key cannot tell
+    refused(path, "is not signed, so where it came from cannot be verified", key=b"secret")
+
+
+def test_the_key_can_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(io.KEY_ENV, "from-env")
+    path = tmp_path / "m.npz"
+    small_ae().save(path)
+    npae.load(path)
+    npae.load(path, key="from-env")
+    refused(path, "does not match this key", key="another")
+    monkeypatch.delenv(io.KEY_ENV)
+    refused(path, "is signed")
+    # checkpoints are signed and verified the same way
+    monkeypatch.setenv(io.KEY_ENV, "from-env")
+    X = np.random.default_rng(0).random((16, 6))
+    small_ae().fit(X, epochs=2, batch_size=8, progress=False, checkpoint=tmp_path / "c.npz")
+    small_ae().fit(X, epochs=3, batch_size=8, progress=False, resume=tmp_path / "c.npz")
+    monkeypatch.setenv(io.KEY_ENV, "another")
+    with pytest.raises(ModelFileError, match="does not match this key"):
+        small_ae().fit(X, epochs=3, batch_size=8, progress=False, resume=tmp_path / "c.npz")
+
+
+def test_bad_keys(tmp_path):
+    with pytest.raises(npae.InputError, match="key must not be empty"):
+        small_ae().save(tmp_path / "m.npz", key=b"")
+    with pytest.raises(TypeError, match="key must be bytes or a str"):
+        small_ae().save(tmp_path / "m.npz", key=123)
+    assert not (tmp_path / "m.npz").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# a file stores finite numbers only
+# --------------------------------------------------------------------------------------------------
+def test_save_refuses_non_finite_parameters(saved):
+    model, path = saved
+    before = digest_of(path)
+    model.params["decoder.0.W"][1, 0] = np.inf
+    model.params["decoder.0.W"][0, 0] = np.nan
+    with pytest.raises(ModelFileError, match=r"cannot save: array 'param/decoder.0.W' holds 2 NaN/inf "
+                                             r"entries of 10"):
+        model.save(path)
+    assert digest_of(path) == before  # the previous file is intact
+
+
+def test_load_refuses_non_finite_arrays(saved):
+    _, path = saved
+    arrays = read_npz(path)
+    arrays["param/encoder.0.b"] = np.full(5, np.nan)
+    write_npz(path, with_header(arrays, header_of(arrays), redigest=True))
+    refused(path, "array 'param/encoder.0.b' holds 5 NaN/inf entries")
+
+
+def test_save_checks_the_declared_shapes(tmp_path):
+    """A subclass whose arrays no longer follow from its config (here: a wider code layer built
+    behind the config's back) cannot be saved, since load would refuse the file."""
+    class Wider(npae.Autoencoder):
+        def _build(self, n_features):
+            self.latent_dim += 1
+            super()._build(n_features)
+            self.latent_dim -= 1
+
+    with pytest.raises(TypeError, match=r"cannot save a Wider: Wider._declared_shapes\(config\) "
+                                        r"disagrees with its arrays"):
+        Wider(6, hidden=(5,), latent_dim=2).save(tmp_path / "w.npz")
+    assert not (tmp_path / "w.npz").exists()
