@@ -158,9 +158,16 @@ def log_standard_normal(z):
 def logmeanexp(a, axis=0):
     """``log((1/K) Σ_k exp(a_k))`` along ``axis``, shifted by the maximum so nothing overflows [IWAE-2]."""
     a = np.asarray(a)
-    m = np.max(a, axis=axis, keepdims=True)
-    out = m + np.log(np.mean(np.exp(a - m), axis=axis, keepdims=True))  # [IWAE-2]
+    m = _finite_shift(np.max(a, axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):  # every a = −inf: the log of a zero mean is −inf, as it should
+        out = m + np.log(np.mean(np.exp(a - m), axis=axis, keepdims=True))  # [IWAE-2]
     return np.squeeze(out, axis=axis)
+
+
+def _finite_shift(m):
+    """The shift of a log-mean-exp: the maximum where it is finite, 0 where it is ±inf (all the
+    log-values −inf: exp(−inf − 0) = 0, where −inf − (−inf) would be NaN)."""
+    return np.where(np.isfinite(m), m, 0.0)
 
 
 class StreamingLogMeanExp:
@@ -181,13 +188,16 @@ class StreamingLogMeanExp:
     def update(self, chunk):
         """Add a chunk ``(K_chunk, ...)`` of log-values."""
         chunk = np.asarray(chunk)
-        chunk_max = chunk.max(axis=0)  # (B,)
+        chunk_max = chunk.max(axis=0)  # (B,), −inf where every value of a column is
         if self.m is None:
             self.m = chunk_max
-            self.s = np.sum(np.exp(chunk - chunk_max), axis=0)  # (B,)
+            self.s = np.sum(np.exp(chunk - _finite_shift(chunk_max)), axis=0)  # (B,)
         else:
             m_new = np.maximum(self.m, chunk_max)  # (B,)
-            self.s = self.s * np.exp(self.m - m_new) + np.sum(np.exp(chunk - m_new), axis=0)  # [IWAE-3]
+            shift, old = _finite_shift(m_new), _finite_shift(self.m)
+            with np.errstate(over="ignore", invalid="ignore"):  # s = 0 columns stay 0 below
+                kept = np.where(self.s > 0, self.s * np.exp(old - shift), 0.0)
+            self.s = kept + np.sum(np.exp(chunk - shift), axis=0)  # [IWAE-3]
             self.m = m_new
         self.count += chunk.shape[0]
         return self
@@ -196,7 +206,8 @@ class StreamingLogMeanExp:
         """``log((1/K) Σ_k exp(a_k))`` over every row seen so far."""
         if self.count == 0:
             raise ValueError("StreamingLogMeanExp.result() called before any update()")
-        return self.m + np.log(self.s) - np.log(self.count)  # [IWAE-3]
+        with np.errstate(divide="ignore"):  # s = 0: every log-value was −inf, and so is the result
+            return _finite_shift(self.m) + np.log(self.s) - np.log(self.count)  # [IWAE-3]
 
 
 # --------------------------------------------------------------------------------------------------

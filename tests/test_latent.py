@@ -199,3 +199,16 @@ def test_manifold_grid_inverse_cdf():
     assert np.all(big[:, [0, 1, 3, 4]] == 0.0)
     with pytest.raises(ValueError, match="dims"):
         latent.manifold_grid(4, latent_dim=3, dims=(1, 1))
+
+
+def test_log_mean_exp_of_minus_infinities_is_minus_infinity_not_nan():
+    """A column whose log-values are all −inf has log-mean-exp −inf (no NaN from −inf − (−inf));
+    a later chunk with very negative finite values still gives its exact log-mean-exp."""
+    from npae.latent import StreamingLogMeanExp, logmeanexp
+    a = np.array([[-np.inf, 0.0], [-np.inf, 1.0]])
+    np.testing.assert_array_equal(logmeanexp(a)[0], -np.inf)
+    acc = StreamingLogMeanExp().update(np.full((2, 2), -np.inf)).update(np.array([[-800.0, -np.inf],
+                                                                               [-801.0, -np.inf]]))
+    got = acc.result()
+    assert got[1] == -np.inf
+    np.testing.assert_allclose(got[0], logmeanexp(np.array([-np.inf, -np.inf, -800.0, -801.0])), rtol=1e-15)
