@@ -189,9 +189,10 @@ class TaskProgress:
                   file=self.stream, flush=True)
 
     def close(self):
-        if self.bar is not None:
+        if self.bar is not None:  # a live bar said it all while it ran
             self.bar.close()
             self.bar = None
+            self.enabled = False
         if self.enabled:
             s = "" if self.done == 1 else "s"
             print(f"{self.desc}: {self.done} {self.unit}{s} in {time.perf_counter() - self.started:.1f} s",
