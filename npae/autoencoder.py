@@ -63,8 +63,6 @@ class Autoencoder(Model):
                                                                          output, loss)
         self.dtype, self.seed, self.slope, self.alpha, self.init = dtype, seed, slope, alpha, init
         self.random_state, self.warm_start = random_state, warm_start
-        if input_dim is not None:
-            self._setup(check_scalar("input_dim", input_dim, low=1, integer=True))
 
     # ------------------------------------------------------------------ building
     def _check_params(self):
@@ -151,7 +149,7 @@ class Autoencoder(Model):
     def decode(self, Z):
         """Reconstructions (probabilities for ``output="sigmoid"``) of the codes ``Z``."""
         self._require_built()
-        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype)
+        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype, owner=f"{type(self).__name__}.decode")
         return self._output(self.decoder.apply(Z))
 
     def reconstruct(self, X):

@@ -26,13 +26,10 @@ Monte-Carlo draws per example. Derivations: docs/derivations/gaussdec.md, iwae.m
 import numpy as np
 
 from . import functional as F
+from .constants import DECODER_LOGVAR_FLOOR
 from .latent import LOG_2PI, reparameterize_backward, reparameterize_forward
 
-#: Default floor of a learned decoder log-variance: variance >= 1e-4, i.e. σ >= 0.01. Well below
-#: the noise of the bundled point clouds (moons: σ = 0.05) and of 17-level digit pixels (the
-#: quantisation σ is 1/(16·√12) ≈ 0.018); it bounds the precision exp(−logvar) by 1e4, so the mean
-#: gradient is at most 1e4 × residual and exp never overflows. (To move to npae.constants.)
-DECODER_LOGVAR_FLOOR = float(np.log(1e-4))
+
 
 #: How ``variance=...`` of a Gaussian decoder maps onto the pairs (docs/derivations/gaussdec.md):
 #: "fixed": logvar = 0, no parameter; "shared": one logvar, shape (1,); "per_feature": shape (D,);

@@ -11,6 +11,23 @@ test can refer to it by name.
 LOGVAR_MIN = -30.0
 LOGVAR_MAX = 30.0
 
+#: Share of the encoder's log-variances the clamp may hold during one fit before ``fit`` warns.
+LOGVAR_CLAMP_WARN_FRACTION = 0.01
+
+#: Floor of a learned Gaussian decoder log-variance, applied smoothly
+#: (``floor + softplus(raw − floor)``, docs/derivations/gaussdec.md#gaussdec-5): σ² > 1e-4, i.e.
+#: σ > 0.01, well below the noise of the bundled point clouds (moons: 0.05) and of 17-level digit
+#: pixels (quantisation σ ≈ 0.018); it bounds the precision 1/σ² by 1e4 so nothing overflows.
+DECODER_LOGVAR_FLOOR = -9.210340371976182  # log(1e-4)
+
+#: Initial bias of an IAF step's gate s (σ(1) ≈ 0.73): each step starts near the identity,
+#: z_new ≈ 0.73 z + 0.27 m (Kingma et al. 2016, docs/derivations/flow.md#flow-13).
+IAF_GATE_BIAS = 1.0
+
+#: wᵀu below which a planar flow's invertibility margin softplus(wᵀu) underflows to 0 in float64
+#: (docs/derivations/flow.md#flow-1).
+PLANAR_ALPHA_MIN = -700.0
+
 #: Smallest probability fed to ``log`` in the textbook (probability-space) cross-entropy. The
 #: logit-space form needs no such constant; this one exists only for the lecture formula.
 LOG_EPS = 1e-12

@@ -23,16 +23,7 @@ import numpy as np
 
 from . import functional as F
 
-#: Default initial bias of IAF's gate pre-activation s: σ(1) ≈ 0.73, so a fresh step keeps most of
-#: z and moves it only part of the way to m (Kingma et al. 2016 advise a positive initial s, about
-#: +1 or +2, for the same reason). (To move to npae.constants.)
-IAF_GATE_BIAS = 1.0
-
-#: Smallest wᵀu for which the planar margin 1 + wᵀû = softplus(wᵀu) ≈ e^{wᵀu} is a positive
-#: float64 (e^{−745} underflows to 0). Below it the flow is invertible in exact arithmetic but
-#: squeezes space along w by less than the smallest double, and its logdet can be −inf. Training
-#: never gets near (it needs ‖u‖‖w‖ > 700). (To move to npae.constants.)
-PLANAR_ALPHA_MIN = -700.0
+from .constants import IAF_GATE_BIAS, PLANAR_ALPHA_MIN  # noqa: F401 (re-exported)
 
 
 def _sum_to_bias_shape(g, shape):

@@ -277,6 +277,25 @@ class Sequential:
         return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
 
 
+class FreeParams:
+    """Parameters that belong to no layer (a decoder's log-variance, a flow's vectors): ``params``
+    and ``grads`` dicts under names ``<prefix><key>``, shaped as given, in the order given. It has
+    the ``entries`` of a chain, so :class:`FlatParams` takes it beside the encoder and decoder; the
+    model that owns it writes ``grads[key]`` in place."""
+
+    def __init__(self, arrays, prefix=""):
+        self.prefix = prefix
+        self.params = {key: np.array(value, copy=True) for key, value in arrays.items()}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+
+    @property
+    def entries(self):
+        return [(f"{self.prefix}{key}", self, key) for key in self.params]
+
+    def __repr__(self):
+        return f"FreeParams({', '.join(f'{self.prefix}{k}{v.shape}' for k, v in self.params.items())})"
+
+
 class FlatParams:
     """The parameters of some chains in one contiguous 1-D array, and their gradients in another.
 

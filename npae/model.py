@@ -3,10 +3,11 @@ model files (saving, the class registry, :func:`load`).
 
 A model's life:
 
-* The constructor stores its arguments and nothing else (scikit-learn's rule), except that a model
-  given ``input_dim`` builds its network at once, so that it can be used before ``fit``
-  (``VAE(64).loss_and_grads(x)``, gradient checks). Without ``input_dim`` the network is built by
-  ``fit`` from the data (``n_features_in_``).
+* The constructor stores its arguments and nothing else (scikit-learn's rule). A model given
+  ``input_dim`` builds its network on first use, so that it can be used before ``fit``
+  (``VAE(64).loss_and_grads(x)``, gradient checks); without ``input_dim`` the network is built
+  by ``fit`` from the data (``n_features_in_``). Bad hyperparameters are reported when the
+  network is built.
 * :meth:`Model._build` (each subclass) checks the hyperparameters and makes the layers, the flat
   parameter arrays and the training generator ``rng``; :meth:`Model._setup` calls it and derives
   the evaluation streams from the seed.
@@ -32,7 +33,8 @@ import numpy as np
 from . import io
 from .sklearn_protocol import ParamsMixin
 from .training import fit_loop
-from .validation import InputError, check_array, check_bool, check_dtype, check_unit_interval
+from .validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_scalar,
+                         check_unit_interval)
 from .version import __version__
 
 #: Every Model subclass, keyed ``"<module>:<qualname>"`` (filled by ``Model.__init_subclass__``).
@@ -81,9 +83,18 @@ class Model(ParamsMixin):
         MODEL_CLASSES[_class_key(cls)] = cls
 
     def __getattr__(self, name):  # only reached when the attribute does not exist
+        """Build on first use: a model constructed with ``input_dim`` makes its network the first
+        time something of it is asked for (``model.params``, ``loss_and_grads``, ...), so the
+        constructor itself only stores its arguments (scikit-learn's rule) and a bad argument is
+        reported when the network is made. Without ``input_dim``, ``fit`` builds."""
+        state = object.__getattribute__(self, "__dict__")
+        if (not name.startswith("__") and "params" not in state and state.get("input_dim") is not None
+                and not state.get("_building")):
+            self._require_built()
+            return object.__getattribute__(self, name)
         if name in _BUILT_ATTRIBUTES:
             raise AttributeError(f"{type(self).__name__} has no {name!r} yet: it is built by "
-                                 f"fit(X), or at construction when input_dim is given")
+                                 f"fit(X), or on first use when constructed with input_dim")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ building
@@ -92,7 +103,11 @@ class Model(ParamsMixin):
 
     def _setup(self, n_features):
         """Build the network for ``n_features`` inputs from the current parameters."""
-        self._build(int(n_features))
+        self._building = True
+        try:
+            self._build(int(n_features))
+        finally:
+            self._building = False
         self.n_features_in_ = int(n_features)
         key = seed_key(self._seed())
         self._eval_key = key + [_EVAL_STREAM]
@@ -118,10 +133,10 @@ class Model(ParamsMixin):
 
     def _require_built(self):
         if not self.is_built:
-            if getattr(self, "input_dim", None) is None:
-                raise InputError(f"this {type(self).__name__} is not fitted yet: call fit(X) first "
-                                 f"(or construct it with input_dim)")
-            self._setup(self.input_dim)
+            if self.__dict__.get("input_dim") is None:
+                raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X) first "
+                                     f"(or construct it with input_dim)")
+            self._setup(check_scalar("input_dim", self.input_dim, low=1, integer=True))
 
     def __sklearn_is_fitted__(self):
         return self.is_built
@@ -132,7 +147,8 @@ class Model(ParamsMixin):
         model's dtype. ``targets``: X is also what the model reconstructs, so a Bernoulli / BCE
         model needs it in [0, 1]; encoding alone accepts any finite data."""
         self._require_built()
-        X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype)
+        X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
+                        owner=type(self).__name__)
         if targets and self.needs_unit_targets:
             check_unit_interval(name, X)
         return X
@@ -208,8 +224,8 @@ class Model(ParamsMixin):
             X = check_array(X, "X", dtype=check_dtype(getattr(self, "dtype", "float64")))
             n = getattr(self, "input_dim", None)
             if n is not None and X.shape[1] != n:
-                raise InputError(f"X has {X.shape[1]} features (shape {X.shape}); the model expects "
-                                 f"{n} (input_dim={n})")
+                raise InputError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{n} features as input (input_dim={n})")
             self._setup(X.shape[1])  # fresh initial weights from the seed
         data = self._fit_data(X, y)
         if validation_data is not None:

@@ -9,10 +9,11 @@ Derivation: docs/derivations/pca.md
 """
 import numpy as np
 
-from .validation import check_array, check_choice, check_scalar
+from .sklearn_protocol import ParamsMixin
+from .validation import InputError, NotFittedError, check_array, check_bool, check_choice, check_scalar
 
 
-class PCA:
+class PCA(ParamsMixin):
     """Principal component analysis by the thin SVD of the centred data.
 
     ``X − mean = U S Vᵀ`` [PCA-1]; the principal axes are the rows of ``Vᵀ`` (``components_``,
@@ -22,75 +23,131 @@ class PCA:
 
     Parameters
     ----------
-    n_components : int or None
-        Number of axes kept (default: all, ``min(N, D)``).
+    n_components : int, float in (0, 1), or None
+        Number of axes kept; a float keeps the fewest axes whose explained variance reaches that
+        fraction of the total; None keeps all, ``min(N, D)``.
+    whiten : bool
+        ``transform`` divides each coordinate by the square root of its variance (unit variance
+        codes); ``inverse_transform`` multiplies it back.
 
     Attributes (after ``fit``)
     --------------------------
     mean_ : (D,) array
     components_ : (k, D) array, orthonormal rows
+    n_components_ : int, k
     explained_variance_ : (k,) array, decreasing
     explained_variance_ratio_ : (k,) array, the share of the total variance
     singular_values_ : (k,) array
+    noise_variance_ : float, the mean variance of the discarded directions (probabilistic PCA's
+        σ², Tipping & Bishop 1999; 0 when nothing is discarded)
+    n_features_in_, n_samples_ : int
     """
 
-    def __init__(self, n_components=None):
-        if n_components is not None:
-            check_scalar("n_components", n_components, low=1, integer=True)
+    def __init__(self, n_components=None, *, whiten=False):
         self.n_components = n_components
+        self.whiten = whiten
 
-    def fit(self, X):
-        """Fit the axes to ``X`` (N, D); returns ``self``."""
+    def _check_n_components(self, N, D):
+        k = self.n_components
+        if k is None:
+            return min(N, D)
+        if isinstance(k, (float, np.floating)):  # a fraction of the variance, resolved at fit
+            check_scalar("n_components", k, low=0.0, high=1.0, low_open=True, high_open=True)
+            return float(k)
+        check_scalar("n_components", k, low=1, integer=True)
+        if k > min(N, D):
+            raise InputError(f"n_components={k} exceeds min(n_samples, n_features)={min(N, D)}")
+        return int(k)
+
+    def fit(self, X, y=None):
+        """Fit the axes to ``X`` (N, D); ``y`` is ignored. Returns ``self``."""
+        check_bool("whiten", self.whiten)
         X = check_array(X, "X", dtype=np.float64)
         N, D = X.shape
-        k = min(N, D) if self.n_components is None else self.n_components
-        if k > min(N, D):
-            raise ValueError(f"n_components={k} exceeds min(n_samples, n_features)={min(N, D)}")
         if N < 2:
-            raise ValueError(f"PCA needs at least 2 samples, got {N}")
+            raise InputError(f"PCA needs at least 2 samples (n_samples={N} given)")
+        k = self._check_n_components(N, D)
         self.mean_ = X.mean(axis=0)  # (D,)
         Xc = X - self.mean_  # (N, D)
         _, S, Vt = np.linalg.svd(Xc, full_matrices=False)  # (r,), (r, D) [PCA-1]
         rows = np.arange(Vt.shape[0])
         signs = np.sign(Vt[rows, np.argmax(np.abs(Vt), axis=1)])  # (r,)
+        signs[signs == 0] = 1.0
         Vt = Vt * signs[:, None]
         variance = S * S / (N - 1)  # (r,) [PCA-2]
         total = float(np.sum(Xc * Xc)) / (N - 1)
+        ratio = variance / total if total > 0 else np.zeros_like(variance)  # [PCA-3]
+        if isinstance(k, float):  # the fewest axes reaching the fraction k of the variance
+            k = int(np.searchsorted(np.cumsum(ratio), k - 1e-12) + 1)
+            k = min(k, variance.size)
+        self.n_components_ = k
         self.components_ = Vt[:k].copy()  # (k, D)
         self.singular_values_ = S[:k].copy()
         self.explained_variance_ = variance[:k].copy()
-        self.explained_variance_ratio_ = variance[:k] / total if total > 0 else np.zeros(k)  # [PCA-3]
-        self.n_features_in_ = D
+        self.explained_variance_ratio_ = ratio[:k].copy()
+        rest = min(N, D) - k
+        self.noise_variance_ = float(np.sum(variance[k:]) / rest) if rest > 0 else 0.0
+        self.n_features_in_, self.n_samples_ = D, N
         return self
 
     def _check_fitted(self):
         if not hasattr(self, "components_"):
-            raise RuntimeError("this PCA is not fitted yet; call fit(X) first")
+            raise NotFittedError("this PCA is not fitted yet; call fit(X) first")
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "components_")
+
+    def _scale(self):
+        """Per-axis scale of whitened coordinates: sqrt of the explained variance (1 otherwise)."""
+        if not self.whiten:
+            return np.ones(self.n_components_)
+        return np.sqrt(np.maximum(self.explained_variance_, np.finfo(np.float64).tiny))
 
     def transform(self, X):
-        """Coordinates along the axes: ``Z = (X − mean) Vₖ`` [PCA-4], shape (N, k)."""
+        """Coordinates along the axes: ``Z = (X − mean) Vₖ`` [PCA-4], shape (N, k); divided by
+        sqrt(explained_variance_) when ``whiten``."""
         self._check_fitted()
-        X = check_array(X, "X", n_features=self.n_features_in_, dtype=np.float64)
-        return (X - self.mean_) @ self.components_.T  # (N, k) [PCA-4]
+        X = check_array(X, "X", n_features=self.n_features_in_, dtype=np.float64, owner="PCA")
+        return ((X - self.mean_) @ self.components_.T) / self._scale()  # (N, k) [PCA-4]
 
     def inverse_transform(self, Z):
-        """Back to data space: ``X̂ = Z Vₖᵀ + mean`` [PCA-5], shape (N, D)."""
+        """Back to data space: ``X̂ = Z Vₖᵀ + mean`` [PCA-5], shape (N, D) (whitened codes are
+        scaled back first)."""
         self._check_fitted()
-        Z = check_array(Z, "Z", n_features=self.components_.shape[0], dtype=np.float64)
-        return Z @ self.components_ + self.mean_  # (N, D) [PCA-5]
+        Z = check_array(Z, "Z", n_features=self.components_.shape[0], dtype=np.float64, owner="PCA")
+        return (Z * self._scale()) @ self.components_ + self.mean_  # (N, D) [PCA-5]
 
-    def fit_transform(self, X):
+    def fit_transform(self, X, y=None):
         """``fit(X)`` then ``transform(X)``."""
         return self.fit(X).transform(X)
 
     def reconstruction_error(self, X):
         """Per-example squared error ``||x − x̂||²`` of the rank-k reconstruction, shape (N,)."""
-        X = check_array(X, "X", dtype=np.float64)
+        X = check_array(X, "X", n_features=self.n_features_in_, dtype=np.float64, owner="PCA")
         diff = self.inverse_transform(self.transform(X)) - X  # (N, D)
         return np.sum(diff * diff, axis=1)
 
+    def score_samples(self, X):
+        """Log-likelihood of each row under probabilistic PCA (Tipping & Bishop 1999): x ~ N(mean,
+        Vₖ diag(λ − σ²) Vₖᵀ + σ² I) with λ = explained_variance_, σ² = noise_variance_. (N,)."""
+        self._check_fitted()
+        X = check_array(X, "X", n_features=self.n_features_in_, dtype=np.float64, owner="PCA")
+        D = self.n_features_in_
+        sigma2 = max(self.noise_variance_, 1e-12 * max(float(self.explained_variance_.max()), 1.0))
+        lam = np.maximum(self.explained_variance_, sigma2)
+        Xc = X - self.mean_
+        proj = Xc @ self.components_.T  # (N, k)
+        # C⁻¹ = (I − Vₖᵀ diag(1 − σ²/λ) Vₖ)/σ²; log|C| = Σ log λ + (D − k) log σ²
+        quad = (np.sum(Xc * Xc, axis=1) - np.sum(proj * proj * (1.0 - sigma2 / lam), axis=1)) / sigma2
+        logdet = float(np.sum(np.log(lam)) + (D - lam.size) * np.log(sigma2))
+        return -0.5 * (quad + logdet + D * np.log(2.0 * np.pi))
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples` (higher is better, scikit-learn's convention)."""
+        return float(np.mean(self.score_samples(X)))
+
     def __repr__(self):
-        return f"PCA(n_components={self.n_components})"
+        return f"PCA(n_components={self.n_components}" + (", whiten=True)" if self.whiten else ")")
 
 
 def _orthonormal_basis(A, name):

@@ -53,3 +53,32 @@ class ParamsMixin:
 
     def _params_changed(self):
         """Hook: called by :meth:`set_params` (models mark themselves for a rebuild at ``fit``)."""
+
+    def __sklearn_tags__(self):
+        """The tags scikit-learn's tools read (only they call this, so scikit-learn is there): a
+        transformer (every npae estimator has ``transform``), no target required, float data
+        without NaN; ``preserves_dtype`` the model's dtype."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        dtype = getattr(self, "dtype", "float64")
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=[str(dtype)]),
+                    input_tags=InputTags(allow_nan=False))
+
+    def __repr__(self):
+        """``Class(arg=value, ...)`` for the arguments that differ from the constructor's defaults."""
+        import inspect
+
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        shown = []
+        for name, value in self.get_params(deep=False).items():
+            if name in defaults and not _same(value, defaults[name]):
+                shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return a is b

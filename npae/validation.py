@@ -23,6 +23,10 @@ class InputTypeError(InputError, TypeError):
     """An input of the wrong kind (also a ``TypeError``)."""
 
 
+class NotFittedError(InputError, AttributeError):
+    """A method that needs a fitted (built) estimator was called before ``fit``."""
+
+
 def check_choice(name, value, options):
     """Return ``value`` if it is one of ``options``, else raise a ValueError listing them."""
     if not isinstance(value, str) or value not in options:
@@ -73,7 +77,8 @@ def check_sizes(name, sizes):
     return tuple(int(s) for s in sizes)
 
 
-def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finite=True):
+def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finite=True,
+                owner="the model"):
     """Return ``X`` as a C-contiguous array of ``dtype`` after checking kind, shape and values.
 
     Parameters
@@ -84,6 +89,8 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
         The argument's name, used in messages.
     n_features : int or None
         Required size of the last axis.
+    owner : str
+        Who expects ``n_features`` (a class name), for the message.
     ndim : int or tuple of int
         Allowed numbers of dimensions (2 for a batch ``(B, D)``).
     dtype : dtype
@@ -93,23 +100,40 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
     """
     if isinstance(X, (str, bytes)) or X is None:
         raise InputTypeError(f"{name} must be an array of numbers, got {type(X).__name__}")
+    if hasattr(X, "toarray") and type(X).__module__.startswith("scipy.sparse"):
+        raise InputTypeError(f"{name} is a scipy sparse matrix: sparse input is not supported; "
+                             f"pass {name}.toarray()")
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as err:  # ragged nested lists, objects NumPy cannot convert
         raise InputError(f"{name} must be a rectangular array of numbers (rows of equal length); "
                          f"NumPy could not convert it ({err})") from None
+    if arr.dtype.kind == "c":
+        raise InputTypeError(f"{name} holds complex numbers (Complex data not supported); it must hold real numbers")
+    if arr.dtype.kind == "O":  # numbers held as Python objects: convert, or say what is not a number
+        try:
+            arr = arr.astype(np.float64)
+        except (ValueError, TypeError) as err:
+            raise InputTypeError(f"{name} must hold real numbers; an entry is not one ({err})") from None
     if arr.dtype.kind not in "biuf":
         raise InputTypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
     ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         hint = " (a batch of shape (n_samples, n_features))" if 2 in ndims else ""
-        raise InputError(f"{name} must be {want}{hint}, got a {arr.ndim}-D array of shape {arr.shape}")
+        reshape = (f"; Reshape your data: {name}.reshape(1, -1) for one sample, "
+                   f"{name}.reshape(-1, 1) for one feature") if arr.ndim == 1 and 2 in ndims else ""
+        raise InputError(f"{name} must be {want}{hint}, got a {arr.ndim}-D array of shape "
+                         f"{arr.shape}{reshape}")
     if n_features is not None and arr.shape[-1] != n_features:
-        raise InputError(f"{name} has {arr.shape[-1]} features (shape {arr.shape}); "
-                         f"the model expects {n_features}")
+        raise InputError(f"{name} has {arr.shape[-1]} features, but {owner} is expecting "
+                         f"{n_features} features as input (shape {arr.shape})")
     if arr.size == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape})")
+        if arr.ndim == 2 and arr.shape[1] == 0:
+            raise InputError(f"{name} is empty: 0 feature(s) (shape={arr.shape}) while a minimum of "
+                             f"1 is required.")
+        raise InputError(f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a minimum of 1 "
+                         f"is required.")
     if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():  # before any cast
         bad = ~np.isfinite(arr)
         first = tuple(int(i) for i in np.argwhere(bad)[0])

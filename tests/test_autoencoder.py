@@ -148,7 +148,7 @@ def test_float32_model_stays_float32(rng):
 @pytest.mark.parametrize("bad,exc,match", [
     (np.array([[0.1, np.nan, 0.2, 0.3]]), ValueError, "NaN"),
     (np.array([[0.1, np.inf, 0.2, 0.3]]), ValueError, "inf"),
-    (np.zeros((2, 5)), ValueError, "5 features.*expects 4"),
+    (np.zeros((2, 5)), ValueError, "5 features, but Autoencoder is expecting 4"),
     (np.zeros(4), ValueError, "must be 2-D.*1-D"),
     (np.zeros((2, 2, 4)), ValueError, "must be 2-D.*3-D"),
     (np.array([[0.1, 1.5, 0.2, 0.3]]), ValueError, r"\[0, 1\]"),
@@ -188,8 +188,11 @@ def test_bad_decode_input():
     (dict(slope=-1.0), ValueError, "slope"),
 ])
 def test_bad_constructor_arguments(kwargs, exc, match):
+    """The constructor only stores its arguments (scikit-learn's rule); they are checked when the
+    network is built, here on first use (``.params``)."""
+    npae.Autoencoder(4, **kwargs)  # no error yet
     with pytest.raises(exc, match=match):
-        npae.Autoencoder(4, **kwargs)
+        npae.Autoencoder(4, **kwargs).params
 
 
 def test_bad_fit_arguments(rng):

@@ -104,6 +104,7 @@ def test_the_flat_path_steps_aside_for_gradients_that_are_not_its_views(digits):
     assert cae.flat_params.holds(cae.params, grads)
 
     ae = Autoencoder(64, (16,), 4, seed=0, warm_start=True)
+    ae.params  # built on first use: the copy below then copies a built model
     twin = copy.deepcopy(ae)
     _, grads = twin._loss_and_grads(digits[:16])
     assert not twin.flat_params.holds(twin.params, grads)

@@ -82,8 +82,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match="n_components"):
         PCA(4).fit(X)
     with pytest.raises(ValueError, match="n_components"):
-        PCA(0)
-    with pytest.raises(RuntimeError, match="not fitted"):
+        PCA(0).fit(X)
+    with pytest.raises(ValueError, match="n_components"):
+        PCA(1.5).fit(X)
+    with pytest.raises(ValueError, match="not fitted"):
         PCA(2).transform(X)
     with pytest.raises(ValueError, match="features"):
         PCA(2).fit(X).transform(X[:, :2])

@@ -235,9 +235,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.fit(-x, epochs=1, progress=False)
     with pytest.raises(ValueError, match="beta must be >= 0"):
-        VAE(4, beta=-0.5)
+        VAE(4, beta=-0.5).params
     with pytest.raises(ValueError, match="likelihood"):
-        VAE(4, likelihood="poisson")
+        VAE(4, likelihood="poisson").params
     with pytest.raises(ValueError, match="warmup_epochs"):
         model.fit(x, warmup_epochs=-1, progress=False)
     VAE(4, hidden=(3,), latent_dim=2, likelihood="gaussian").loss_and_grads(x + 1.0)  # fine
@@ -253,4 +253,25 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="VAE is unconditional: y must be None"):
         model.encode(x, [0, 1, 2])
     with pytest.raises(ValueError, match="n_classes must be >= 1"):
-        ConditionalVAE(4, 0)
+        ConditionalVAE(4, 0).params
+
+
+def test_sample_temperature_and_draws():
+    """temperature T scales the prior draws (z ~ N(0, T² I)); draws=True samples x ~ p(x|z) too:
+    0/1 pixels whose mean over many draws matches the decoder's probabilities."""
+    X, y = load_digits()
+    cvae = ConditionalVAE(64, 10, hidden=(32,), latent_dim=2, seed=0).fit(X[:500], y[:500], epochs=3,
+                                                                         progress=False)
+    z = 0.5 * np.random.default_rng(3).standard_normal((20, 2))
+    np.testing.assert_allclose(cvae.sample(20, y=4, seed=3, temperature=0.5), cvae.decode(z, np.full(20, 4)),
+                               rtol=1e-12)
+    bits = cvae.sample(4000, y=1, seed=5, draws=True)
+    assert set(np.unique(bits)) <= {0.0, 1.0}
+    probs = cvae.sample(4000, y=1, seed=5)
+    se = np.sqrt(probs.mean(axis=0) * (1 - probs.mean(axis=0)) / 4000) + 1e-3
+    assert np.all(np.abs(bits.mean(axis=0) - probs.mean(axis=0)) < 5 * se)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        cvae.sample(3, temperature=0.0)
+    gauss = VAE(64, hidden=(16,), latent_dim=2, likelihood="gaussian", variance="shared", seed=0)
+    x = gauss.sample(5, seed=1, draws=True)
+    assert x.shape == (5, 64) and not np.allclose(x, gauss.sample(5, seed=1))

@@ -148,33 +148,33 @@ def test_l1_penalty_sparsifies_codes(digits_split):
 
 def test_bad_input():
     with pytest.raises(ValueError, match="rho"):
-        npae.SparseAutoencoder(4, (), 2, penalty="kl", rho=0.0)
+        npae.SparseAutoencoder(4, (), 2, penalty="kl", rho=0.0).params
     with pytest.raises(ValueError, match="rho"):
-        npae.SparseAutoencoder(4, (), 2, penalty="kl", rho=1.0)
+        npae.SparseAutoencoder(4, (), 2, penalty="kl", rho=1.0).params
     with pytest.raises(ValueError, match="rho"):
-        npae.SparseAutoencoder(4, (), 2, rho=1.5)
+        npae.SparseAutoencoder(4, (), 2, rho=1.5).params
     with pytest.raises(ValueError, match="sparsity_weight"):
-        npae.SparseAutoencoder(4, (), 2, sparsity_weight=-1e-3)
+        npae.SparseAutoencoder(4, (), 2, sparsity_weight=-1e-3).params
     with pytest.raises(ValueError, match="code_activation='sigmoid'"):
-        npae.SparseAutoencoder(4, (), 2, code_activation="tanh", penalty="kl")
+        npae.SparseAutoencoder(4, (), 2, code_activation="tanh", penalty="kl").params
     with pytest.raises(ValueError, match="penalty"):
-        npae.SparseAutoencoder(4, (), 2, penalty="l2")
+        npae.SparseAutoencoder(4, (), 2, penalty="l2").params
     with pytest.raises(ValueError, match="noise_level"):
-        npae.DenoisingAutoencoder(4, (), 2, noise_level=-0.1)
+        npae.DenoisingAutoencoder(4, (), 2, noise_level=-0.1).params
     with pytest.raises(ValueError, match="noise_level"):
-        npae.DenoisingAutoencoder(4, (), 2, noise="masking", noise_level=1.2)
+        npae.DenoisingAutoencoder(4, (), 2, noise="masking", noise_level=1.2).params
     with pytest.raises(ValueError, match="noise"):
-        npae.DenoisingAutoencoder(4, (), 2, noise="speckle")
+        npae.DenoisingAutoencoder(4, (), 2, noise="speckle").params
     with pytest.raises(ValueError, match="hidden=()"):
-        npae.ContractiveAutoencoder(4, (8,), 2)
+        npae.ContractiveAutoencoder(4, (8,), 2).params
     with pytest.raises(ValueError, match="code_activation"):
-        npae.ContractiveAutoencoder(4, (), 2, code_activation="elu")
+        npae.ContractiveAutoencoder(4, (), 2, code_activation="elu").params
     with pytest.raises(ValueError, match="code_activation"):
-        npae.ContractiveAutoencoder(4, (), 2, code_activation="identity")
+        npae.ContractiveAutoencoder(4, (), 2, code_activation="identity").params
     with pytest.raises(ValueError, match="contractive_weight"):
-        npae.ContractiveAutoencoder(4, (), 2, contractive_weight=-1.0)
+        npae.ContractiveAutoencoder(4, (), 2, contractive_weight=-1.0).params
     with pytest.raises(TypeError, match="rho"):
-        npae.SparseAutoencoder(4, (), 2, rho="0.1")
+        npae.SparseAutoencoder(4, (), 2, rho="0.1").params
 
 
 def test_configs_rebuild_the_models():
