@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 
 import numpy as np
 
@@ -55,7 +56,7 @@ SPARSITY_WEIGHT_DEFAULT = {"kl": 1.0, "l1": 0.1}
 
 #: Flags that apply to some models only (given explicitly to another model: refused).
 MODEL_FLAGS = {
-    "likelihood": IS_VAE, "beta": IS_VAE, "warmup": IS_VAE,
+    "likelihood": IS_VAE, "variance": IS_VAE, "beta": IS_VAE, "warmup": IS_VAE,
     "noise": ("dae",), "noise_level": ("dae",),
     "penalty": ("sae",), "sparsity_weight": ("sae",), "rho": ("sae",),
     "contractive_weight": ("cae",),
@@ -286,7 +287,9 @@ def _build_model(args, input_dim, n_classes, unit):
     common = dict(latent_dim=latent, activation=args.activation, dtype=args.dtype, seed=args.seed)
     if args.model in IS_VAE:
         likelihood = args.likelihood if args.likelihood != "auto" else ("bernoulli" if unit else "gaussian")
-        kw = dict(hidden=hidden, likelihood=likelihood, beta=args.beta, **common)
+        variance = args.variance if args.variance != "auto" else (
+            "shared" if likelihood == "gaussian" else "fixed")
+        kw = dict(hidden=hidden, likelihood=likelihood, beta=args.beta, variance=variance, **common)
         if args.model == "cvae":
             return ConditionalVAE(input_dim, n_classes, **kw)
         return VAE(input_dim, **kw)
@@ -376,11 +379,14 @@ def _train_in(args, out):
         raise UserError(f"--likelihood bernoulli needs data in [0, 1]; {_data_name(args.data)} has values "
                         f"in [{X.min():.3g}, {X.max():.3g}]: use --likelihood gaussian (what auto picks here)")
     model = _build_model(args, X.shape[1], n_classes, unit)
+    if args.model in IS_VAE and model.likelihood != "gaussian" and "variance" in getattr(args, "_given", ()):
+        raise UserError(f"--variance is the Gaussian decoder's; this run's likelihood is {model.likelihood}")
     likelihood = ""
     if args.model in IS_VAE:
-        likelihood = f"; {model.likelihood} likelihood" + (" (auto: data in [0, 1])" if args.likelihood
-                                                          == "auto" and unit else " (auto)" if
-                                                          args.likelihood == "auto" else "")
+        why = "" if args.likelihood != "auto" else (" (auto: data in [0, 1])" if unit else
+                                                    " (auto: data not in [0, 1])")
+        likelihood = f"; {model.likelihood} likelihood{why}" + (
+            f", decoder variance {model.variance}" if model.likelihood == "gaussian" else "")
     else:
         likelihood = "; cross-entropy reconstruction (data in [0, 1])" if unit else \
             "; squared-error reconstruction (data not in [0, 1])"
@@ -407,10 +413,13 @@ def _train_in(args, out):
             raise UserError(f"--resume: no checkpoint at {checkpoint!r}; train without --resume first")
         fit_kw["resume"] = checkpoint
     t0 = time.perf_counter()
-    with runs.naming(checkpoint, "write or read checkpoint"):
+    with runs.naming(checkpoint, "write or read checkpoint"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         history = model.fit(X, y if cond else None, **fit_kw).history_
     seconds = time.perf_counter() - t0
     print(f"trained in {seconds:.1f} s", flush=True)
+    for w in caught:  # the library's warnings (posterior collapse, the logvar clamp), one line each
+        _say(f"warning: {' '.join(str(w.message).split())}")
 
     test = _lesson_metrics(model, args.model, Xt, yt if cond else None, args.seed)
     metrics = dict(npae_version=__version__, model=args.model, class_name=type(model).__name__,
@@ -425,10 +434,6 @@ def _train_in(args, out):
     metrics_path = runs.write_json(os.path.join(out, "metrics.json"), metrics)
     for line in _metric_lines(test, model):
         print(line)
-    if test.get("active_units") == 0 and getattr(model, "likelihood", None) == "gaussian":
-        _say(f"no latent unit is active (posterior collapse): the Gaussian decoder has unit variance, "
-             f"more than the data's own spread (standard deviation {float(np.std(X)):.3g}), so it "
-             f"explains the data as noise around one mean; scale the data up, or compare with ae")
     written = _figures(model, args.model, Xt, yt, info, history, out, args.seed)
     for path in (model_path, checkpoint, metrics_path, *written):
         print(f"wrote {path}")
@@ -562,10 +567,10 @@ def _figures(model, kind, Xt, yt, info, history, out, seed):
         if shape is not None:
             plotting.image_grid(samples, shape, n_cols=10, title="decoded draws z ~ N(0, I) "
                                 "(decoder means)", path=target("samples.png"))
-        else:
-            plotting.scatter_pair(Xt, samples[:, :Xt.shape[1]], names=("held-out data",
-                                  "decoder means of z ~ N(0, I)"), title="data and samples from the prior",
-                                  path=target("samples.png"))
+        else:  # a point cloud: the model's real samples, decoder noise included
+            samples = model.sample(Xt.shape[0], seed=0, draws=True)
+            plotting.scatter_pair(Xt, samples, names=("held-out data", "x ~ p(x | z), z ~ N(0, I)"),
+                                  title="data and samples of the model", path=target("samples.png"))
     elif kind == "cvae" and shape is not None:
         rows = np.repeat(np.arange(model.n_classes), 10)
         samples = model.sample(rows.size, y=rows, seed=0)
@@ -819,6 +824,11 @@ def build_parser():
     g.add_argument("--likelihood", choices=("auto", "bernoulli", "gaussian"), default="auto",
                    help="vae, cvae: the decoder's p(x|z); auto is bernoulli when the data lie in "
                         "[0, 1], else gaussian")
+    g.add_argument("--variance", choices=("auto", "fixed", "shared", "per_feature", "learned"),
+                   default="auto",
+                   help="vae, cvae with a gaussian likelihood: the decoder's variance; fixed is 1, "
+                        "shared one learned sigma^2, per_feature one per feature, learned one per "
+                        "example and feature (auto: shared)")
     g.add_argument("--beta", type=_number(float, 0), default=1.0, help="vae, cvae: weight of the KL term")
     g.add_argument("--warmup", type=_number(int, 0), default=0,
                    help="vae, cvae: epochs of linear KL warm-up from beta 0")

@@ -133,6 +133,7 @@ def test_flags_that_do_not_apply_are_refused(capsys):
         (["train", "vae", "--noise", "masking"], "--noise applies to dae only, not to vae"),
         (["train", "ae", "--beta", "2"], "--beta applies to vae, cvae only, not to ae"),
         (["train", "dae", "--likelihood", "gaussian"], "--likelihood applies to vae, cvae only"),
+        (["train", "sae", "--variance", "shared"], "--variance applies to vae, cvae only"),
         (["train", "vae", "--rho", "0.1"], "--rho applies to sae only"),
         (["train", "sae", "--penalty", "l1", "--rho", "0.1"], "--rho is the target activation of --penalty kl"),
         (["train", "cae", "--warmup", "3"], "--warmup applies to vae, cvae only"),
@@ -188,6 +189,31 @@ def test_likelihood_flag(tmp_path, capsys):
     code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path / "b"), "--data", "moons",
                           "--likelihood", "bernoulli"], capsys)
     assert code == 1 and "--likelihood bernoulli needs data in [0, 1]" in one_line_error(err)
+    # a Gaussian decoder learns its variance unless told otherwise; a Bernoulli one has none
+    code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path / "m"), "--data", "moons"], capsys)
+    assert code == 0 and "decoder variance shared" in out, err
+    config = json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]
+    assert (config["likelihood"], config["variance"]) == ("gaussian", "shared")
+    code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path / "p"), "--data", "moons",
+                          "--variance", "per_feature"], capsys)
+    assert code == 0 and json.loads((tmp_path / "p" / "metrics.json").read_text())["config"][
+        "variance"] == "per_feature", err
+    code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path / "v"), "--variance", "shared"], capsys)
+    assert code == 1 and "--variance is the Gaussian decoder's" in one_line_error(err)
+
+
+def test_library_warnings_are_one_line_each(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    from npae.vae import VAE, CollapseWarning
+
+    def collapse(self, *args):
+        warnings.warn("VAE ended training with no active latent unit\n (posterior collapse).",
+                      CollapseWarning)
+    monkeypatch.setattr(VAE, "_warn_after_fit", collapse)
+    code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path)], capsys)
+    assert code == 0
+    assert err.strip() == "npae: warning: VAE ended training with no active latent unit (posterior collapse)."
 
 
 def test_data_from_a_path(tmp_path, capsys):
