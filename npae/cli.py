@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -128,6 +129,8 @@ class _Parser(argparse.ArgumentParser):
         self.register("action", "store_true", _StoreTrue)
 
     def error(self, message):
+        # "argument --epochs: must be >= 1, got 0" reads better as "--epochs must be >= 1, got 0"
+        message = re.sub(r"^argument (-[^:/ ]+)(?:/[^:]+)?: must be ", r"\1 must be ", message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -565,8 +568,8 @@ def _figures(model, kind, Xt, yt, info, history, out, seed):
     if kind == "vae":
         samples = model.sample(100, seed=0)
         if shape is not None:
-            plotting.image_grid(samples, shape, n_cols=10, title="decoded draws z ~ N(0, I) "
-                                "(decoder means)", path=target("samples.png"))
+            plotting.image_grid(samples, shape, n_cols=10, title="samples: decoder means at 100 "
+                                "draws z ~ N(0, I)", path=target("samples.png"))
         else:  # a point cloud: the model's real samples, decoder noise included
             samples = model.sample(Xt.shape[0], seed=0, draws=True)
             plotting.scatter_pair(Xt, samples, names=("held-out data", "x ~ p(x | z), z ~ N(0, I)"),
@@ -576,7 +579,7 @@ def _figures(model, kind, Xt, yt, info, history, out, seed):
         samples = model.sample(rows.size, y=rows, seed=0)
         labels = [classes[c] if classes else str(c) for c in range(model.n_classes)]
         plotting.image_grid(samples, shape, n_cols=10, row_labels=labels,
-                            title="decoded draws z ~ N(0, I), one row per class y",
+                            title="samples: decoder means at z ~ N(0, I), one row per class y",
                             path=target("samples.png"))
     if Z.shape[1] >= 1:
         projection = "auto"
@@ -886,7 +889,7 @@ def build_parser():
 
 def main(argv=None):
     """Run the command; returns the exit status (0 success, 1 user error, 2 bad command line,
-    3 an internal error, 130 interrupted).
+    3 an internal error, 130 interrupted). It never raises SystemExit, not even for --help.
 
     A user's mistake (npae.InputError, a bad model file or data set, divergence, a file that
     cannot be read or written, an output folder in use) is one line on stderr. Anything else is a
@@ -898,8 +901,11 @@ def main(argv=None):
     from .validation import InputError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _check_flags(parser, args)
+    try:
+        args = parser.parse_args(argv)
+        _check_flags(parser, args)
+    except SystemExit as exc:  # a bad command line (2), or --help / --version (0): a status, not an exit
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     try:
         return args.func(args)
     except KeyboardInterrupt as exc:

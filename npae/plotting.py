@@ -437,6 +437,7 @@ def class_grid(model, values=np.linspace(-2, 2, 9), image_shape=None, *, dims=(0
 #: Panel titles of the history terms; any other term gets a panel titled by its name.
 _TITLES = {"loss": "loss (what training minimises)", "recon": "reconstruction term",
            "kl": "KL(q(z|x) ‖ p(z))", "penalty": "penalty term", "accuracy": "accuracy"}
+_YNAMES = {"recon": "reconstruction", "kl": "KL"}
 
 
 def loss_curves(history, *, title=None, units="nats per example", path=None):
@@ -479,7 +480,8 @@ def loss_curves(history, *, title=None, units="nats per example", path=None):
             "fraction correct" if key == "accuracy" else units)
         ax.set_title(_TITLES.get(key, key), fontsize=10)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{key}, {unit}" if unit else key)
+        name = _YNAMES.get(key, key)
+        ax.set_ylabel(f"{name}, {unit}" if unit else name)
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
