@@ -247,8 +247,13 @@ def project_2d(Z, method="pca", *, seed=0):
     raise ValueError(f"unknown projection {method!r}; expected 'axes', 'pca' or 'tsne'")
 
 
-def _scatter_points(ax, xs, ys, labels, class_names, seed, s=5.0, alpha=0.6):
-    """Points in a random order (no class drawn over another), coloured by class or by value."""
+def _scatter_points(ax, xs, ys, labels, class_names, seed, s=None, alpha=None):
+    """Points in a random order (no class drawn over another), coloured by class or by value;
+    smaller and fainter markers for many points (default 5 pt² at alpha 0.6 up to 2,000 points,
+    then 2 pt² at 0.4)."""
+    many = xs.shape[0] > 2000
+    s = (2.0 if many else 5.0) if s is None else s
+    alpha = (0.4 if many else 0.6) if alpha is None else alpha
     order = np.random.default_rng(seed).permutation(xs.shape[0])
     if labels is None:
         ax.scatter(xs[order], ys[order], s=s, alpha=alpha, linewidths=0)
