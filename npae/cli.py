@@ -249,8 +249,10 @@ def _load_split(spec, say=None):
         info = dict(info, provenance=f"{info['provenance']}; held out: {info_t['provenance']}")
     else:
         if kind == "path":
-            shape = spec.get("image_shape")
-            X_all, y_all, info = datasets.load_path(data, label=spec.get("label"), header=None,
+            shape, label = spec.get("image_shape"), spec.get("label")
+            if isinstance(label, str) and label.isdigit() and data.lower().endswith(".csv"):
+                label = int(label)  # a CSV's column by its 0-based index
+            X_all, y_all, info = datasets.load_path(data, label=label, header=None,
                                                     scale="auto",
                                                     image_shape=tuple(shape) if shape else None)
         else:
@@ -605,13 +607,16 @@ def _figures(model, kind, Xt, yt, info, history, out, seed):
             plotting.manifold_grid(model, 15, shape, codes=Z, path=target("manifold_grid.png"),
                                    title="decoded regular grid over the codes' range (min … max of "
                                          "each axis):\nno prior, so the gaps between codes decode too")
-    if kind == "dae" and shape is not None:
-        clean = Xt[:20]
+    if kind == "dae":
+        clean = Xt[:20] if shape is not None else Xt
         noisy = model.corrupt(clean, seed=seed)
-        plotting.denoising_triplets(noisy, model.reconstruct(noisy), clean, shape, n=10,
-                                    title=f"held-out digits with training corruption ({model.noise} "
-                                          f"{model.noise_level:g}), denoised",
-                                    path=target("denoising.png"))
+        how = f"held-out data with the training corruption ({model.noise} {model.noise_level:g}), denoised"
+        if shape is not None:
+            plotting.denoising_triplets(noisy, model.reconstruct(noisy), clean, shape, n=10, title=how,
+                                        path=target("denoising.png"))
+        else:
+            plotting.denoising_points(noisy, model.reconstruct(noisy), clean, title=how,
+                                      path=target("denoising.png"))
     if kind == "sae":
         rho = model.rho if model.penalty == "kl" else None
         plotting.sparsity_figure(Z, rho=rho, threshold=NEAR_ZERO,
@@ -666,8 +671,8 @@ def _read_spec(run_dir, model):
     if not isinstance(metrics, dict) or not isinstance(metrics.get("data_spec"), dict):
         raise UserError(f"{metrics_path} holds no data_spec (not written by npae train?); pass --data")
     if metrics.get("class_name") not in (None, type(model).__name__):
-        _say(f"{metrics_path} describes a {metrics.get('class_name')}, not this {type(model).__name__}; "
-             f"ignoring it")
+        _say(f"{metrics_path} describes a model of class {metrics.get('class_name')}, not this "
+             f"{type(model).__name__}; evaluating on --data (default digits) instead")
         return None
     return metrics["data_spec"]
 

@@ -537,6 +537,25 @@ def denoising_triplets(noisy, denoised, clean, image_shape=None, *, n=10, title=
                       path=path)
 
 
+def denoising_points(noisy, denoised, clean, *, title=None, path=None):
+    """For point clouds: the corrupted inputs, the denoiser's outputs and the clean targets as three
+    scatter plots on shared axes (first two features)."""
+    fig = new_figure((12.0, 4.0))
+    for i, (data, name) in enumerate(((noisy, "corrupted input"), (denoised, "denoised output"),
+                                      (clean, "clean target"))):
+        data = check_array(data, name)
+        ax = fig.add_subplot(1, 3, i + 1, sharex=fig.axes[0] if i else None,
+                             sharey=fig.axes[0] if i else None)
+        ys = data[:, 1] if data.shape[1] > 1 else np.zeros(len(data))
+        _scatter_points(ax, data[:, 0], ys, None, None, 0)
+        ax.set_title(name)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2" if data.shape[1] > 1 else "")
+    fig.suptitle(title or "held-out data corrupted as in training, and their reconstructions")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
 def sparsity_figure(H, *, rho=None, threshold=0.05, title=None, path=None):
     """A sparse code ``H`` (N, units): the histogram of every activation (with the near-zero band
     ``|h| < threshold`` shaded and its share written) and each unit's mean activation, against the

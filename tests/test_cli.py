@@ -100,6 +100,7 @@ def test_train_vae_default_folder_then_evaluate_anywhere(tmp_path, monkeypatch, 
     ("cvae", [], {"samples.png", "manifold_grid.png"}, "neg_elbo"),
     ("vae", ["--data", "moons", "--dtype", "float32"], {"samples.png"}, "neg_elbo"),
     ("ae", ["--data", "swiss-roll"], set(), "recon_error"),
+    ("dae", ["--data", "moons", "--latent-dim", "2"], {"denoising.png"}, "denoising"),
 ])
 def test_every_model_trains_and_reports_its_own_measure(tmp_path, capsys, model, extra, files, measure):
     code, out, err = run(["train", model, *QUICK, "--out", str(tmp_path), *extra], capsys)
@@ -116,7 +117,8 @@ def test_every_model_trains_and_reports_its_own_measure(tmp_path, capsys, model,
         assert "sparse code: mean activation" in out
     if model == "dae":
         d = test["denoising"]
-        assert d["noise"] == "masking" and d["squared_distance_corrupted_to_clean"] > 0
+        assert d["noise"] == ("masking" if "--noise" in extra else "gaussian")
+        assert d["squared_distance_corrupted_to_clean"] > 0
         assert "from corrupted inputs vs" in out
     if model in ("ae", "cae") and "--data" not in extra:
         c = test["contraction"]
@@ -241,10 +243,10 @@ def test_data_from_a_path(tmp_path, capsys):
     code, out, err = run(["train", "cvae", *quick, "--data", str(tmp_path / "rgb.npy"), "--out",
                           str(tmp_path / "r3")], capsys)
     assert code == 1 and "cvae needs class labels" in one_line_error(err)
-    code, out, err = run(["train", "ae", *quick, "--data", str(tmp_path / "table.csv"), "--label", "kind",
+    code, out, err = run(["train", "ae", *quick, "--data", str(tmp_path / "table.csv"), "--label", "3",
                           "--out", str(tmp_path / "r4")], capsys)
     assert code == 0, err
-    assert "squared-error reconstruction" in out
+    assert "squared-error reconstruction" in out and "50 examples of 3 features, labelled" in out
     code, out, err = run(["evaluate", str(tmp_path / "r4"), "--no-progress"], capsys)
     assert code == 0 and "reconstruction error" in out, err
 

@@ -50,6 +50,8 @@ def test_all_figures_save_png_without_touching_the_backend(tmp_path):
         "denoise": plotting.denoising_triplets(images[:20], images[:20], images[:20], n=10,
                                                path=tmp_path / "denoise.png"),
         "sparse": plotting.sparsity_figure(H, rho=0.05, path=tmp_path / "sparse.png"),
+        "denoise_points": plotting.denoising_points(H[:, :2], H[:, :2], H[:, :2],
+                                                    path=tmp_path / "denoise_points.png"),
         "contract": plotting.contraction_figure(H[:4], H[:4, None] + 0.01 * rng.normal(size=(4, 6, 5)),
                                                 sigma=0.01, ratio=0.3, background=H,
                                                 path=tmp_path / "contract.png"),
