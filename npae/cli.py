@@ -500,7 +500,8 @@ def _contraction(model, Xt, seed, n_inputs=1000, copies=10, share=PERTURBATION):
     ratio = np.linalg.norm(Zp - Z[None], axis=2) / np.linalg.norm(delta, axis=2)  # (m, n)
     summary = {"sigma": sigma, "sigma_rule": f"{share:g} x the held-out data's standard deviation",
                "copies_per_input": copies, "n_inputs": int(X.shape[0]),
-               "mean_code_displacement_per_unit_perturbation": float(ratio.mean())}
+               "mean_code_displacement_per_unit_perturbation": float(ratio.mean()),
+               "rms_code_displacement_per_unit_perturbation": float(np.sqrt(np.mean(ratio ** 2)))}
     return summary, Z, np.transpose(Zp, (1, 0, 2))
 
 

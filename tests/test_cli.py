@@ -130,6 +130,28 @@ def test_every_model_trains_and_reports_its_own_measure(tmp_path, capsys, model,
     assert ("IWAE-2" in out) if model in ("vae", "cvae") else ("reconstruction error" in out)
 
 
+def test_the_contraction_measure_agrees_with_the_encoder_jacobian(tmp_path, capsys):
+    """For small δ, E‖z(x + δ) − z(x)‖² / ‖δ‖² → ‖J‖²_F / D: the measure in metrics.json against a
+    Jacobian taken by central differences of encode (and the library's, when it has one)."""
+    code, out, err = run(["train", "cae", *QUICK, "--epochs", "3", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    model = npae.load(str(tmp_path / "model.npz"))
+    _, _, Xt, _, _ = cli._load_split(dict(metrics["data_spec"]))
+    h = 1e-5
+    J2 = np.zeros(Xt.shape[0])
+    for d in range(Xt.shape[1]):
+        step = np.zeros(Xt.shape[1])
+        step[d] = h
+        J2 += np.sum(((model.encode(Xt + step) - model.encode(Xt - step)) / (2 * h)) ** 2, axis=1)
+    c = metrics["test"]["contraction"]
+    expected = np.sqrt(J2.mean() / Xt.shape[1])
+    assert c["rms_code_displacement_per_unit_perturbation"] == pytest.approx(expected, rel=0.1)
+    assert c["mean_code_displacement_per_unit_perturbation"] <= c["rms_code_displacement_per_unit_perturbation"]
+    if hasattr(model, "jacobian_frobenius"):
+        assert metrics["test"]["jacobian"]["mean_frobenius_sq"] == pytest.approx(J2.mean(), rel=1e-5)
+
+
 def test_flags_that_do_not_apply_are_refused(capsys):
     cases = [
         (["train", "vae", "--noise", "masking"], "--noise applies to dae only, not to vae"),
