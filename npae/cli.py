@@ -382,7 +382,8 @@ def _train_in(args, out):
     unit = bool(info["unit_interval"])
     if args.model in IS_VAE and args.likelihood == "bernoulli" and not unit:
         raise UserError(f"--likelihood bernoulli needs data in [0, 1]; {_data_name(args.data)} has values "
-                        f"in [{X.min():.3g}, {X.max():.3g}]: use --likelihood gaussian (what auto picks here)")
+                        f"in [{X.min():.3g}, {X.max():.3g}]: use --likelihood gaussian (what auto picks "
+                        f"here)")
     model = _build_model(args, X.shape[1], n_classes, unit)
     if args.model in IS_VAE and model.likelihood != "gaussian" and "variance" in getattr(args, "_given", ()):
         raise UserError(f"--variance is the Gaussian decoder's; this run's likelihood is {model.likelihood}")
@@ -521,10 +522,12 @@ def _metric_lines(test, model):
         target = f" (target rho {s['rho']:g})" if s["rho"] is not None else ""
         lines.append(f"sparse code: mean activation {s['mean_activation']:.4f}{target}, units' means "
                      f"{min(s['mean_activation_per_unit']):.4f} .. {max(s['mean_activation_per_unit']):.4f}; "
-                     f"{100 * s['near_zero_fraction']:.1f}% of activations |h| < {s['near_zero_threshold']:g}")
+                     f"{100 * s['near_zero_fraction']:.1f}% of activations |h| < "
+                     f"{s['near_zero_threshold']:g}")
     if "denoising" in test:
         d = test["denoising"]
-        lines.append(f"denoising ({d['noise']} {d['noise_level']:g}): error {d['error_from_corrupted_input']:.3f} "
+        lines.append(f"denoising ({d['noise']} {d['noise_level']:g}): error "
+                     f"{d['error_from_corrupted_input']:.3f} "
                      f"from corrupted inputs vs {d['error_from_clean_input']:.3f} from clean ones ({units}); "
                      f"squared distance to the clean input {d['squared_distance_corrupted_to_clean']:.3f} "
                      f"corrupted -> {d['squared_distance_denoised_to_clean']:.3f} denoised")
@@ -535,7 +538,8 @@ def _metric_lines(test, model):
     if "contraction" in test:
         c = test["contraction"]
         lines.append(f"code displacement per unit input perturbation: "
-                     f"{c['mean_code_displacement_per_unit_perturbation']:.4g} (Gaussian, sigma {c['sigma']:.3g})")
+                     f"{c['mean_code_displacement_per_unit_perturbation']:.4g} (Gaussian, sigma "
+                     f"{c['sigma']:.3g})")
     return lines
 
 
@@ -594,7 +598,9 @@ def _figures(model, kind, Xt, yt, info, history, out, seed):
                 else:
                     _say("t-SNE skipped: scikit-learn is not installed (pip install scikit-learn); "
                          "latent_scatter.png shows PCA only")
-        plotting.latent_scatter(Z, yt if yt is not None else None, title=f"held-out {what}",
+        title = f"held-out {what}" + ("\n(the label is the decoder's input, so the code need not "
+                                      "separate the classes)" if kind == "cvae" else "")
+        plotting.latent_scatter(Z, yt if yt is not None else None, title=title,
                                 class_names=list(classes) if classes else None,
                                 projection=projection, seed=seed, path=target("latent_scatter.png"))
     if shape is not None and kind == "cvae":
@@ -668,7 +674,8 @@ def _read_spec(run_dir, model):
         with open(metrics_path, encoding="utf-8") as fh:
             metrics = json.load(fh)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{metrics_path} cannot be read ({exc}); pass --data to evaluate without it") from None
+        raise UserError(f"{metrics_path} cannot be read ({exc}); pass --data to evaluate without "
+                        f"it") from None
     if not isinstance(metrics, dict) or not isinstance(metrics.get("data_spec"), dict):
         raise UserError(f"{metrics_path} holds no data_spec (not written by npae train?); pass --data")
     if metrics.get("class_name") not in (None, type(model).__name__):

@@ -415,14 +415,13 @@ def class_grid(model, values=np.linspace(-2, 2, 9), image_shape=None, *, dims=(0
     latent_dim = int(model.latent_dim)
     values = np.asarray(values, dtype=np.float64).ravel()
     dims = [d for d in dims if d < latent_dim]
-    fig = None
     panels = []
     for d in dims:
         Z = np.zeros((n_classes, values.size, latent_dim))
         Z[:, :, d] = values
         ys = np.repeat(np.arange(n_classes), values.size)
         panels.append(np.asarray(model.decode(Z.reshape(-1, latent_dim), ys), dtype=np.float64))
-    images, image_shape = _as_flat_images(panels[0], image_shape)
+    _, image_shape = _as_flat_images(panels[0], image_shape)
     h, w = image_shape[:2]
     scale = 0.35 if max(h, w) <= 8 else 0.6
     fig = new_figure((len(dims) * (values.size * scale + 1.0) + 0.4, n_classes * scale + 1.0))
@@ -431,7 +430,8 @@ def class_grid(model, values=np.linspace(-2, 2, 9), image_shape=None, *, dims=(0
         ax = fig.add_subplot(1, len(dims), i + 1)
         _draw_grid(ax, imgs, image_shape, values.size, names, 0.0, 1.0, "gray")
         others = ", ".join(f"z{k + 1}" for k in range(latent_dim) if k != d)
-        ax.set_xlabel(f"z{d + 1}: {values[0]:.3g} … {values[-1]:.3g}" + (f"  ({others} = 0)" if others else ""))
+        ax.set_xlabel(f"z{d + 1}: {values[0]:.3g} … {values[-1]:.3g}"
+                      + (f"  ({others} = 0)" if others else ""))
         ax.set_ylabel("class y")
     fig.suptitle(title or "conditional VAE: one row per class, the same code z along each column")
     fig.tight_layout()
@@ -531,7 +531,7 @@ def denoising_triplets(noisy, denoised, clean, image_shape=None, *, n=10, title=
         if clean[sl].shape[0] < m:
             break
         rows += [noisy[sl], denoised[sl], clean[sl]]
-        labels += ["noisy input", "denoised output", "clean target"]
+        labels += ["corrupted input", "denoised output", "clean target"]
     return image_grid(np.concatenate(rows), image_shape, n_cols=m, row_labels=labels,
                       title=title or "held-out inputs corrupted as in training, and their reconstructions",
                       path=path)

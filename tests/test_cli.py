@@ -147,7 +147,8 @@ def test_the_contraction_measure_agrees_with_the_encoder_jacobian(tmp_path, caps
     c = metrics["test"]["contraction"]
     expected = np.sqrt(J2.mean() / Xt.shape[1])
     assert c["rms_code_displacement_per_unit_perturbation"] == pytest.approx(expected, rel=0.1)
-    assert c["mean_code_displacement_per_unit_perturbation"] <= c["rms_code_displacement_per_unit_perturbation"]
+    assert c["mean_code_displacement_per_unit_perturbation"] <= \
+        c["rms_code_displacement_per_unit_perturbation"]
     if hasattr(model, "jacobian_frobenius"):
         assert metrics["test"]["jacobian"]["mean_frobenius_sq"] == pytest.approx(J2.mean(), rel=1e-5)
 
@@ -159,7 +160,8 @@ def test_flags_that_do_not_apply_are_refused(capsys):
         (["train", "dae", "--likelihood", "gaussian"], "--likelihood applies to vae, cvae only"),
         (["train", "sae", "--variance", "shared"], "--variance applies to vae, cvae only"),
         (["train", "vae", "--rho", "0.1"], "--rho applies to sae only"),
-        (["train", "sae", "--penalty", "l1", "--rho", "0.1"], "--rho is the target activation of --penalty kl"),
+        (["train", "sae", "--penalty", "l1", "--rho", "0.1"],
+         "--rho is the target activation of --penalty kl"),
         (["train", "cae", "--warmup", "3"], "--warmup applies to vae, cvae only"),
         (["train", "ae", "--contractive-weight", "1"], "--contractive-weight applies to cae only"),
         (["train", "vae", "--test-split", "t10k"], "--test-split applies to the IDX sets"),
@@ -222,7 +224,8 @@ def test_likelihood_flag(tmp_path, capsys):
                           "--variance", "per_feature"], capsys)
     assert code == 0 and json.loads((tmp_path / "p" / "metrics.json").read_text())["config"][
         "variance"] == "per_feature", err
-    code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path / "v"), "--variance", "shared"], capsys)
+    code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path / "v"), "--variance", "shared"],
+                         capsys)
     assert code == 1 and "--variance is the Gaussian decoder's" in one_line_error(err)
 
 
@@ -374,7 +377,8 @@ def test_tsne_is_optional(tmp_path, capsys, monkeypatch):
     (["train", "vae", "--data", "mnist", "--data-dir", "{tmp}/none"], 1, "not found"),
     (["train", "vae", "--data", "mnist", "--data-dir", "{tmp}/corrupt"], 1, "not an IDX file"),
     (["train", "vae", "--out", "{tmp}/a_file/run"], 1, "cannot create output folder"),
-    (["train", "vae", "--binarize", "static", "--data", "moons"], 1, "--binarize static needs data in [0, 1]"),
+    (["train", "vae", "--binarize", "static", "--data", "moons"], 1,
+     "--binarize static needs data in [0, 1]"),
     (["evaluate", "{tmp}/missing"], 1, "no model file"),
     (["evaluate", "{tmp}/a_file"], 1, "a_file"),
 ])
@@ -420,7 +424,8 @@ def test_resume_continues_the_checkpoint_bit_for_bit(tmp_path, capsys):
     assert (tmp_path / "cut" / "checkpoint.npz").exists()
     code, out, err = run([*base, "--epochs", "4", "--out", str(tmp_path / "cut"), "--resume"], capsys)
     assert code == 0, err
-    full, resumed = npae.load(str(tmp_path / "full" / "model.npz")), npae.load(str(tmp_path / "cut" / "model.npz"))
+    full = npae.load(str(tmp_path / "full" / "model.npz"))
+    resumed = npae.load(str(tmp_path / "cut" / "model.npz"))
     for name in full.params:
         np.testing.assert_array_equal(full.params[name], resumed.params[name])
 

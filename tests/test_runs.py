@@ -21,7 +21,8 @@ ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH
 #: A child's first lines: npae/runs.py loaded on its own (it needs only the standard library), so
 #: that children start in milliseconds, not after importing numpy and numba.
 LOAD_RUNS = ("import importlib.util, sys\n"
-             f"spec = importlib.util.spec_from_file_location('runs', {os.path.join(ROOT, 'npae', 'runs.py')!r})\n"
+             f"spec = importlib.util.spec_from_file_location(\n"
+             f"    'runs', {os.path.join(ROOT, 'npae', 'runs.py')!r})\n"
              "runs = importlib.util.module_from_spec(spec); spec.loader.exec_module(runs)\n")
 
 
@@ -92,7 +93,8 @@ def test_many_takers_of_one_stale_lock_give_one_holder(tmp_path):
     folder = tmp_path / "run"
     write_lock(folder, pid=dead_pid(), host=socket.gethostname(), started=time.time())
     script = (LOAD_RUNS + "import time\n"
-              "try:\n    lock = runs.RunLock(sys.argv[1]).acquire(); print('won', flush=True); time.sleep(1)\n"
+              "try:\n    lock = runs.RunLock(sys.argv[1]).acquire()\n"
+              "    print('won', flush=True)\n    time.sleep(1)\n"
               "except runs.FolderInUse:\n    print('lost')\n")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE,
                               text=True, env=ENV) for _ in range(4)]
@@ -151,7 +153,8 @@ def test_the_write_probe_names_the_folder(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
     monkeypatch.setattr(runs.tempfile, "mkstemp", refuse)
-    with pytest.raises(runs.OutputError, match=f"cannot write to output folder '{tmp_path}': Permission denied"):
+    with pytest.raises(runs.OutputError,
+                       match=f"cannot write to output folder '{tmp_path}': Permission denied"):
         runs.check_writable(tmp_path)
 
 
@@ -202,7 +205,8 @@ def test_a_killed_save_leaves_a_temp_file_that_the_next_run_removes(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text('{"old": true}')
     script = (LOAD_RUNS + "import time\n"
-              "def slow(fh):\n    fh.write(b'{\"half\": '); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
+              "def slow(fh):\n    fh.write(b'{\"half\": ')\n    fh.flush()\n"
+              "    print('writing', flush=True)\n    time.sleep(60)\n"
               "runs.atomic_write(sys.argv[1], slow)\n")
     child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True,
                              env=ENV)
