@@ -96,6 +96,12 @@ class ReferenceOps:
         return F.bce_with_logits_loss(logits, target)
 
     @staticmethod
+    def bernoulli_log_likelihood(logits, target):
+        """``log p(x | z) = −bce_with_logits_sum(logits, target)`` per row (forward only; the
+        IWAE estimate's hot loop); ``target`` broadcasts over leading sample axes."""
+        return -F.bce_with_logits_sum(logits, target)
+
+    @staticmethod
     def reparam_kl_forward(mu, logvar, eps):
         """``z = mu + exp(½ logvar) eps`` and the KL to N(0, I) summed over the batch.
         Returns ``(z, kl_sum, cache)``; ``eps`` may carry a sample axis (L, B, Z)."""
@@ -118,6 +124,11 @@ class ReferenceOps:
     def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
         """:func:`npae.updates.adam_update`, in place."""
         updates.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
+
+    @staticmethod
+    def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
+        """The reference backend runs every epoch step by step: no compiled epoch (None)."""
+        return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,6 +185,12 @@ class FusedOps:
         return kernels.bce_with_logits_loss(logits, target)
 
     @staticmethod
+    def bernoulli_log_likelihood(logits, target):
+        """Replaces :meth:`ReferenceOps.bernoulli_log_likelihood`: the SIMD exp and log1p in
+        place, then one fused pass (:func:`npae.kernels.bernoulli_log_likelihood`)."""
+        return kernels.bernoulli_log_likelihood(logits, target)
+
+    @staticmethod
     def reparam_kl_forward(mu, logvar, eps):
         """Replaces :meth:`ReferenceOps.reparam_kl_forward` for one sample per example (sampler and
         KL in one pass, :func:`npae.kernels.reparam_kl_forward_fused`); several samples run the
@@ -201,13 +218,28 @@ class FusedOps:
         coef = kernels.adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
         kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), coef)
 
+    @staticmethod
+    def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
+        """Replaces the per-step loop of an epoch by one numba call (:class:`CompiledEpoch`) when
+        the model (``model._compiled_spec()``), the optimizer and the data allow it; None
+        otherwise, and the per-step path runs, silently and correctly."""
+        spec = model._compiled_spec() if hasattr(model, "_compiled_spec") else None
+        if spec is None or flat is None or len(data) != 1 or getattr(opt, "compiled_kind", None) is None:
+            return None
+        for chain in spec["chains"]:
+            for step in chain.steps:
+                if not hasattr(step, "act_name") or step.act_name not in kernels.EPOCH_ACT_CODES:
+                    return None
+        return CompiledEpoch(model, spec, opt, flat, clip_norm, batch_size, data[0].shape[1])
+
 
 # --------------------------------------------------------------------------------------------------
 # the switch
 # --------------------------------------------------------------------------------------------------
 IMPLEMENTATIONS = {"reference": ReferenceOps, "fused": FusedOps}
-UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "reparam_kl_forward",
-         "reparam_kl_backward", "adam_update")
+UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "bernoulli_log_likelihood",
+         "reparam_kl_forward",
+         "reparam_kl_backward", "adam_update", "epoch_runner")
 
 
 class Ops:
@@ -270,6 +302,110 @@ def _initial_backend():
                       f"{', '.join(available())}); using {default!r}", stacklevel=2)
         return default
     return requested
+
+
+
+# --------------------------------------------------------------------------------------------------
+# the compiled epoch (fused backend only)
+# --------------------------------------------------------------------------------------------------
+class CompiledEpoch:
+    """One numba call per epoch for the models whose whole step the kernels express
+    (``model._compiled_spec()``: a plain MLP Autoencoder, or a VAE with the closed-form KL, one
+    sample, no condition and a Bernoulli or unit-variance Gaussian decoder) with SGD, momentum,
+    Nesterov or Adam (weight decay and clipping included).
+
+    Reference: the per-step path of :func:`npae.training.fit_loop`; the epoch draws the same random
+    numbers from ``model.rng`` in the same order (the permutation, then each batch's eps), so both
+    give the same parameters and history (``tests/test_compiled_epoch.py``). The workspace (every
+    activation and gradient buffer of a step) is allocated once, here.
+    """
+
+    def __init__(self, model, spec, opt, flat, clip_norm, batch_size, n_features):
+        self.model, self.opt, self.flat = model, opt, flat
+        self.kind = spec["kind"]
+        self.clip = float(clip_norm) if clip_norm is not None else 0.0
+        theta = flat.param_data
+        self.dtype = theta.dtype
+        offsets = {name: off for name, off, _ in flat.layout}
+        rows, hyper, pos = [], [], 0
+        B = int(batch_size)
+        encoder, decoder = spec["chains"]
+        self.n_enc = len(encoder.steps)
+        for chain in (encoder, decoder):
+            names = {id(layer): name for name, layer, key in chain.entries if key == "W"}
+            for step in chain.steps:
+                dense = step.dense
+                name = names[id(dense)]
+                nin, nout = dense.n_in, dense.n_out
+                code = kernels.EPOCH_ACT_CODES[step.act_name]
+                offA = pos
+                pos += B * nout
+                if code == 0:
+                    offH = offA
+                else:
+                    offH = pos
+                    pos += 2 * B * nout  # H, then the activation's gradient
+                offD = pos
+                pos += B * nin
+                rows.append([offsets[name], offsets[name[:-1] + "b"], nin, nout, code, offA, offH, offD])
+                hyper.append(step.hyper.get("slope", step.hyper.get("alpha", 0.0)))
+        D = int(n_features)
+        Z = spec.get("latent_dim", 1)
+        extra = [B * D, B * 2 * Z, B * D, B * Z, B * Z, B * Z, B * Z]  # xb, dh, dout, z, mask, ½σε, ½em1
+        self.offs = np.zeros(len(extra), dtype=np.int64)
+        for k, size in enumerate(extra):
+            self.offs[k] = pos
+            pos += size
+        self.ws = np.zeros(pos, dtype=self.dtype)
+        self.lay = np.array(rows, dtype=np.int64)
+        self.hyp = np.array(hyper, dtype=self.dtype)
+        self.spec = spec
+        self.batch_size = B
+        slots = opt.flat_state(flat) if opt.slots else []
+        self.m = slots[0] if slots else np.zeros(1, dtype=self.dtype)
+        self.v = slots[1] if len(slots) > 1 else np.zeros(1, dtype=self.dtype)
+        self.opt_code = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}[opt.compiled_kind]
+        self.term_names = ("loss", "recon", "kl") if self.kind == "vae" else ("loss",)
+
+    def _coefficients(self, n_batches):
+        """Each step's optimizer coefficients, computed as the per-step path computes them."""
+        opt, dt = self.opt, self.dtype
+        if self.opt_code == 3:
+            return np.stack([kernels.adam_coefficients(opt.lr, opt.beta1, opt.beta2, opt.eps, opt.t + 1 + b, dt)
+                             for b in range(n_batches)])
+        momentum = getattr(opt, "momentum", 0.0)
+        return np.tile(np.array([opt.lr, momentum, 0, 0, 0, 0], dtype=dt), (n_batches, 1))
+
+    def run(self, perm, X):
+        """Train one epoch on ``X`` in the order ``perm``; returns ``(terms, steps, bad)``: the
+        per-batch loss terms (n_batches, n_terms), the number of steps applied and, when a step
+        diverged, ``(batch, kind)`` (its parameters untouched, its gradients in the flat array)."""
+        model, n = self.model, X.shape[0]
+        n_batches = -(-n // self.batch_size)
+        spec = model._compiled_spec()
+        coefs = self._coefficients(n_batches)
+        wd = self.dtype.type(self.opt.weight_decay)
+        counts = np.array([0, 0, -1, 0], dtype=np.int64)
+        theta, grad = self.flat.param_data, self.flat.grad_data
+        X = np.ascontiguousarray(X)
+        perm = np.ascontiguousarray(perm, dtype=np.int64)
+        if self.kind == "vae":
+            eps = model.rng.standard_normal((n, spec["latent_dim"])).astype(self.dtype, copy=False)
+            terms = np.zeros((n_batches, 3))
+            steps = kernels.vae_epoch(X, perm, eps, self.batch_size, theta, grad, self.m, self.v,
+                                      self.ws, self.lay, self.hyp, self.n_enc, spec["latent_dim"],
+                                      spec["likelihood"], self.dtype.type(spec["beta"]), self.offs,
+                                      self.opt_code, coefs, wd, self.clip, terms, counts)
+            model.clamp_count_ += int(counts[0])
+            model.clamp_entries_ += int(counts[1])
+        else:
+            terms = np.zeros((n_batches, 1))
+            steps = kernels.ae_epoch(X, perm, self.batch_size, theta, grad, self.m, self.v, self.ws,
+                                     self.lay, self.hyp, self.n_enc, spec["loss"], self.offs,
+                                     self.opt_code, coefs, wd, self.clip, terms, counts)
+        self.opt.t += int(steps)
+        bad = (int(counts[2]), int(counts[3])) if counts[2] >= 0 else None
+        return terms, int(steps), bad
 
 
 set_backend(_initial_backend())

@@ -48,9 +48,8 @@ def encoder_gradient_estimates(model, x, n_samples=1000, seed=None):
         raise InputTypeError("encoder_gradient_estimates supports an unconditional npae.VAE only")
     check_scalar("n_samples", n_samples, low=2, integer=True)
     mu, logvar = model.posterior(x)  # (B, Z); the encoder keeps its caches for S backward passes
-    x = model._check_X(x, "x")
-    rng = model._eval_rng(None) if seed is None else make_rng(seed)
-    B, Z, S = x.shape[0], model.latent_dim, int(n_samples)
+    rng = model.evaluation_rng() if seed is None else make_rng(seed)
+    B, Z, S = mu.shape[0], model.latent_dim, int(n_samples)
     eps = rng.standard_normal((S, B, Z)).astype(model.dtype)  # (S, B, Z)
 
     # one forward for all draws

@@ -164,6 +164,21 @@ def _reparam_kl_backward(dz, eps, std, em1, dlogvar_sampler, dlogvar_kl):
             dlogvar_kl[i, j] = 0.5 * em1[i, j]
 
 
+def _bernoulli_rows(s, t, l1p, out):
+    """``out[k, b] = −Σ_d [max(s, 0) − s t + log1p(e^{−|s|})]`` for logits ``s`` (K, B, D), targets
+    ``t`` (B, D) shared by the K draws and ``l1p = log1p(e^{−|s|})`` (K, B, D) from NumPy's
+    vectorized ufuncs: the per-example Bernoulli log-likelihood of K decodings, one pass, the sum in
+    float64. Reference: ``−functional.bce_with_logits_sum(s, t)`` ([LOSS-5])."""
+    K, B, D = s.shape
+    for k in range(K):
+        for b in range(B):
+            acc = 0.0
+            for d in range(D):
+                x = s[k, b, d]
+                acc += float(max(x, 0) - x * t[b, d] + l1p[k, b, d])
+            out[k, b] = -acc
+
+
 # --------------------------------------------------------------------------------------------------
 # Jitted versions, made at import. cache=True stores the machine code in __pycache__, so only the
 # first run after an edit pays for compilation. error_model="numpy" lets a division return inf
@@ -182,6 +197,7 @@ bce_with_logits = _jit(_bce_with_logits)
 adam = _jit(_adam)
 reparam_kl_forward = _jit(_reparam_kl_forward)
 reparam_kl_backward = _jit(_reparam_kl_backward)
+bernoulli_rows = _jit(_bernoulli_rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,6 +214,23 @@ def bce_with_logits_loss(logits, target):
     dlogits = np.empty_like(logits)  # (B, D)
     total = bce_with_logits(logits, target, e, log1p_e, dlogits, scalar(1.0 / B, logits))
     return float(total) / B, dlogits
+
+
+def bernoulli_log_likelihood(logits, target):
+    """Same as ``−functional.bce_with_logits_sum(logits, target)``: ``log p(x | z)`` per row of
+    logits (..., B, D) against targets (B, D) broadcast over the leading axes; two SIMD ufunc
+    passes (exp, log1p) and one fused pass for the rest."""
+    s = np.ascontiguousarray(logits)
+    shape = s.shape
+    s3 = s.reshape((-1,) + shape[-2:])  # (K, B, D)
+    t = np.ascontiguousarray(np.broadcast_to(target, shape[-2:]), dtype=s.dtype)
+    l1p = np.abs(s3)
+    np.negative(l1p, out=l1p)
+    np.exp(l1p, out=l1p)
+    np.log1p(l1p, out=l1p)
+    out = np.empty(s3.shape[:2], dtype=np.float64)
+    bernoulli_rows(s3, t, l1p, out)
+    return out.astype(s.dtype, copy=False).reshape(shape[:-1])
 
 
 def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
@@ -243,6 +276,331 @@ def reparam_kl_backward_fused(dz, cache):
     reparam_kl_backward(dz, eps, std, em1, dlogvar_sampler, dlogvar_kl)
     return dz, dlogvar_sampler, mu, dlogvar_kl
 
+
+
+# ==================================================================================================
+# The compiled epoch: every step of one epoch of an MLP autoencoder or VAE in one numba call.
+# Reference: the per-step path (npae.training.fit_loop calling the model's step, the backend units,
+# npae.training.check_step and the optimizer), which it must reproduce, the same random numbers in
+# the same order included (tests/test_compiled_epoch.py). Layer table ``lay`` (one row per Dense
+# layer, int64): offW, offb, n_in, n_out, activation code, offA, offH, offD — offsets into the flat
+# parameters (W, b; also into the flat gradients) and into the workspace ``ws`` (pre-activation A,
+# post-activation H (== A for the identity), input gradient D); ``hyp`` the layer's slope / alpha.
+# ==================================================================================================
+#: activation name -> code of the compiled epoch's elementwise loops
+EPOCH_ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softplus": 5,
+                   "elu": 6}
+
+
+def _ep_view(ws, off, rows, cols):
+    return ws[off:off + rows * cols].reshape((rows, cols))
+
+
+def _ep_act_forward(A, H, code, p):
+    """H = f(A) elementwise (reference: the activation pairs of npae.functional)."""
+    B, n = A.shape
+    for i in range(B):
+        for j in range(n):
+            a = A[i, j]
+            if code == 0:
+                h = a
+            elif code == 1:
+                h = a if a > 0 else 0 * a
+            elif code == 2:
+                h = a if a > 0 else p * a
+            elif code == 3:
+                e = math.exp(-abs(a))
+                h = 1 / (1 + e) if a >= 0 else e / (1 + e)
+            elif code == 4:
+                h = math.tanh(a)
+            elif code == 5:
+                h = max(a, 0) + math.log1p(math.exp(-abs(a)))
+            else:
+                h = a if a > 0 else p * math.expm1(min(a, 0))
+            H[i, j] = h
+
+
+def _ep_act_backward(D, A, H, DA, code, p):
+    """DA = D · f'(A) elementwise (reference: the activation pairs' backward)."""
+    B, n = D.shape
+    for i in range(B):
+        for j in range(n):
+            d = D[i, j]
+            a = A[i, j]
+            if code == 0:
+                g = d
+            elif code == 1:
+                g = d if a > 0 else 0 * d
+            elif code == 2:
+                g = d if a > 0 else p * d
+            elif code == 3:
+                g = d * H[i, j] * (1 - H[i, j])
+            elif code == 4:
+                g = d * (1 - H[i, j] * H[i, j])
+            elif code == 5:
+                e = math.exp(-abs(a))
+                g = d * (1 / (1 + e) if a >= 0 else e / (1 + e))
+            else:
+                g = d if a > 0 else d * (H[i, j] + p)
+            DA[i, j] = g
+
+
+def _ep_forward(x, theta, ws, lay, hyp, l0, l1, B, Bmax):
+    """Dense layers l0..l1−1 on the batch x (B rows); returns the last layer's output (a view)."""
+    h = x
+    for l in range(l0, l1):
+        offW, offb, nin, nout, code, offA, offH = lay[l, 0], lay[l, 1], lay[l, 2], lay[l, 3], lay[l, 4], lay[l, 5], lay[l, 6]
+        W = theta[offW:offW + nin * nout].reshape((nin, nout))
+        A = ep_view(ws, offA, Bmax, nout)[:B]
+        np.dot(h, W, A)
+        for i in range(B):
+            for j in range(nout):
+                A[i, j] += theta[offb + j]
+        if code == 0:
+            h = A
+        else:
+            H = ep_view(ws, offH, Bmax, nout)[:B]
+            ep_act_forward(A, H, code, hyp[l])
+            h = H
+    return h
+
+
+def _ep_backward(dout, x, theta, grad, ws, lay, hyp, l0, l1, B, Bmax, input_grad):
+    """Backpropagate ``dout`` (gradient of the last layer's output) through layers l1−1..l0,
+    writing dW and db into ``grad``; returns the gradient of the chain's input when
+    ``input_grad`` (else the last computed one)."""
+    d = dout
+    for l in range(l1 - 1, l0 - 1, -1):
+        offW, offb, nin, nout, code, offA, offH, offD = lay[l, 0], lay[l, 1], lay[l, 2], lay[l, 3], lay[l, 4], lay[l, 5], lay[l, 6], lay[l, 7]
+        A = ep_view(ws, offA, Bmax, nout)[:B]
+        if code == 0:
+            da = d
+        else:
+            H = ep_view(ws, offH, Bmax, nout)[:B]
+            da = ep_view(ws, offH + Bmax * nout, Bmax, nout)[:B]
+            ep_act_backward(d, A, H, da, code, hyp[l])
+        if l > l0:
+            prev = lay[l - 1]
+            h_in = ep_view(ws, prev[6], Bmax, nin)[:B]
+        else:
+            h_in = x
+        W = theta[offW:offW + nin * nout].reshape((nin, nout))
+        dW = grad[offW:offW + nin * nout].reshape((nin, nout))
+        np.dot(h_in.T, da, dW)
+        for j in range(nout):
+            s = 0 * da[0, 0]
+            for i in range(B):
+                s += da[i, j]
+            grad[offb + j] = s
+        if l > l0 or input_grad:
+            D = ep_view(ws, offD, Bmax, nin)[:B]
+            np.dot(da, W.T, D)
+            d = D
+    return d
+
+
+def _ep_update(theta, grad, m, v, opt, c, wd, sq, clip):
+    """Clip by the global norm (``sq`` = Σ g²) and take one optimizer step on the flat arrays.
+    ``opt``: 0 SGD, 1 momentum, 2 Nesterov, 3 Adam; ``c``: this step's coefficients (Adam:
+    step, eps_hat, β1, β2, 1 − β1, 1 − β2; SGD/momentum: lr, μ). Reference: check_step's
+    clipping [CLIP-2], npae.updates (weight decay [OPT-1] first)."""
+    if clip > 0:
+        norm = math.sqrt(sq)
+        if norm > clip:
+            scale = clip / norm
+            for k in range(grad.shape[0]):
+                grad[k] *= scale
+    for k in range(theta.shape[0]):
+        g = grad[k] + wd * theta[k] if wd != 0 else grad[k]
+        if opt == 3:
+            mk = c[2] * m[k] + c[4] * g
+            vk = c[3] * v[k] + c[5] * (g * g)
+            m[k] = mk
+            v[k] = vk
+            theta[k] -= c[0] * mk / (math.sqrt(vk) + c[1])
+        elif opt == 0:
+            theta[k] -= c[0] * g
+        else:
+            vk = m[k] * c[1] + g
+            m[k] = vk
+            if opt == 2:
+                theta[k] -= c[0] * (g + c[1] * vk)
+            else:
+                theta[k] -= c[0] * vk
+
+
+def _ep_gather(X, perm, start, B, xb):
+    D = X.shape[1]
+    for i in range(B):
+        r = perm[start + i]
+        for j in range(D):
+            xb[i, j] = X[r, j]
+
+
+def _ep_finite(x):
+    """x is neither NaN nor ±inf, by comparisons only: numba's math.isfinite is x − x == 0, which
+    the 'reassoc' fast-math flag folds to True (compiled without fast-math, see below)."""
+    return x == x and x != math.inf and x != -math.inf
+
+
+def _ep_sq(grad):
+    s = 0.0
+    for k in range(grad.shape[0]):
+        s += float(grad[k] * grad[k])
+    return s
+
+
+def _vae_epoch(X, perm, eps, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, Z, lik, beta, offs,
+               opt, coefs, wd, clip, terms, counts):
+    """One epoch of VAE steps (closed-form KL, one sample, Bernoulli (``lik`` 0) or unit-variance
+    Gaussian (``lik`` 1) decoder). Reference: VAE._elbo_step through the backend units, batch by
+    batch. ``eps`` (N, Z): the epoch's noise in draw order; ``offs``: workspace offsets of the
+    batch, dh, dout, z, the clamp mask, ½σ·eps and ½expm1(logvar); ``terms`` (n_batches, 3)
+    receives loss, recon, kl; ``counts``: [clamped, entries, first bad batch (−1), bad kind
+    (1 loss, 2 gradient)]. Returns the number of steps taken."""
+    N, D = X.shape
+    n_layers = lay.shape[0]
+    Bmax = Bsz
+    nb = (N + Bsz - 1) // Bsz
+    log2pi = math.log(2 * math.pi)
+    for b in range(nb):
+        start = b * Bsz
+        B = min(Bsz, N - start)
+        xb = ep_view(ws, offs[0], Bmax, D)[:B]
+        ep_gather(X, perm, start, B, xb)
+        h = ep_forward(xb, theta, ws, lay, hyp, 0, n_enc, B, Bmax)  # (B, 2Z): [mu | logvar_raw]
+        zb = ep_view(ws, offs[3], Bmax, Z)[:B]
+        mask = ep_view(ws, offs[4], Bmax, Z)[:B]
+        half_std_eps = ep_view(ws, offs[5], Bmax, Z)[:B]
+        half_em1 = ep_view(ws, offs[6], Bmax, Z)[:B]
+        kl = 0.0
+        clamped = 0
+        for i in range(B):
+            for j in range(Z):
+                lv = h[i, Z + j]
+                inside = 1
+                if lv < -30.0:
+                    lv = -30.0
+                    inside = 0
+                elif lv > 30.0:
+                    lv = 30.0
+                    inside = 0
+                clamped += 1 - inside
+                mu = h[i, j]
+                std = math.exp(0.5 * lv)
+                em1 = math.expm1(lv)
+                e = eps[start + i, j]
+                zb[i, j] = mu + std * e
+                kl += 0.5 * float(mu * mu + em1 - lv)
+                mask[i, j] = inside
+                half_std_eps[i, j] = 0.5 * std * e
+                half_em1[i, j] = 0.5 * em1
+        counts[0] += clamped
+        counts[1] += B * Z
+        out = ep_forward(zb, theta, ws, lay, hyp, n_enc, n_layers, B, Bmax)  # (B, D)
+        dout = ep_view(ws, offs[2], Bmax, D)[:B]
+        recon = 0.0
+        for i in range(B):
+            row = 0.0
+            for j in range(D):
+                s = out[i, j]
+                t = xb[i, j]
+                if lik == 0:
+                    e = math.exp(-abs(s))
+                    row += float(max(s, 0) - s * t + math.log1p(e))
+                    p = (1 if s >= 0 else e) / (1 + e)
+                    dout[i, j] = (p - t) / B
+                else:
+                    r = s - t
+                    row += 0.5 * float(log2pi + r * r)
+                    dout[i, j] = r / B
+            recon += row
+        recon /= B
+        kl_mean = kl / B
+        loss = recon + beta * kl_mean
+        terms[b, 0] = loss
+        terms[b, 1] = recon
+        terms[b, 2] = kl_mean
+        dzc = ep_backward(dout, zb, theta, grad, ws, lay, hyp, n_enc, n_layers, B, Bmax, True)
+        dh = ep_view(ws, offs[1], Bmax, 2 * Z)[:B]
+        w = beta / B
+        for i in range(B):
+            for j in range(Z):
+                dz = dzc[i, j]
+                dh[i, j] = dz + w * h[i, j]  # the fan-in: sampler + KL
+                dh[i, Z + j] = (dz * half_std_eps[i, j] + w * half_em1[i, j]) * mask[i, j]
+        ep_backward(dh, xb, theta, grad, ws, lay, hyp, 0, n_enc, B, Bmax, False)
+        sq = ep_sq(grad)
+        if not ep_finite(loss) or not ep_finite(sq):
+            counts[2] = b
+            counts[3] = 1 if not ep_finite(loss) else 2
+            return b
+        ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip)
+    return nb
+
+
+def _ae_epoch(X, perm, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, loss_kind, offs, opt, coefs, wd,
+              clip, terms, counts):
+    """One epoch of Autoencoder steps: ``loss_kind`` 0 BCE from logits, 1 MSE on σ(logits),
+    2 MSE on the logits. Reference: Autoencoder._loss_and_grads through the backend units."""
+    N, D = X.shape
+    n_layers = lay.shape[0]
+    Bmax = Bsz
+    nb = (N + Bsz - 1) // Bsz
+    for b in range(nb):
+        start = b * Bsz
+        B = min(Bsz, N - start)
+        xb = ep_view(ws, offs[0], Bmax, D)[:B]
+        ep_gather(X, perm, start, B, xb)
+        z = ep_forward(xb, theta, ws, lay, hyp, 0, n_enc, B, Bmax)
+        out = ep_forward(z, theta, ws, lay, hyp, n_enc, n_layers, B, Bmax)
+        dout = ep_view(ws, offs[2], Bmax, D)[:B]
+        total = 0.0
+        for i in range(B):
+            row = 0.0
+            for j in range(D):
+                s = out[i, j]
+                t = xb[i, j]
+                if loss_kind == 0:
+                    e = math.exp(-abs(s))
+                    row += float(max(s, 0) - s * t + math.log1p(e))
+                    p = (1 if s >= 0 else e) / (1 + e)
+                    dout[i, j] = (p - t) / B
+                elif loss_kind == 1:
+                    e = math.exp(-abs(s))
+                    p = 1 / (1 + e) if s >= 0 else e / (1 + e)
+                    r = p - t
+                    row += float(r * r)
+                    dout[i, j] = (2 * r / B) * p * (1 - p)
+                else:
+                    r = s - t
+                    row += float(r * r)
+                    dout[i, j] = 2 * r / B
+            total += row
+        loss = total / B
+        terms[b, 0] = loss
+        dz = ep_backward(dout, z, theta, grad, ws, lay, hyp, n_enc, n_layers, B, Bmax, True)
+        ep_backward(dz, xb, theta, grad, ws, lay, hyp, 0, n_enc, B, Bmax, False)
+        sq = ep_sq(grad)
+        if not ep_finite(loss) or not ep_finite(sq):
+            counts[2] = b
+            counts[3] = 1 if not ep_finite(loss) else 2
+            return b
+        ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip)
+    return nb
+
+
+ep_view = _jit(_ep_view)
+ep_act_forward = _jit(_ep_act_forward)
+ep_act_backward = _jit(_ep_act_backward)
+ep_forward = _jit(_ep_forward)
+ep_backward = _jit(_ep_backward)
+ep_update = _jit(_ep_update)
+ep_gather = _jit(_ep_gather)
+ep_sq = _jit(_ep_sq)
+ep_finite = njit(cache=True, error_model="numpy")(_ep_finite) if ENABLED else _ep_finite
+vae_epoch = _jit(_vae_epoch)
+ae_epoch = _jit(_ae_epoch)
 
 
 # ==================================================================================================

@@ -167,9 +167,17 @@ class Model(ParamsMixin):
         """One training step on a batch: ``(loss, grads)``, with ``last_terms`` set."""
         return self._loss_and_grads(*batch)
 
+    def _step_is(self, owner, *names):
+        """True when this object's training step is ``owner``'s own: neither ``_train_batch`` nor
+        any of ``names`` is overridden by a subclass (a compiled epoch would bypass an override)."""
+        cls = type(self)
+        if cls._train_batch is not Model._train_batch:
+            return False
+        return all(getattr(cls, name) is getattr(owner, name) for name in names)
+
     def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
             progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
-            resume=None, clip_norm=None):
+            resume=None, clip_norm=None, threads=None):
         """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator; returns
         ``self`` (the per-epoch history is in ``history_``).
 
@@ -204,6 +212,10 @@ class Model(ParamsMixin):
             uninterrupted run.
         clip_norm : float, optional
             Rescale the gradients so their global norm is at most this.
+        threads : int, optional
+            BLAS threads while fitting. Default: one for a small model (its products are too small
+            to gain from a second thread, which on a busy machine costs a lot), BLAS's default for
+            a large one; ``OMP_NUM_THREADS`` and the like, when set, win (see :mod:`npae.threads`).
 
         The model is rebuilt (initial weights drawn again from the seed) unless ``warm_start`` is
         True, the model is built and its parameters did not change since; then training continues
@@ -240,10 +252,16 @@ class Model(ParamsMixin):
                                  progress=progress, verbose=verbose, patience=patience,
                                  checkpoint=checkpoint,
                                  checkpoint_every=checkpoint_every, resume=resume,
-                                 clip_norm=clip_norm)
+                                 clip_norm=clip_norm, threads=threads)
         return self
 
     # ------------------------------------------------------------------ evaluation (forward only)
+    def evaluation_rng(self, seed=None):
+        """The generator an evaluation draws its noise from: ``np.random.default_rng(seed)`` for an
+        explicit seed, else the model's evaluation stream started afresh (the same numbers at every
+        call). Never the training generator ``rng``."""
+        return self._eval_rng(seed)
+
     def _eval_rng(self, seed=None):
         """The generator of one evaluation: ``np.random.default_rng(seed)`` for an explicit seed,
         else the model's evaluation stream started afresh (the same numbers at every call, and

@@ -49,6 +49,30 @@ class Optimizer:
         for name, p in params.items():
             self._update(name, p, updates.weight_decay(grads[name], p, self.weight_decay))
 
+    def flat_state(self, flat):
+        """The state slots as 1-D arrays laid out like ``flat.param_data`` (a
+        :class:`npae.layers.FlatParams`), one per slot in ``slots`` order; their per-parameter views
+        become the optimizer's state (what :meth:`state_dict` saves and the per-array updates use),
+        so a step on the flat arrays and a step per array update the same numbers. Rebuilt,
+        keeping the values already held, when ``flat`` or the state dicts change
+        (:meth:`load_state_dict` makes new ones)."""
+        key = (flat,) + tuple(self.state[slot] for slot in self.slots)
+        cached = getattr(self, "_flat_key", None)
+        if cached is None or len(cached) != len(key) or any(a is not b for a, b in zip(key, cached)):
+            arrays = []
+            for slot in self.slots:
+                data = np.zeros_like(flat.param_data)
+                for name, view in flat.split(data).items():
+                    if name in self.state[slot]:
+                        view[...] = self.state[slot][name]
+                    self.state[slot][name] = view
+                arrays.append(data)
+            self._flat_key, self._flat_arrays = key, arrays
+        return self._flat_arrays
+
+    #: how the fused backend's compiled epoch updates with this optimizer (None: it does not)
+    compiled_kind = None
+
     def state_dict(self):
         """Plain arrays and numbers describing the optimizer fully (for checkpoints)."""
         out = {"t": self.t}
@@ -73,6 +97,8 @@ class Optimizer:
 class SGD(Optimizer):
     """p ← p − lr · g [OPT-2]."""
 
+    compiled_kind = "sgd"
+
     def _update(self, name, p, g):
         updates.sgd_update(p, g, self.lr)
 
@@ -88,6 +114,10 @@ class Momentum(Optimizer):
         self.momentum = check_scalar("momentum", momentum, low=0.0, high=1.0, high_open=True)
         self.nesterov = bool(nesterov)
 
+    @property
+    def compiled_kind(self):
+        return "nesterov" if self.nesterov else "momentum"
+
     def _update(self, name, p, g):
         updates.momentum_update(p, g, self._slot("velocity", name, p), self.lr, self.momentum,
                                 self.nesterov)
@@ -98,13 +128,13 @@ class Adam(Optimizer):
     Adam unit (:func:`npae.updates.adam_update` under ``reference``)."""
 
     slots = ("m", "v")
+    compiled_kind = "adam"
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=OPTIM_EPS, weight_decay=0.0):
         super().__init__(lr, weight_decay)
         self.beta1 = check_scalar("beta1", beta1, low=0.0, high=1.0, high_open=True)
         self.beta2 = check_scalar("beta2", beta2, low=0.0, high=1.0, high_open=True)
         self.eps = check_scalar("eps", eps, low=0.0, low_open=True)
-        self._flat_key = self._flat_moments = None
 
     def step(self, params, grads, flat=None):
         if flat is None:
@@ -115,22 +145,8 @@ class Adam(Optimizer):
         ops.adam_update(flat.param_data, g, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
 
     def _moments_like(self, flat):
-        """``m`` and ``v`` as 1-D arrays laid out like ``flat.param_data``; their per-parameter views
-        are the optimizer's state (what :meth:`state_dict` saves and :meth:`_update` updates).
-        Rebuilt, keeping the moments already held, when ``flat`` or the state dicts change
-        (:meth:`load_state_dict` makes new ones)."""
-        key = (flat, self.state["m"], self.state["v"])
-        if self._flat_key is None or any(a is not b for a, b in zip(key, self._flat_key)):
-            moments = []
-            for slot in ("m", "v"):
-                data = np.zeros_like(flat.param_data)
-                for name, view in flat.split(data).items():
-                    if name in self.state[slot]:
-                        view[...] = self.state[slot][name]
-                    self.state[slot][name] = view
-                moments.append(data)
-            self._flat_key, self._flat_moments = key, moments
-        return self._flat_moments
+        """``m`` and ``v`` laid out like ``flat.param_data`` (see :meth:`Optimizer.flat_state`)."""
+        return self.flat_state(flat)
 
     def _update(self, name, p, g):
         ops.adam_update(p, g, self._slot("m", name, p), self._slot("v", name, p), self.lr,

@@ -123,9 +123,9 @@ class Progress:
                            desc=name, unit="batch", leave=True, file=self.stream, mininterval=0.2)
         self.show_summary = bar
 
-    def batch(self):
+    def batch(self, count=1):
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(count)
 
     def epoch(self, epoch, history):
         if self.bar is not None:

@@ -35,6 +35,8 @@ import numpy as np
 
 from . import io
 from . import optim
+from . import threads as threads_policy
+from .backends import ops
 from .report import Progress
 from .validation import check_bool, check_path, check_scalar
 
@@ -232,7 +234,7 @@ def _resume(path, model, n, batch_size, epochs):
 # --------------------------------------------------------------------------------------------------
 def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, validation_data=None,
              progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
-             resume=None, clip_norm=None):
+             resume=None, clip_norm=None, threads=None):
     """Train ``model`` on the arrays in ``data`` (a tuple whose arrays share their first axis).
 
     Returns the history: a dict of per-epoch lists, one per loss term (``loss``, and e.g. ``recon``,
@@ -278,9 +280,10 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
         bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
                        start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
                        verbose=verbose)
+    n_threads = threads_policy.choose(model, batch_size, threads)
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                _deferred_sigint() as stop:
+                threads_policy.limit(n_threads), _deferred_sigint() as stop:
             _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
                         n_batches=n_batches, validation_data=validation_data, patience=patience,
                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
@@ -296,10 +299,35 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
     return st.history
 
 
+def _compiled_epoch(runner, model, data, perm, st, epoch, batch_size, clip_norm, flat):
+    """One epoch through the fused backend's compiled epoch, with the per-step path's bookkeeping:
+    the same running sums of the loss terms (batches weighted by their size, in order), the same
+    ``last_terms``, and on divergence the same :class:`DivergenceError` (raised by
+    :func:`check_step` on the step that failed, whose parameters were left untouched)."""
+    n = data[0].shape[0]
+    terms, steps, bad = runner.run(perm, data[0])
+    names = runner.term_names
+    for b in range(steps):
+        size = min(batch_size, n - b * batch_size)
+        for k, key in enumerate(names):
+            st.sums[key] = st.sums.get(key, 0.0) + float(terms[b, k]) * size
+    if bad is not None:
+        b = bad[0]
+        model.last_terms = {key: float(terms[b, k]) for k, key in enumerate(names)}
+        check_step(model, float(terms[b, 0]), flat.grads, epoch, b, clip_norm, flat)
+        raise DivergenceError(f"training diverged at epoch {epoch} batch {b}", epoch=epoch, batch=b,
+                              source="compiled epoch")  # check_step raises first; kept for safety
+    model.last_terms = {key: float(terms[steps - 1, k]) for k, key in enumerate(names)}
+
+
 def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batches, validation_data,
                 patience, checkpoint, checkpoint_every, clip_norm, rng_state):
     n = data[0].shape[0]
     model_flat = getattr(model, "flat_params", None)  # FlatParams: one-pass Adam and check
+    # the fused backend may run a whole epoch in one call; None: the per-step loop below
+    runner = None
+    if model_flat is not None and model_flat.holds(model.params, model_flat.grads):
+        runner = ops.epoch_runner(model, opt, model_flat, clip_norm, batch_size, data)
 
     def interrupted(epoch, batch):
         """The exception to raise after Ctrl-C, once every batch before ``batch`` of ``epoch``
@@ -321,6 +349,11 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
             perm, first = st.perm, st.batches_done
         else:
             perm, first, st.sums, st.batch_size = model.rng.permutation(n), 0, {}, batch_size
+        if runner is not None and first == 0:
+            _compiled_epoch(runner, model, data, perm, st, epoch, batch_size, clip_norm, model_flat)
+            if bar is not None:
+                bar.batch(n_batches)
+            first = n_batches  # every batch is done
         for b in range(first, n_batches):
             idx = perm[b * batch_size:(b + 1) * batch_size]
             batch = tuple(a[idx] for a in data)

@@ -302,7 +302,7 @@ class VAE(Model):
         """``log p(x | z)`` per row (sum over features), shape ``out.shape[:-1]``, and the cache of
         :meth:`_log_px_backward`. ``x`` (B, D) broadcasts against ``out`` (..., B, D)."""
         if self.likelihood == "bernoulli":
-            return -F.bce_with_logits_sum(out, x), (out, x)  # [LOSS-5]
+            return ops.bernoulli_log_likelihood(out, x), (out, x)  # [LOSS-5]
         mean, logvar_x, floor_cache = self._gaussian_head(out)
         nll, nll_cache = bounds.gaussian_nll_forward(mean, logvar_x, x)  # [GAUSSDEC-1]
         return -nll, (nll_cache, floor_cache)
@@ -478,6 +478,17 @@ class VAE(Model):
     def _count_clamps(self, inside):
         self.clamp_count_ += int(inside.size - np.count_nonzero(inside))
         self.clamp_entries_ += int(inside.size)
+
+    def _compiled_spec(self):
+        """What a compiled epoch needs to run this model's step (closed-form KL, one sample, no
+        condition, a Bernoulli or unit-variance Gaussian decoder), or None."""
+        if (self.uses_log_weights or int(self.k) != 1 or self.n_classes
+                or (self.likelihood == "gaussian" and self.variance != "fixed")
+                or not self._step_is(VAE, "_loss_and_grads", "_elbo_step", "_recon_loss")):
+            return None
+        return {"kind": "vae", "chains": (self.encoder, self.decoder), "latent_dim": int(self.latent_dim),
+                "likelihood": 0 if self.likelihood == "bernoulli" else 1,
+                "beta": float(self.beta) * self.warmup_factor_}
 
     def _loss_and_grads(self, x, y=None, eps=None):
         c = None if y is None else self._onehot(y)
@@ -762,6 +773,7 @@ class VAE(Model):
         negative log-likelihood −log p(x_i | z_si), shape (S, B), and the gradient of
         ``(1/B) Σ_i nll_si`` with respect to ``z`` for every draw s (used by npae.estimators)."""
         S, B, Z = z.shape
+        x = self._check_X(x, "x")
         c = self._condition(y, B)
         out = self._decode_out(z, c, train=True)  # (S, B, D)
         nll = -self._log_px(out, x)  # (S, B)

@@ -198,3 +198,15 @@ def test_numba_disable_jit_gives_same_training():
     _, name, loss_ref = _run(CHECK, NPAE_BACKEND="reference").split()
     assert name == "reference"
     np.testing.assert_allclose(float(loss_py), float(loss_ref), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bernoulli_log_likelihood_matches_numpy(rng, dtype):
+    s = (4 * rng.standard_normal((3, 5, 9))).astype(dtype)
+    s[0, 0, :3] = [0.0, 1e4, -1e4]
+    t = rng.random((5, 9)).astype(dtype)
+    got = kernels.bernoulli_log_likelihood(s, t)
+    want = -F.bce_with_logits_sum(s, t)
+    assert got.dtype == dtype and got.shape == (3, 5)
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype] * 10, atol=np.finfo(dtype).eps)
+    np.testing.assert_allclose(kernels.bernoulli_log_likelihood(s[0], t), want[0], rtol=RTOL[dtype] * 10)
