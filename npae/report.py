@@ -133,7 +133,12 @@ class Progress:
             self.bar.set_postfix({k: format_value(v[-1]).strip() for k, v in history.items()
                                   if not k.startswith("val_") or k == "val_loss"}, refresh=False)
         if self.verbose and should_show(epoch, self.epochs):
-            print(log_line(epoch, history, self.epochs), flush=True)
+            line = log_line(epoch, history, self.epochs)
+            if self.bar is not None and hasattr(self.bar, "write"):
+                self.bar.write(line, file=sys.stdout)  # clears the bar, prints, redraws it below
+                sys.stdout.flush()
+            else:
+                print(line, flush=True)
 
     def close(self, history, epochs_done):
         seconds = time.perf_counter() - self.started
@@ -148,3 +153,55 @@ class Progress:
             self.bar.close()
         elif self.show_summary:
             print(summary, file=self.stream, flush=True)
+
+
+class TaskProgress:
+    """Progress of a long computation other than training (an evaluation over many examples).
+
+    Where a live bar fits (:func:`_live_bar_class`: a terminal, a Jupyter widget) it is a tqdm bar
+    that disappears when done; elsewhere (a redirected stderr, a log file) it is plain lines, never
+    a carriage return: one at most every ``every`` seconds (``IWAE-500: 4000/10000 examples (40%),
+    31 s``) and one at the end (``IWAE-500: 10000 examples in 78.2 s``). ``enabled=False``: silent.
+    Use as a context manager, calling :meth:`update` with the work just done.
+    """
+
+    def __init__(self, total, desc, *, unit="example", stream=None, enabled=True, every=10.0):
+        self.total, self.desc, self.unit, self.every = int(total), desc, unit, float(every)
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled, self.done = enabled, 0
+        self.started = self.last = time.perf_counter()
+        self.bar = None
+        cls = _live_bar_class(self.stream) if enabled else None
+        if cls is not None:
+            self.bar = cls(total=self.total, desc=desc, unit=unit, leave=False, file=self.stream,
+                           mininterval=0.2)
+
+    def update(self, n=1):
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if self.enabled and now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit}s "
+                  f"({100 * self.done / max(1, self.total):.0f}%), {now - self.started:.0f} s",
+                  file=self.stream, flush=True)
+
+    def close(self):
+        if self.bar is not None:  # a live bar said it all while it ran
+            self.bar.close()
+            self.bar = None
+            self.enabled = False
+        if self.enabled:
+            s = "" if self.done == 1 else "s"
+            print(f"{self.desc}: {self.done} {self.unit}{s} in {time.perf_counter() - self.started:.1f} s",
+                  file=self.stream, flush=True)
+        self.enabled = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
