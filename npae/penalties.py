@@ -217,3 +217,127 @@ def corrupt(x, noise, level, rng):
     """Apply the corruption named ``noise`` ("gaussian" | "masking" | "salt_pepper") at ``level``."""
     check_choice("noise", noise, tuple(NOISES))
     return NOISES[noise](x, level, rng)
+
+
+# --------------------------------------------------------------------------------------------------
+# Contractive penalty of a deep encoder h = f_L(... f_1(x W_1 + b_1) ... W_L + b_L)
+# --------------------------------------------------------------------------------------------------
+#: activations for which the deep contractive penalty is implemented (f' and f'' known)
+DEEP_CONTRACTIVE_ACTIVATIONS = ("sigmoid", "tanh", "softplus", "elu", "leaky_relu", "relu", "identity")
+
+
+def _fprime_fsecond_any(name, a, slope, alpha):
+    """f'(a) and f''(a) for every activation of the deep penalty [CONTRACTIVE-2, CONTRACTIVE-8]."""
+    if name in CONTRACTIVE_ACTIVATIONS:
+        return _fprime_fsecond(name, a)  # [CONTRACTIVE-2]
+    zeros = np.zeros_like(a)  # (B, n)
+    if name == "identity":
+        return np.ones_like(a), zeros  # [CONTRACTIVE-8]
+    if name == "leaky_relu":
+        return np.where(a > 0, 1.0, slope).astype(a.dtype), zeros  # [CONTRACTIVE-8]
+    # elu: f' = 1 and f'' = 0 for a > 0; f' = f'' = α e^a for a <= 0
+    e = alpha * np.exp(np.minimum(a, 0))  # (B, n) α e^a, no overflow for a > 0
+    return np.where(a > 0, 1.0, e).astype(a.dtype), np.where(a > 0, 0.0, e).astype(a.dtype)  # [CONTRACTIVE-8]
+
+
+def _check_deep_encoder(x, Ws, bs, activations):
+    if not (len(Ws) == len(bs) == len(activations)) or len(Ws) == 0:
+        raise ValueError(f"Ws, bs and activations must have one entry per layer (at least one); got "
+                         f"{len(Ws)}, {len(bs)} and {len(activations)}")
+    n_in = x.shape[1]
+    for k, (W, b, name) in enumerate(zip(Ws, bs, activations)):
+        check_choice(f"activations[{k}]", name, DEEP_CONTRACTIVE_ACTIVATIONS)
+        if W.ndim != 2 or W.shape[0] != n_in or b.shape != (W.shape[1],):
+            raise ValueError(f"layer {k}: expected W of shape ({n_in}, n_out) and b of shape (n_out,), "
+                             f"got W {W.shape} and b {b.shape}")
+        n_in = W.shape[1]
+
+
+def contractive_penalty_deep_forward(x, Ws, bs, activations, weight, *, slope=0.01, alpha=1.0):
+    """Contractive penalty of a multi-layer encoder [CONTRACTIVE-9 .. CONTRACTIVE-11].
+
+    ``a_k = h_{k−1} W_k + b_k``, ``h_k = f_k(a_k)``, ``h_0 = x``. In row convention the Jacobian of
+    example i is ``J_i = W_1 D_1 W_2 D_2 ... W_L D_L`` (D, n_L) with ``D_k = diag f_k'(a_ik)``
+    [CONTRACTIVE-9], and ``value = λ (1/B) Σ_i ||J_i||²_F`` (a per-example sum, batch mean). It is
+    computed from the code side: ``P_L = D_L``, ``P_k = D_k W_{k+1} P_{k+1}`` (B, n_k, n_L)
+    [CONTRACTIVE-10], and ``||J_i||²_F = ||W_1 P_1i||²_F = tr(P_1iᵀ G P_1i)`` with the Gram matrix
+    ``G = W_1ᵀ W_1`` [CONTRACTIVE-11], so no (B, D, n_L) array is formed. With one layer this is the
+    closed form :func:`contractive_penalty_forward`.
+
+    Parameters
+    ----------
+    x : (B, D) array, the encoder input
+    Ws : sequence of L arrays, ``Ws[k]`` of shape (n_{k−1}, n_k), n_0 = D
+    bs : sequence of L arrays, ``bs[k]`` of shape (n_k,)
+    activations : sequence of L names in ``DEEP_CONTRACTIVE_ACTIVATIONS``
+    weight : float, λ >= 0
+    slope, alpha : floats, the leaky_relu slope and the elu α
+
+    Returns ``(value, cache)``.
+
+    Derivation: docs/derivations/contractive.md#contractive-9
+    """
+    Ws, bs, activations = list(Ws), list(bs), list(activations)
+    _check_deep_encoder(x, Ws, bs, activations)
+    check_scalar("weight", weight, low=0.0)
+    B, L = x.shape[0], len(Ws)
+    h = x  # (B, D)
+    dense_caches, fprimes, fseconds = [], [], []
+    for W, b, name in zip(Ws, bs, activations):
+        a, dense_cache = F.dense_forward(h, W, b)  # (B, n_k) [CONTRACTIVE-9]
+        g, g2 = _fprime_fsecond_any(name, a, slope, alpha)  # (B, n_k) f_k'(a_k), f_k''(a_k)
+        forward, _, hyper_names = F.ACTIVATIONS[name]
+        hyper = {"slope": slope, "alpha": alpha}
+        h, _ = forward(a, **{n: hyper[n] for n in hyper_names})  # (B, n_k) [CONTRACTIVE-9]
+        dense_caches.append(dense_cache)
+        fprimes.append(g)
+        fseconds.append(g2)
+    n_L = Ws[-1].shape[1]
+    # code side first; list index k is layer k + 1 of the derivation
+    Ps, Qs = [None] * L, [None] * L
+    eye = np.eye(n_L, dtype=x.dtype)  # (n_L, n_L)
+    Ps[L - 1] = fprimes[L - 1][:, :, None] * eye  # (B, n_L, n_L) P_L = D_L [CONTRACTIVE-10]
+    for k in range(L - 2, -1, -1):
+        Qs[k] = np.matmul(Ws[k + 1], Ps[k + 1])  # (B, n_k, n_L) W_{k+1} P_{k+1} [CONTRACTIVE-10]
+        Ps[k] = fprimes[k][:, :, None] * Qs[k]  # (B, n_k, n_L) D_k W_{k+1} P_{k+1} [CONTRACTIVE-10]
+    G = Ws[0].T @ Ws[0]  # (n_1, n_1) [CONTRACTIVE-11]
+    R = np.matmul(G, Ps[0])  # (B, n_1, n_L) [CONTRACTIVE-11]
+    value = float(weight) * float(np.sum(Ps[0] * R)) / B  # [CONTRACTIVE-11]
+    return value, (Ws, dense_caches, fprimes, fseconds, Ps, Qs, R, float(weight), B)
+
+
+def contractive_penalty_deep_backward(dvalue, cache):
+    """Gradients ``(dx, dWs, dbs)`` of :func:`contractive_penalty_deep_forward` (lists per layer).
+
+    Node by node, with ``s = dvalue · λ / B``: the Gram form gives ``dP_1 = 2 s G P_1`` and
+    ``dW_1 += 2 W_1 (s Σ_i P_1i P_1iᵀ)`` [CONTRACTIVE-12]; each step ``P_k = D_k W_{k+1} P_{k+1}``
+    sends ``d f_k' = Σ_m dP_k ⊙ Q_k``, ``dW_{k+1} += Σ_i dQ_ki P_{k+1,i}ᵀ`` and
+    ``dP_{k+1} = W_{k+1}ᵀ dQ_k`` toward the code, and ``d f_L' = diag(dP_L)`` [CONTRACTIVE-13];
+    ``da_k = d f_k' ⊙ f_k''(a_k)`` [CONTRACTIVE-14]; then the forward chain from the code back to x
+    adds ``dh_k ⊙ f_k'(a_k)``, and each W_k sums its two uses, in a_k and in J [CONTRACTIVE-15].
+
+    Derivation: docs/derivations/contractive.md#contractive-12
+    """
+    Ws, dense_caches, fprimes, fseconds, Ps, Qs, R, weight, B = cache
+    L = len(Ws)
+    s = float(dvalue) * weight / B
+    dWs_jacobian = [None] * L
+    dP = 2.0 * s * R  # (B, n_1, n_L) [CONTRACTIVE-12]
+    dG = s * np.tensordot(Ps[0], Ps[0], axes=([0, 2], [0, 2]))  # (n_1, n_1) [CONTRACTIVE-12]
+    dWs_jacobian[0] = 2.0 * Ws[0] @ dG  # (D, n_1) [CONTRACTIVE-12]
+    dfprimes = [None] * L
+    for k in range(L - 1):
+        dfprimes[k] = np.sum(dP * Qs[k], axis=2)  # (B, n_k) [CONTRACTIVE-13]
+        dQ = fprimes[k][:, :, None] * dP  # (B, n_k, n_L) [CONTRACTIVE-13]
+        dW_next = np.tensordot(dQ, Ps[k + 1], axes=([0, 2], [0, 2]))  # (n_k, n_{k+1}) [CONTRACTIVE-13]
+        dWs_jacobian[k + 1] = dW_next
+        dP = np.matmul(Ws[k + 1].T, dQ)  # (B, n_{k+1}, n_L) [CONTRACTIVE-13]
+    dfprimes[L - 1] = np.diagonal(dP, axis1=1, axis2=2).copy()  # (B, n_L) P_L = D_L [CONTRACTIVE-13]
+    dWs, dbs = [None] * L, [None] * L
+    dh = np.zeros_like(fprimes[L - 1])  # (B, n_L): the code h_L itself is not in the penalty
+    for k in range(L - 1, -1, -1):
+        da_from_jacobian = dfprimes[k] * fseconds[k]  # (B, n_k) [CONTRACTIVE-14] f'' enters here
+        da = da_from_jacobian + dh * fprimes[k]  # (B, n_k) [CONTRACTIVE-15] a_k also feeds h_k
+        dh, dW_through_a, dbs[k] = F.dense_backward(da, dense_caches[k])  # dh: (B, n_{k−1})
+        dWs[k] = dW_through_a + dWs_jacobian[k]  # [CONTRACTIVE-15] W_k is in a_k and in J
+    return dh, dWs, dbs
