@@ -58,6 +58,7 @@ SPARSITY_WEIGHT_DEFAULT = {"kl": 1.0, "l1": 0.1}
 #: Flags that apply to some models only (given explicitly to another model: refused).
 MODEL_FLAGS = {
     "likelihood": IS_VAE, "variance": IS_VAE, "beta": IS_VAE, "warmup": IS_VAE,
+    "objective": IS_VAE, "k": IS_VAE, "flow": IS_VAE, "flow_steps": IS_VAE,
     "noise": ("dae",), "noise_level": ("dae",),
     "penalty": ("sae",), "sparsity_weight": ("sae",), "rho": ("sae",),
     "contractive_weight": ("cae",),
@@ -294,7 +295,9 @@ def _build_model(args, input_dim, n_classes, unit):
         likelihood = args.likelihood if args.likelihood != "auto" else ("bernoulli" if unit else "gaussian")
         variance = args.variance if args.variance != "auto" else (
             "shared" if likelihood == "gaussian" else "fixed")
-        kw = dict(hidden=hidden, likelihood=likelihood, beta=args.beta, variance=variance, **common)
+        kw = dict(hidden=hidden, likelihood=likelihood, beta=args.beta, variance=variance,
+                  objective=args.objective, k=args.k, flow=None if args.flow == "none" else args.flow,
+                  flow_steps=args.flow_steps, **common)
         if args.model == "cvae":
             return ConditionalVAE(input_dim, n_classes, **kw)
         return VAE(input_dim, **kw)
@@ -407,7 +410,7 @@ def _train_in(args, out):
 
     cond = args.model == "cvae"
     fit_kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  progress=not args.no_progress, verbose=True,
+                  progress=not args.no_progress, verbose=True, threads=args.threads,
                   validation_data=(Xt, yt) if cond else Xt)
     if args.model in IS_VAE:
         fit_kw["warmup_epochs"] = args.warmup
@@ -846,6 +849,15 @@ def build_parser():
                         "shared one learned sigma^2, per_feature one per feature, learned one per "
                         "example and feature (auto: shared)")
     g.add_argument("--beta", type=_number(float, 0), default=1.0, help="vae, cvae: weight of the KL term")
+    g.add_argument("--objective", choices=("elbo", "iwae"), default="elbo",
+                   help="vae, cvae: what training minimises: the negative ELBO, or the negative "
+                        "IWAE-k bound (Burda et al. 2016; needs beta 1)")
+    g.add_argument("--k", type=_number(int, 1), default=1,
+                   help="vae, cvae: samples of z per example and step (IWAE-k, or a k-sample ELBO)")
+    g.add_argument("--flow", choices=("none", "planar", "iaf"), default="none",
+                   help="vae, cvae: a normalising flow on the posterior sample (planar, or inverse "
+                        "autoregressive); the KL is then estimated from the samples")
+    g.add_argument("--flow-steps", type=_number(int, 1), default=2, help="vae, cvae: steps of the flow")
     g.add_argument("--warmup", type=_number(int, 0), default=0,
                    help="vae, cvae: epochs of linear KL warm-up from beta 0")
     g.add_argument("--noise", choices=tuple(NOISES), default="gaussian", help="dae: the corruption")
@@ -868,6 +880,9 @@ def build_parser():
     g.add_argument("--seed", type=_number(int, 0), default=0,
                    help="seeds the weights, the minibatches, the noise and the held-out split")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
+    g.add_argument("--threads", type=_number(int, 1), default=None,
+                   help="BLAS threads while training (default: one for a small model, all cores for "
+                        "a large one; OMP_NUM_THREADS and the like, when set, win)")
     g.add_argument("--out", type=_nonempty("folder name"), default=None,
                    help="output folder (default: ./runs/<model>-<data>/)")
     g.add_argument("--no-progress", action="store_true",

@@ -463,3 +463,18 @@ def test_a_bug_shows_its_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("npae.model.Model.fit", bug)
     code, out, err = run(["train", "ae", *QUICK, "--out", str(tmp_path)], capsys)
     assert code == cli.EXIT_BUG and "Traceback" in err and "this is a bug in npae" in err
+
+
+def test_vae_objective_k_flow_and_threads_flags(tmp_path, capsys):
+    code, out, err = run(["train", "vae", "--objective", "iwae", "--k", "2", "--flow", "planar",
+                          "--flow-steps", "1", "--threads", "1", "--out", str(tmp_path / "run"), *QUICK],
+                         capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"]["objective"] == "iwae" and metrics["config"]["k"] == 2
+    assert metrics["config"]["flow"] == "planar"
+    code, _, err = run(["train", "ae", "--k", "2", "--out", str(tmp_path / "ae"), *QUICK], capsys)
+    assert code == 2 and "--k applies to vae, cvae only" in err
+    code, _, err = run(["train", "vae", "--objective", "iwae", "--beta", "0.5", "--out",
+                        str(tmp_path / "b"), *QUICK], capsys)
+    assert code != 0 and "beta=0.5 needs the closed-form KL" in err and "Traceback" not in err
