@@ -1,14 +1,21 @@
-"""Training-speed benchmark: the same VAE in npae and, when it can be imported, in PyTorch.
+"""Training-speed benchmark: the same VAE in npae and, when they can be imported, in PyTorch and JAX.
 
-    python -m npae.bench [--quick] [--json PATH]
+    python -m npae.bench [--quick] [--json PATH] [--busy N] [--cases main tiny mnist iwae]
 
-Per case (architecture, batch, dtype) both libraries train the same Bernoulli VAE (ReLU MLP
+Per case (architecture, batch, dtype) every library trains the same Bernoulli VAE (ReLU MLP
 encoder emitting [mu | logvar], ReLU MLP decoder emitting logits), from the same initial weights
-(npae's, copied into torch), with Adam and the same batch size, on the same data. Epochs alternate
-npae, torch, npae, torch, ... so drift of the machine (clock, other jobs) hits both alike, with an
-untimed pause of 0.2 s before each MNIST-size epoch so that one library's spinning worker threads
-have gone idle when the other starts (on the tiny case, 3-15 ms epochs, a pause would only cool the
-caches). Reported:
+(npae's, copied into the others), with Adam and the same batch size, on the same data. The peers:
+PyTorch (eager), JAX with ``jax.jit`` of one step called per batch, and JAX with ``jax.jit`` of a
+``lax.scan`` of that step over an epoch (what an expert picks for fast small models on a CPU).
+Epochs alternate npae, torch, jax-step, jax-scan, npae, ... so drift of the machine (clock, other
+jobs) hits all alike, with an untimed pause of 0.2 s before each MNIST-size epoch so that one
+library's spinning worker threads have gone idle when the next starts (on the tiny cases, 3-15 ms
+epochs, a pause would only cool the caches). ``--busy N`` runs every case a second time with N
+busy-loop processes of its own on the machine (they stop by themselves) and reports each library's
+slowdown against the quiet run. The ``main`` case is the main job's training (``npae train vae``:
+64-128-2 on 1,527 digits, 100 epochs, batch 64, lr 2e-3, held-out data evaluated after every epoch,
+as the CLI does); ``iwae`` times the IWAE-500 estimate of an MNIST-size float32 VAE and the GFLOP/s
+of its decoder products. Reported:
 median seconds per epoch (the first epoch, which includes compilation, is left out), the ratio
 torch/npae (> 1: npae is faster), achieved GFLOP/s of the matrix products and their fraction of this
 machine's GEMM peak measured in the same run (the best of a large ``np.dot`` timed before and after
@@ -31,8 +38,10 @@ from . import backends, datasets
 from .optim import Adam
 from .vae import VAE
 
-MNIST_DIRS = ("/work/shared/data/mnist",
-              os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
+#: Where the benchmark looks for real MNIST: $NPAE_DATA, then a shared data folder beside the project.
+MNIST_DIRS = tuple(d for d in (os.environ.get("NPAE_DATA"),
+                               os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
+                   if d)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,56 +168,183 @@ def _torch_twin(model, torch):
 
 
 # --------------------------------------------------------------------------------------------------
-# One case
+# JAX twins
 # --------------------------------------------------------------------------------------------------
-def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, seed=0,
-             settle=0.0):
-    """Train npae (and torch) for ``epochs`` alternating epochs; return a dict of results.
+def _jax_twin(model, jax, optax, lr):
+    """``(params, state, step, scan_epoch, loss, dtype)``: npae ``model``'s architecture and current
+    weights in JAX; ``step`` is ``jax.jit`` of one Adam step (optax, the same β and ε), ``scan_epoch``
+    ``jax.jit`` of a ``lax.scan`` of that step over stacked batches."""
+    jnp = jax.numpy
+    dtype = jnp.float32 if np.dtype(model.dtype) == np.float32 else jnp.float64
+
+    def layers(seq):
+        return [(jnp.asarray(d.params["W"], dtype=dtype), jnp.asarray(d.params["b"], dtype=dtype))
+                for d in seq.dense_layers]
+
+    params = {"enc": layers(model.encoder), "dec": layers(model.decoder)}
+    Z = model.latent_dim
+
+    def mlp(ws, h):
+        for k, (W, b) in enumerate(ws):
+            h = h @ W + b
+            if k < len(ws) - 1:
+                h = jax.nn.relu(h)
+        return h
+
+    def loss_fn(p, x, eps):
+        h = mlp(p["enc"], x)
+        mu, logvar = h[:, :Z], h[:, Z:]
+        z = mu + jnp.exp(0.5 * logvar) * eps
+        s = mlp(p["dec"], z)
+        B = x.shape[0]
+        recon = jnp.sum(jnp.maximum(s, 0) - s * x + jnp.log1p(jnp.exp(-jnp.abs(s)))) / B
+        kl = 0.5 * jnp.sum(mu * mu + jnp.expm1(logvar) - logvar) / B
+        return recon + kl
+
+    opt = optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+
+    def raw_step(p, st, x, eps):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, eps)
+        updates, st = opt.update(g, st, p)
+        return optax.apply_updates(p, updates), st, loss
+
+    def scan_epoch(p, st, xs, epss):
+        def body(carry, batch):
+            p, st = carry
+            p, st, loss = raw_step(p, st, batch[0], batch[1])
+            return (p, st), loss
+        (p, st), losses = jax.lax.scan(body, (p, st), (xs, epss))
+        return p, st, losses
+
+    return params, opt.init(params), jax.jit(raw_step), jax.jit(scan_epoch), jax.jit(loss_fn), dtype
+
+
+def import_jax():
+    try:
+        import jax
+        import optax
+    except ImportError:
+        return None
+    return jax, optax
+
+
+# --------------------------------------------------------------------------------------------------
+# Peers: one epoch of each library
+# --------------------------------------------------------------------------------------------------
+class _TorchPeer:
+    name = "torch"
+
+    def __init__(self, model, X, batch, latent_dim, lr, seed, torch):
+        self.torch = torch
+        self.model, self.dtype = _torch_twin(model, torch)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.X, self.batch, self.Z = torch.from_numpy(X), batch, latent_dim
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def epoch(self):
+        torch = self.torch
+        perm = torch.randperm(self.X.shape[0], generator=self.gen)
+        for start in range(0, self.X.shape[0], self.batch):
+            xb = self.X[perm[start:start + self.batch]]
+            eps = torch.randn(xb.shape[0], self.Z, dtype=self.dtype, generator=self.gen)
+            self.opt.zero_grad()
+            self.model(xb, eps).backward()
+            self.opt.step()
+
+    def neg_elbo(self, X_test, seed):
+        torch = self.torch
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(seed)
+            eps = torch.randn(X_test.shape[0], self.Z, dtype=self.dtype, generator=gen)
+            return float(self.model(torch.from_numpy(X_test), eps))
+
+
+class _JaxPeer:
+    """``scan=False``: the jitted step called once per batch (last, smaller batch included);
+    ``scan=True``: full batches in one jitted ``lax.scan``, the last smaller batch by the step."""
+
+    def __init__(self, model, X, batch, latent_dim, lr, seed, jax_modules, scan):
+        jax, optax = jax_modules
+        self.jax, self.jnp, self.scan = jax, jax.numpy, scan
+        self.name = "jax_scan" if scan else "jax_step"
+        self.params, self.state, self.step, self.scan_epoch, self.loss, dt = _jax_twin(model, jax, optax, lr)
+        self.X = self.jnp.asarray(X, dtype=dt)
+        self.batch, self.Z, self.dt = batch, latent_dim, dt
+        self.rng = np.random.default_rng(seed)
+
+    def epoch(self):
+        n, B = self.X.shape[0], self.batch
+        perm = self.rng.permutation(n)
+        eps = self.jnp.asarray(self.rng.standard_normal((n, self.Z)), dtype=self.dt)
+        xs = self.X[self.jnp.asarray(perm)]
+        n_full = n // B
+        if self.scan and n_full:
+            self.params, self.state, losses = self.scan_epoch(
+                self.params, self.state, xs[:n_full * B].reshape(n_full, B, -1),
+                eps[:n_full * B].reshape(n_full, B, -1))
+            start = n_full * B
+        else:
+            start, losses = 0, None
+        for s in range(start, n, B):
+            self.params, self.state, losses = self.step(self.params, self.state, xs[s:s + B], eps[s:s + B])
+        self.jax.block_until_ready(self.params)
+
+    def neg_elbo(self, X_test, seed):
+        eps = np.random.default_rng(seed).standard_normal((X_test.shape[0], self.Z))
+        return float(self.loss(self.params, self.jnp.asarray(X_test, dtype=self.dt),
+                               self.jnp.asarray(eps, dtype=self.dt)))
+
+
+# --------------------------------------------------------------------------------------------------
+# One training case
+# --------------------------------------------------------------------------------------------------
+def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, jax=None, seed=0,
+             settle=0.0, validation=False):
+    """Train npae and each peer for ``epochs`` alternating epochs; return a dict of results.
 
     ``settle``: seconds to wait, untimed, before each epoch, so that the worker threads of the
     library that ran last (OpenBLAS and OpenMP threads spin for a while after their work) are idle
-    and do not steal the cores from the other one.
+    and do not steal the cores from the next one. ``validation``: npae evaluates ``X_test`` after
+    every epoch, as ``npae train`` does (timed with the epoch).
     """
     X = X.astype(dtype)
+    X_test = None if X_test is None else X_test.astype(dtype)
     model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed)
-    times = {"npae": [], "torch": []}
+    peers = []
     if torch is not None:
-        tmodel, tdtype = _torch_twin(model, torch)
-        topt = torch.optim.Adam(tmodel.parameters(), lr=lr)
-        tX = torch.from_numpy(X)
-        gen = torch.Generator().manual_seed(seed)
+        peers.append(_TorchPeer(model, X, batch, latent_dim, lr, seed, torch))
+    if jax is not None:
+        peers.append(_JaxPeer(model, X, batch, latent_dim, lr, seed, jax, scan=False))
+        peers.append(_JaxPeer(model, X, batch, latent_dim, lr, seed, jax, scan=True))
+    times = {"npae": [], **{p.name: [] for p in peers}}
 
-    def torch_epoch():
-        time.sleep(settle)
-        t0 = time.perf_counter()
-        perm = torch.randperm(X.shape[0], generator=gen)
-        for start in range(0, X.shape[0], batch):
-            xb = tX[perm[start:start + batch]]
-            eps = torch.randn(xb.shape[0], latent_dim, dtype=tdtype, generator=gen)
-            topt.zero_grad()
-            tmodel(xb, eps).backward()
-            topt.step()
-        times["torch"].append(time.perf_counter() - t0)
+    def peer_epochs():
+        for peer in peers:
+            time.sleep(settle)
+            t0 = time.perf_counter()
+            peer.epoch()
+            times[peer.name].append(time.perf_counter() - t0)
 
     # npae trains in one fit(epochs=...) call, as a user would; its per-epoch hook closes the timer
-    # of the previous epoch, runs one torch epoch (untimed for npae), and starts the next timer.
+    # of the previous epoch, runs one epoch of every peer (untimed for npae), and starts the next.
     npae_epoch_begin, started = model._epoch_begin, []
 
     def epoch_begin(epoch, n_epochs):
         if started:
             times["npae"].append(time.perf_counter() - started[-1])
-            if torch is not None:
-                torch_epoch()
+            peer_epochs()
         time.sleep(settle)
         started.append(time.perf_counter())
         npae_epoch_begin(epoch, n_epochs)
 
     model._epoch_begin = epoch_begin
-    model.fit(X, epochs=epochs, batch_size=batch, optimizer=Adam(lr=lr), progress=False)
+    t_fit = time.perf_counter()
+    model.fit(X, epochs=epochs, batch_size=batch, optimizer=Adam(lr=lr), progress=False,
+              validation_data=X_test if validation else None)
+    fit_wall = time.perf_counter() - t_fit
     times["npae"].append(time.perf_counter() - started[-1])
     del model._epoch_begin
-    if torch is not None:
-        torch_epoch()
+    peer_epochs()
 
     enc = [X.shape[1], *hidden, 2 * latent_dim]
     dec = [latent_dim, *hidden[::-1], X.shape[1]]
@@ -220,21 +356,60 @@ def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torc
 
     res = {"case": name, "dtype": np.dtype(dtype).name, "batch": batch, "epochs": epochs,
            "n_train": int(X.shape[0]), "npae_epoch_s": times["npae"], "npae_s": median(times["npae"]),
-           "npae_gflops": flops / median(times["npae"]) / 1e9}
-    if torch is not None:
-        res["torch_epoch_s"] = times["torch"]
-        res["torch_s"] = median(times["torch"])
-        res["torch_gflops"] = flops / res["torch_s"] / 1e9
-        res["ratio"] = res["torch_s"] / res["npae_s"]
+           "npae_total_s": float(sum(times["npae"])), "npae_gflops": flops / median(times["npae"]) / 1e9,
+           "peers": [p.name for p in peers]}
+    for peer in peers:
+        res[f"{peer.name}_epoch_s"] = times[peer.name]
+        res[f"{peer.name}_s"] = median(times[peer.name])
+        res[f"{peer.name}_gflops"] = flops / res[f"{peer.name}_s"] / 1e9
+        res[f"{peer.name}_ratio"] = res[f"{peer.name}_s"] / res["npae_s"]
     if X_test is not None:
-        X_test = X_test.astype(dtype)
         res["npae_test_nelbo"] = model.neg_elbo(X_test, seed=seed + 1)
-        if torch is not None:
-            with torch.no_grad():
-                tgen = torch.Generator().manual_seed(seed + 1)
-                eps = torch.randn(X_test.shape[0], latent_dim, dtype=tdtype, generator=tgen)
-                res["torch_test_nelbo"] = float(tmodel(torch.from_numpy(X_test), eps))
+        for peer in peers:
+            res[f"{peer.name}_test_nelbo"] = peer.neg_elbo(X_test, seed + 1)
     return res
+
+
+# --------------------------------------------------------------------------------------------------
+# The IWAE estimate
+# --------------------------------------------------------------------------------------------------
+def run_iwae_case(X_test, dtype="float32", k=500, n=200, hidden=(400,), latent_dim=20, seed=0, repeats=3):
+    """Time ``log_likelihood_estimate(X_test[:n], k=k)`` of an MNIST-size VAE (its decoder products
+    dominate: (n·k, Z) @ (Z, H) and (n·k, H) @ (H, D)); GFLOP/s of those products over the whole
+    estimate's time (the best of ``repeats``)."""
+    X = X_test[:n].astype(dtype)
+    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed)
+    model.log_likelihood_estimate(X[:2], k=4, seed=0)  # compile the kernels
+    best = np.inf
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        model.log_likelihood_estimate(X, k=k, seed=r)
+        best = min(best, time.perf_counter() - t0)
+    H, D = hidden[-1], X.shape[1]
+    flops = 2.0 * n * k * (latent_dim * H + H * D)
+    return {"case": f"IWAE-{k} of {n} images, 784-400-20", "dtype": np.dtype(dtype).name, "k": k,
+            "n": n, "seconds": best, "decoder_gflops": flops / best / 1e9}
+
+
+# --------------------------------------------------------------------------------------------------
+# Busy machines
+# --------------------------------------------------------------------------------------------------
+_BUSY = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def start_busy(n, seconds=900):
+    """``n`` busy-loop processes (pure Python spinning) that stop by themselves after ``seconds``."""
+    import subprocess
+    import sys
+    return [subprocess.Popen([sys.executable, "-c", _BUSY.format(seconds=seconds)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+
+
+def stop_busy(procs):
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
 
 
 def import_torch(threads):
@@ -246,59 +421,115 @@ def import_torch(threads):
     return torch
 
 
-def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32", "float64"),
-        epochs=None):
+def _cases(quick, epochs):
+    """(key, label, X, X_test, setup, epochs, settle, validation) of every training case."""
+    out = {}
+    X, X_test, source = mnist_split()
+    out["mnist"] = (f"784-400-20 b128 ({source})", X, X_test, dict(hidden=(400,), latent_dim=20, batch=128, lr=1e-3),
+                    epochs or (3 if quick else 10), 0.2, False)
+    digits, _ = datasets.load_digits()
+    out["tiny"] = ("64-32-2 b64 (digits)", digits, None, dict(hidden=(32,), latent_dim=2, batch=64, lr=1e-3),
+                   epochs or (6 if quick else 30), 0.0, False)
+    perm = np.random.default_rng(0).permutation(digits.shape[0])  # npae train vae's split
+    n_test = int(round(0.15 * digits.shape[0]))
+    out["main"] = ("main job: 64-128-2 b64, 1527 digits", digits[perm[n_test:]], digits[perm[:n_test]],
+                   dict(hidden=(128,), latent_dim=2, batch=64, lr=2e-3),
+                   epochs or (20 if quick else 100), 0.0, True)
+    return out
+
+
+def run(quick=False, use_torch=True, use_jax=True, cases=("main", "tiny", "mnist", "iwae"),
+        dtypes=("float32", "float64"), epochs=None, busy=0):
     """Run the benchmark; returns ``{"machine": ..., "peak_gflops": ..., "results": [...]}``."""
     threads = blas_threads()
     torch = import_torch(threads) if use_torch else None
-    settle = 0.2 if torch is not None else 0.0
+    jax = import_jax() if use_jax else None
     info = machine_info()
     info["torch"] = torch.__version__ if torch is not None else None
+    info["jax"] = jax[0].__version__ if jax is not None else None
     n_peak = 1024 if quick else 2048
-    peak = {dt: gemm_peak(np.dtype(dt), n=n_peak) for dt in dtypes}  # again at the end: the best
+    peak = {dt: gemm_peak(np.dtype(dt), n=n_peak) for dt in ("float32", "float64")}
+    defs = _cases(quick, epochs)
     results = []
     for case in cases:
-        if case == "mnist":
-            X, X_test, source = mnist_split()
-            setup = dict(hidden=(400,), latent_dim=20, batch=128, lr=1e-3)
-            n_epochs = epochs or (3 if quick else 10)
-            label = f"784-400-20 b128 ({source})"
-        else:
-            X, _ = datasets.load_digits()
-            X_test, setup = None, dict(hidden=(32,), latent_dim=2, batch=64, lr=1e-3)
-            n_epochs = epochs or (6 if quick else 30)
-            label = "64-32-2 b64 (digits)"
-        for dt in dtypes:
-            results.append(run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch,
-                                    settle=settle if case == "mnist" else 0.0, **setup))
-    for dt in dtypes:
+        for load in ([0, busy] if busy else [0]):
+            procs = start_busy(load) if load else []
+            try:
+                if case == "iwae":
+                    res = run_iwae_case(defs["mnist"][2], k=100 if quick else 500, n=50 if quick else 200)
+                    res["busy"] = load
+                    results.append(res)
+                    continue
+                label, X, X_test, setup, n_epochs, settle, validation = defs[case]
+                for dt in (("float32",) if case == "main" else dtypes):
+                    res = run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch, jax=jax,
+                                   settle=settle if torch is not None or jax is not None else 0.0,
+                                   validation=validation, **setup)
+                    res["busy"] = load
+                    res["key"] = case
+                    results.append(res)
+            finally:
+                stop_busy(procs)
+    for dt in peak:
         peak[dt] = max(peak[dt], gemm_peak(np.dtype(dt), n=n_peak))
     for res in results:
-        res["peak_gflops"] = peak[res["dtype"]]
-        res["peak_fraction"] = res["npae_gflops"] / peak[res["dtype"]]
+        dt = res["dtype"]
+        res["peak_gflops"] = peak[dt]
+        if "npae_gflops" in res:
+            res["peak_fraction"] = res["npae_gflops"] / peak[dt]
+        else:
+            res["peak_fraction"] = res["decoder_gflops"] / peak[dt]
+    _slowdowns(results)
     return {"machine": info, "peak_gflops": peak, "results": results}
 
 
-def format_table(report):
-    """The report as a Markdown table."""
-    head = ("| case | dtype | npae s/epoch | torch s/epoch | torch/npae | npae GFLOP/s | "
-            "% GEMM peak | torch GFLOP/s | test −ELBO npae | test −ELBO torch |")
-    lines = [head, "|" + "---|" * 10]
+def _slowdowns(results):
+    """Each busy result gets, per library, its median epoch time over the quiet run's."""
+    quiet = {(r.get("key", r["case"]), r["dtype"]): r for r in results if not r.get("busy")}
+    for r in results:
+        if not r.get("busy"):
+            continue
+        q = quiet.get((r.get("key", r["case"]), r["dtype"]))
+        if q is None:
+            continue
+        for lib in ["npae", *r.get("peers", [])]:
+            key = "seconds" if lib == "npae" and "seconds" in r else f"{lib}_s"
+            if key in r and key in q:
+                r[f"{lib}_slowdown"] = r[key] / q[key]
 
+
+def format_table(report):
+    """The report as Markdown tables: training cases, then the IWAE estimate."""
     def f(value, spec):
         return "–" if value is None else format(value, spec)
 
+    peers = ["torch", "jax_step", "jax_scan"]
+    head = ("| case | dtype | busy | npae s/epoch | " + " | ".join(f"{p} / npae" for p in peers)
+            + " | npae % GEMM peak | slowdown npae / " + " / ".join(peers) + " | test −ELBO npae / torch / jax |")
+    lines = [head, "|" + "---|" * (7 + len(peers))]
     for r in report["results"]:
-        lines.append(f"| {r['case']} | {r['dtype']} | {f(r['npae_s'], '.4f')} | "
-                     f"{f(r.get('torch_s'), '.4f')} | {f(r.get('ratio'), '.2f')} | "
-                     f"{f(r['npae_gflops'], '.1f')} | {f(100 * r['peak_fraction'], '.0f')} | "
-                     f"{f(r.get('torch_gflops'), '.1f')} | {f(r.get('npae_test_nelbo'), '.2f')} | "
-                     f"{f(r.get('torch_test_nelbo'), '.2f')} |")
+        if "npae_s" not in r:
+            continue
+        slow = " / ".join(f(r.get(f"{lib}_slowdown"), ".2f") for lib in ["npae", *peers]) if r.get("busy") else "–"
+        nelbo = " / ".join(f(r.get(f"{lib}_test_nelbo"), ".2f") for lib in ("npae", "torch", "jax_scan"))
+        lines.append(f"| {r['case']} | {r['dtype']} | {r.get('busy', 0)} | {f(r['npae_s'], '.4f')} | "
+                     + " | ".join(f(r.get(f"{p}_ratio"), ".2f") for p in peers)
+                     + f" | {f(100 * r['peak_fraction'], '.0f')} | {slow} | {nelbo} |")
+    iwae = [r for r in report["results"] if "decoder_gflops" in r]
+    if iwae:
+        lines += ["", "| IWAE estimate | dtype | busy | seconds | decoder GFLOP/s | % GEMM peak |", "|---|---|---|---|---|---|"]
+        for r in iwae:
+            lines.append(f"| {r['case']} | {r['dtype']} | {r.get('busy', 0)} | {r['seconds']:.3f} | "
+                         f"{r['decoder_gflops']:.1f} | {100 * r['peak_fraction']:.0f} |")
+    main_rows = [r for r in report["results"] if r.get("key") == "main"]
+    for r in main_rows:
+        lines.append(f"\nmain job, busy {r.get('busy', 0)}: npae trained {r['epochs']} epochs in "
+                     f"{r['npae_total_s']:.3f} s (validation included)")
     m = report["machine"]
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items())
     lines.append("")
     lines.append(f"{m['cpu']}, {m['cores']} cores, BLAS threads {m['blas_threads']}, numpy "
-                 f"{m['numpy']}, torch {m['torch']}, npae backend {m['npae_backend']}; "
+                 f"{m['numpy']}, torch {m['torch']}, jax {m.get('jax')}, npae backend {m['npae_backend']}; "
                  f"GEMM peak: {peaks}")
     return "\n".join(lines)
 
@@ -307,14 +538,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m npae.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs, smaller peak test (< 1 min)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    parser.add_argument("--no-torch", action="store_true", help="time npae alone")
-    parser.add_argument("--cases", nargs="+", choices=["mnist", "tiny"], default=["mnist", "tiny"])
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
+    parser.add_argument("--cases", nargs="+", choices=["main", "tiny", "mnist", "iwae"],
+                        default=["main", "tiny", "mnist", "iwae"])
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
                         default=["float32", "float64"])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per library and case")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="run every case again with N busy-loop processes on the machine")
     args = parser.parse_args(argv)
-    report = run(quick=args.quick, use_torch=not args.no_torch, cases=tuple(args.cases),
-                 dtypes=tuple(args.dtypes), epochs=args.epochs)
+    report = run(quick=args.quick, use_torch=not args.no_torch, use_jax=not args.no_jax,
+                 cases=tuple(args.cases), dtypes=tuple(args.dtypes), epochs=args.epochs, busy=args.busy)
     print(format_table(report))
     if args.json:
         with open(args.json, "w") as fh:

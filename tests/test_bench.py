@@ -29,7 +29,7 @@ def test_step_flops_counts_forward_and_backward():
 
 def test_main_quick_tiny_writes_json(tmp_path):
     path = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--no-torch", "--cases", "tiny", "--dtypes", "float32",
+    assert bench.main(["--quick", "--no-torch", "--no-jax", "--cases", "tiny", "--dtypes", "float32",
                        "--epochs", "2", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     (res,) = report["results"]
@@ -37,6 +37,27 @@ def test_main_quick_tiny_writes_json(tmp_path):
 
 
 def test_importing_npae_and_bench_does_not_import_torch():
-    code = "import sys, npae, npae.bench; assert 'torch' not in sys.modules"
+    code = "import sys, npae, npae.bench; assert 'torch' not in sys.modules and 'jax' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
+
+
+def test_busy_processes_start_and_stop_and_slowdowns_are_reported(tmp_path):
+    procs = bench.start_busy(1, seconds=30)
+    try:
+        assert all(p.poll() is None for p in procs)
+    finally:
+        bench.stop_busy(procs)
+    assert all(p.poll() is not None for p in procs)
+    results = [{"case": "c", "key": "tiny", "dtype": "float32", "npae_s": 1.0, "torch_s": 2.0,
+                "peers": ["torch"], "busy": 0},
+               {"case": "c", "key": "tiny", "dtype": "float32", "npae_s": 1.5, "torch_s": 6.0,
+                "peers": ["torch"], "busy": 2}]
+    bench._slowdowns(results)
+    assert results[1]["npae_slowdown"] == 1.5 and results[1]["torch_slowdown"] == 3.0
+
+
+def test_iwae_case_reports_decoder_gflops():
+    X = np.random.default_rng(0).random((4, 784))
+    res = bench.run_iwae_case(X, k=3, n=2, hidden=(8,), latent_dim=2, repeats=1)
+    assert res["seconds"] > 0 and res["decoder_gflops"] > 0
