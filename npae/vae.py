@@ -20,7 +20,8 @@ from . import latent
 from .backends import ops
 from .init import make_rng
 from .latent import LOG_2PI
-from .layers import ACTIVATION_NAMES, FlatParams, build_mlp
+from .architectures import build_chains
+from .layers import ACTIVATION_NAMES, FlatParams
 from .model import Model, fresh_grads
 from .validation import (InputError, check_array, check_choice, check_dtype, check_labels,
                          check_scalar, check_sizes)
@@ -56,6 +57,10 @@ class VAE(Model):
         scikit-learn's name for ``seed``; when given it wins.
     warm_start : bool
         ``fit`` continues from the current weights instead of starting again from the seed.
+    arch, encoder_layers, decoder_layers, image_shape
+        The layers, as for :class:`npae.Autoencoder`: ``arch="conv"`` for convolutional chains,
+        or stacks of your own (:mod:`npae.architectures`). A conditional model's label reaches a
+        convolutional encoder as constant planes, one per class (docs/derivations/conv.md#conv-14).
 
     Attributes
     ----------
@@ -75,7 +80,10 @@ class VAE(Model):
 
     def __init__(self, input_dim=None, hidden=(400,), latent_dim=20, activation="relu",
                  likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *, slope=0.01,
-                 alpha=1.0, random_state=None, warm_start=False):
+                 alpha=1.0, random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
+                 decoder_layers=None, image_shape=None):
+        self.arch, self.encoder_layers, self.decoder_layers = arch, encoder_layers, decoder_layers
+        self.image_shape = image_shape
         self._store(input_dim, hidden, latent_dim, activation, likelihood, beta, dtype, seed, slope,
                     alpha, random_state, warm_start)
 
@@ -110,10 +118,10 @@ class VAE(Model):
         kw = dict(rng=self.rng, dtype=dtype, slope=self.slope, alpha=self.alpha)
         # One trunk whose last Dense layer emits [mu | logvar_raw]: one matmul, and the params stay
         # a plain chain encoder.0 ... encoder.K (docs/derivations/elbo.md#elbo-6).
-        self.encoder = build_mlp([n_features + C, *hidden, 2 * self.latent_dim], self.activation,
-                                 "identity", prefix="encoder.", **kw)
-        self.decoder = build_mlp([self.latent_dim + C, *hidden[::-1], n_features], self.activation,
-                                 "identity", prefix="decoder.", **kw)
+        self.encoder, self.decoder = build_chains(
+            self.arch, n_features, 2 * self.latent_dim, self.latent_dim, C, hidden=hidden,
+            activation=self.activation, image_shape=self.image_shape,
+            encoder_layers=self.encoder_layers, decoder_layers=self.decoder_layers, **kw)
         self.flat_params = FlatParams([self.encoder, self.decoder])  # one array each, see FlatParams
         self.params = dict(self.flat_params.params)
         self.clamp_count_ = 0
@@ -483,8 +491,11 @@ class ConditionalVAE(VAE):
 
     def __init__(self, input_dim=None, n_classes=None, hidden=(400,), latent_dim=20,
                  activation="relu", likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *,
-                 slope=0.01, alpha=1.0, random_state=None, warm_start=False):
+                 slope=0.01, alpha=1.0, random_state=None, warm_start=False, arch="mlp",
+                 encoder_layers=None, decoder_layers=None, image_shape=None):
         self.n_classes = n_classes
+        self.arch, self.encoder_layers, self.decoder_layers = arch, encoder_layers, decoder_layers
+        self.image_shape = image_shape
         self._store(input_dim, hidden, latent_dim, activation, likelihood, beta, dtype, seed, slope,
                     alpha, random_state, warm_start)
 
