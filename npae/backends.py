@@ -76,8 +76,9 @@ class ConvActCache:
 
 
 def _work_of(reuse):
-    """The scratch dict of a previous :class:`ConvActCache` (``reuse``), or None for evaluation."""
-    return reuse.work if isinstance(reuse, ConvActCache) else None
+    """The scratch dict of a previous :class:`ConvActCache` (``reuse``), else a new one (which an
+    evaluation throws away with its cache)."""
+    return reuse.work if isinstance(reuse, ConvActCache) else {}
 
 
 def activation_pair(name):
@@ -273,7 +274,7 @@ class FusedOps:
         NCHW layout with bias and ReLU / leaky ReLU in one pass
         (:func:`npae.kernels.conv2d_act_forward_fused`); smooth activations run their NumPy pair
         on the convolution's output. ``reuse``: the layer's previous cache, whose scratch arrays
-        (im2col matrix, rows) are written again instead of allocated (None: nothing kept)."""
+        (im2col matrix, rows) are written again instead of allocated (None: new ones)."""
         work = _work_of(reuse)
         code = kernels.ACT_CODES.get(act)
         h, a, conv_cache = kernels.conv2d_act_forward_fused(

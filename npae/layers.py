@@ -390,6 +390,7 @@ class ConvLayer:
     :class:`ConvAct`."""
 
     transposed = False
+    act_name = "identity"  # alone, a convolution has no activation (see ConvAct)
 
     def _setup(self, in_channels, out_channels, kernel, stride, padding, weight_shape, init, rng,
                dtype):
