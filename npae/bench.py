@@ -1,10 +1,13 @@
 """Training-speed benchmark: the same VAE in npae and, when it can be imported, in PyTorch.
 
-    python -m npae.bench [--quick] [--json PATH]
+    python -m npae.bench [--quick] [--json PATH] [--cases mnist conv tiny]
 
 Per case (architecture, batch, dtype) both libraries train the same Bernoulli VAE (ReLU MLP
-encoder emitting [mu | logvar], ReLU MLP decoder emitting logits), from the same initial weights
-(npae's, copied into torch), with Adam and the same batch size, on the same data. Epochs alternate
+encoder emitting [mu | logvar], ReLU MLP decoder emitting logits; for the ``conv`` case npae's
+``arch="conv"`` VAE, strided 3x3 convolutions to 32 and 64 channels and transposed convolutions
+back, against ``torch.nn.Conv2d`` / ``ConvTranspose2d`` with the same shapes, float32), from the
+same initial weights (npae's, copied into torch), with Adam and the same batch size, on the same
+data. Epochs alternate
 npae, torch, npae, torch, ... so drift of the machine (clock, other jobs) hits both alike, with an
 untimed pause of 0.2 s before each MNIST-size epoch so that one library's spinning worker threads
 have gone idle when the other starts (on the tiny case, 3-15 ms epochs, a pause would only cool the
@@ -28,6 +31,7 @@ import time
 import numpy as np
 
 from . import backends, datasets
+from .layers import Activation, Conv2D, ConvTranspose2D, Dense, Flatten, ImagePlanes, Reshape
 from .optim import Adam
 from .vae import VAE
 
@@ -113,6 +117,33 @@ def step_flops(sizes_enc, sizes_dec, batch):
     return 2.0 * batch * (3 * macs - first)
 
 
+def model_step_flops(model, batch):
+    """``step_flops`` for any npae VAE chains (dense and convolution layers): 2 × multiply-adds of
+    the forward products, of the weight gradients, and of the input gradients except the encoder's
+    first layer with weights. A convolution's products are counted as im2col + GEMM computes them
+    (every tap of every output position, padding included)."""
+    total, first = 0, None
+    for seq, shape in ((model.encoder, (model.n_features_in_ + int(model.n_classes),)),
+                       (model.decoder, (model.latent_dim + int(model.n_classes),))):
+        for layer in seq.layers:
+            if isinstance(layer, Dense):
+                macs, shape = layer.n_in * layer.n_out, (layer.n_out,)
+            elif isinstance(layer, (Conv2D, ConvTranspose2D)):
+                out = layer.output_shape(shape)
+                kernel = layer.kernel[0] * layer.kernel[1]
+                if isinstance(layer, Conv2D):  # every output position sums C_in·k² products
+                    macs = out[0] * out[1] * out[2] * shape[0] * kernel
+                else:  # every input position stamps C_out·k² products
+                    macs = shape[0] * shape[1] * shape[2] * out[0] * kernel
+                shape = out
+            else:
+                shape = shape if isinstance(layer, Activation) else layer.output_shape(shape)
+                continue
+            total += macs
+            first = macs if first is None else first
+    return 2.0 * batch * (3 * total - first)
+
+
 # --------------------------------------------------------------------------------------------------
 # PyTorch twin
 # --------------------------------------------------------------------------------------------------
@@ -158,22 +189,125 @@ def _torch_twin(model, torch):
     return TorchVAE(), dtype
 
 
+def _torch_chain(seq, torch, dtype):
+    """``torch.nn.Sequential`` of npae chain ``seq``'s layers with its current weights, and the
+    pairs ``(npae name, torch parameter, transposed)`` that hold the same numbers (a Dense ``W``
+    is the transpose of ``Linear.weight``; conv weights share PyTorch's layout)."""
+    nn = torch.nn
+    modules, pairs, k = [], [], 0
+    for layer in seq.layers:
+        if isinstance(layer, Dense):
+            mod = nn.Linear(layer.n_in, layer.n_out, dtype=dtype)
+        elif isinstance(layer, Conv2D):
+            mod = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
+                            layer.padding, dtype=dtype)
+        elif isinstance(layer, ConvTranspose2D):
+            mod = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
+                                     layer.padding, layer.output_padding, dtype=dtype)
+        elif isinstance(layer, Flatten):
+            mod = nn.Flatten()
+        elif isinstance(layer, Reshape):
+            mod = nn.Unflatten(1, layer.shape)
+        elif isinstance(layer, ImagePlanes) and layer.n_cond == 0:
+            mod = nn.Unflatten(1, layer.image_shape)
+        elif isinstance(layer, Activation) and layer.name in ("relu", "leaky_relu", "tanh", "sigmoid",
+                                                                "elu", "identity"):
+            mod = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
+                   "leaky_relu": lambda: nn.LeakyReLU(layer.hyper["slope"]),
+                   "elu": lambda: nn.ELU(layer.hyper["alpha"])}[layer.name]()
+        else:
+            raise ValueError(f"no torch twin for {layer!r}")
+        if layer.params:
+            W = layer.params["W"].T if isinstance(layer, Dense) else layer.params["W"]
+            with torch.no_grad():
+                mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
+                mod.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
+            pairs += [(f"{seq.prefix}{k}.W", mod.weight, isinstance(layer, Dense)),
+                      (f"{seq.prefix}{k}.b", mod.bias, False)]
+            k += 1
+        modules.append(mod)
+    return nn.Sequential(*modules), pairs
+
+
+def _torch_chain_twin(model, torch):
+    """A torch VAE with npae ``model``'s chains (any dense / conv layers) and current weights;
+    returns ``(module, dtype, pairs)`` (see :func:`_torch_chain`)."""
+    dtype = torch.float32 if np.dtype(model.dtype) == np.float32 else torch.float64
+    enc, enc_pairs = _torch_chain(model.encoder, torch, dtype)
+    dec, dec_pairs = _torch_chain(model.decoder, torch, dtype)
+
+    class TorchChainVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec, self.Z = enc, dec, model.latent_dim
+
+        def forward(self, x, eps):
+            """Per-example mean of recon (BCE sum) + KL, like npae's loss with β = 1."""
+            h = self.enc(x)
+            mu, logvar = h[:, :self.Z], h[:, self.Z:]
+            z = mu + torch.exp(0.5 * logvar) * eps
+            logits = self.dec(z)
+            B = x.shape[0]
+            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B
+            kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B
+            return recon + kl
+
+    return TorchChainVAE(), dtype, enc_pairs + dec_pairs
+
+
+def conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0, lr=1e-3):
+    """One training step of npae's ``arch="conv"`` VAE and of its torch twin from the same weights,
+    in float64, with the same eps: relative differences of the loss, of every gradient, of the
+    parameters after one Adam step, and of the loss after it (each ``max |a − b| / max |b|``).
+    Used by the tests when torch is installed; a check of correctness, not of speed."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((batch, image_side * image_side))
+    eps = rng.standard_normal((batch, latent_dim))
+    model = VAE(X.shape[1], hidden=(), latent_dim=latent_dim, arch="conv", seed=seed)
+    tmodel, _, pairs = _torch_chain_twin(model, torch)
+    tx, teps = torch.from_numpy(X), torch.from_numpy(eps)
+
+    def rel(a, b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+    loss, grads = model.loss_and_grads(X, eps=eps)
+    tloss = tmodel(tx, teps)
+    tloss.backward()
+    out = {"loss_rel_diff": rel(loss, tloss.item())}
+    out["grad_rel_diff"] = max(rel(grads[name], p.grad.numpy().T if tr else p.grad.numpy())
+                               for name, p, tr in pairs)
+    Adam(lr=lr).step(model.params, grads)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=lr)
+    topt.step()
+    out["param_rel_diff_after_adam"] = max(
+        rel(model.params[name], p.detach().numpy().T if tr else p.detach().numpy()) for name, p, tr in pairs)
+    with torch.no_grad():
+        out["loss_after_rel_diff"] = rel(model.loss_and_grads(X, eps=eps)[0], tmodel(tx, teps).item())
+    out["n_params"] = model.n_params
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # One case
 # --------------------------------------------------------------------------------------------------
 def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, seed=0,
-             settle=0.0):
+             settle=0.0, arch="mlp"):
     """Train npae (and torch) for ``epochs`` alternating epochs; return a dict of results.
 
     ``settle``: seconds to wait, untimed, before each epoch, so that the worker threads of the
     library that ran last (OpenBLAS and OpenMP threads spin for a while after their work) are idle
-    and do not steal the cores from the other one.
+    and do not steal the cores from the other one. ``arch``: the VAE's layers (``"conv"``: the
+    convolutional VAE; its torch twin is made layer by layer by :func:`_torch_chain_twin`).
     """
     X = X.astype(dtype)
-    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed)
+    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed, arch=arch)
     times = {"npae": [], "torch": []}
     if torch is not None:
-        tmodel, tdtype = _torch_twin(model, torch)
+        if arch == "mlp":
+            tmodel, tdtype = _torch_twin(model, torch)
+        else:
+            tmodel, tdtype, _ = _torch_chain_twin(model, torch)
         topt = torch.optim.Adam(tmodel.parameters(), lr=lr)
         tX = torch.from_numpy(X)
         gen = torch.Generator().manual_seed(seed)
@@ -210,10 +344,8 @@ def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torc
     if torch is not None:
         torch_epoch()
 
-    enc = [X.shape[1], *hidden, 2 * latent_dim]
-    dec = [latent_dim, *hidden[::-1], X.shape[1]]
     n_full, rest = divmod(X.shape[0], batch)
-    flops = n_full * step_flops(enc, dec, batch) + (step_flops(enc, dec, rest) if rest else 0.0)
+    flops = n_full * model_step_flops(model, batch) + (model_step_flops(model, rest) if rest else 0.0)
 
     def median(ts):  # leave out the first epoch (compilation, warm caches) when there are others
         return statistics.median(ts[1:] if len(ts) > 1 else ts)
@@ -246,7 +378,7 @@ def import_torch(threads):
     return torch
 
 
-def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32", "float64"),
+def run(quick=False, use_torch=True, cases=("mnist", "conv", "tiny"), dtypes=("float32", "float64"),
         epochs=None):
     """Run the benchmark; returns ``{"machine": ..., "peak_gflops": ..., "results": [...]}``."""
     threads = blas_threads()
@@ -263,14 +395,22 @@ def run(quick=False, use_torch=True, cases=("mnist", "tiny"), dtypes=("float32",
             setup = dict(hidden=(400,), latent_dim=20, batch=128, lr=1e-3)
             n_epochs = epochs or (3 if quick else 10)
             label = f"784-400-20 b128 ({source})"
+        elif case == "conv":  # the convolutional VAE of npae.architectures, float32 (issue 13)
+            X, X_test, source = mnist_split()
+            setup = dict(hidden=(), latent_dim=16, batch=128, lr=1e-3, arch="conv")
+            n_epochs = epochs or (2 if quick else 5)
+            label = f"conv 32-64 ch, Z 16 b128 ({source})"
         else:
             X, _ = datasets.load_digits()
             X_test, setup = None, dict(hidden=(32,), latent_dim=2, batch=64, lr=1e-3)
             n_epochs = epochs or (6 if quick else 30)
             label = "64-32-2 b64 (digits)"
-        for dt in dtypes:
+        case_dtypes = dtypes
+        if case == "conv" and "float32" in dtypes:
+            case_dtypes = ("float32",)
+        for dt in case_dtypes:
             results.append(run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch,
-                                    settle=settle if case == "mnist" else 0.0, **setup))
+                                    settle=settle if case in ("mnist", "conv") else 0.0, **setup))
     for dt in dtypes:
         peak[dt] = max(peak[dt], gemm_peak(np.dtype(dt), n=n_peak))
     for res in results:
@@ -308,7 +448,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer epochs, smaller peak test (< 1 min)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--no-torch", action="store_true", help="time npae alone")
-    parser.add_argument("--cases", nargs="+", choices=["mnist", "tiny"], default=["mnist", "tiny"])
+    parser.add_argument("--cases", nargs="+", choices=["mnist", "conv", "tiny"],
+                        default=["mnist", "conv", "tiny"],
+                        help="conv: the convolutional VAE on MNIST, float32 only")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
                         default=["float32", "float64"])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per library and case")
