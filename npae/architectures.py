@@ -215,11 +215,16 @@ class _Builder:
         return "he_uniform" if next_kind in _RELU_LIKE else "glorot_uniform"
 
     def add(self, layer, where):
-        try:
-            out = (layer.output_shape(self.shape) if not isinstance(layer, (Dense, Activation))
-                   else (layer.n_out,) if isinstance(layer, Dense) else self.shape)
-        except InputError as err:
-            raise InputError(f"{where}: {err}") from None
+        """Append ``layer`` and move the shape on to its output's."""
+        if isinstance(layer, Dense):
+            out = (layer.n_out,)
+        elif isinstance(layer, Activation):
+            out = self.shape
+        else:
+            try:
+                out = layer.output_shape(self.shape)
+            except InputError as err:
+                raise InputError(f"{where}: {err}") from None
         self.layers.append(layer)
         self.shape = tuple(out)
 
@@ -250,15 +255,16 @@ class _Builder:
         return self
 
     def _add_entry(self, kind, opt, where, next_kind, image, first):
-        if kind == "image" or (kind in ("conv2d", "conv_transpose2d") and first and image is not None
-                               and len(self.shape) == 1):
-            if not first or image is None:
-                raise InputError(f"{where}: an 'image' layer can only come first in an encoder, where "
-                                 f"the model's flat input rows arrive")
-            self.add(ImagePlanes(*image), where)
+        is_conv = kind in ("conv2d", "conv_transpose2d")
+        at_input = first and image is not None  # the model's flat rows [x | c] arrive here
+        if kind == "image" and not at_input:
+            raise InputError(f"{where}: an 'image' layer can only come first in an encoder, where "
+                             f"the model's flat input rows arrive")
+        if kind == "image" or (is_conv and at_input):
+            self.add(ImagePlanes(*image), where)  # rows as images, the condition as planes
             if kind == "image":
                 return
-        if kind in ("conv2d", "conv_transpose2d"):
+        if is_conv:
             channels = self.image(where, kind)
             check_scalar("out", opt["out"], low=1, integer=True)
             common = dict(init=self._layer_init(opt["init"], next_kind), rng=self.rng, dtype=self.dtype)
