@@ -136,7 +136,7 @@ def conv_layers(image_shape, hidden=(), activation="relu"):
                ["conv2d", {"out": c2, **strided}], [activation], ["flatten"]]
     for width in hidden:
         encoder += [["dense", {"out": int(width)}], [activation]]
-    (h1, w1), (h2, w2) = sizes[1], sizes[2]
+    h2, w2 = sizes[2]
     decoder = []
     for width in hidden[::-1]:
         decoder += [["dense", {"out": int(width)}], [activation]]

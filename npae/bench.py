@@ -189,6 +189,15 @@ def _torch_twin(model, torch):
     return TorchVAE(), dtype
 
 
+#: npae activation name -> torch module (from torch.nn and the activation's hyperparameters)
+_TORCH_ACTIVATIONS = {
+    "relu": lambda nn, hyper: nn.ReLU(), "tanh": lambda nn, hyper: nn.Tanh(),
+    "sigmoid": lambda nn, hyper: nn.Sigmoid(), "identity": lambda nn, hyper: nn.Identity(),
+    "leaky_relu": lambda nn, hyper: nn.LeakyReLU(hyper["slope"]),
+    "elu": lambda nn, hyper: nn.ELU(hyper["alpha"]),
+}
+
+
 def _torch_chain(seq, torch, dtype):
     """``torch.nn.Sequential`` of npae chain ``seq``'s layers with its current weights, and the
     pairs ``(npae name, torch parameter, transposed)`` that hold the same numbers (a Dense ``W``
@@ -210,11 +219,8 @@ def _torch_chain(seq, torch, dtype):
             mod = nn.Unflatten(1, layer.shape)
         elif isinstance(layer, ImagePlanes) and layer.n_cond == 0:
             mod = nn.Unflatten(1, layer.image_shape)
-        elif isinstance(layer, Activation) and layer.name in ("relu", "leaky_relu", "tanh", "sigmoid",
-                                                                "elu", "identity"):
-            mod = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
-                   "leaky_relu": lambda: nn.LeakyReLU(layer.hyper["slope"]),
-                   "elu": lambda: nn.ELU(layer.hyper["alpha"])}[layer.name]()
+        elif isinstance(layer, Activation) and layer.name in _TORCH_ACTIVATIONS:
+            mod = _TORCH_ACTIVATIONS[layer.name](nn, layer.hyper)
         else:
             raise ValueError(f"no torch twin for {layer!r}")
         if layer.params:

@@ -79,8 +79,9 @@ def test_arch_conv_on_mnist_size_is_the_keras_layout():
     assert (enc[1].out_channels, enc[1].kernel, enc[1].stride, enc[1].padding) == (32, (3, 3), (2, 2), (1, 1))
     assert (enc[3].out_channels, enc[3].stride) == (64, (2, 2))
     assert (enc[6].n_in, enc[6].n_out) == (64 * 7 * 7, 4)
-    assert [type(layer).__name__ for layer in dec] == ["Dense", "ReLU", "Reshape", "ConvTranspose2D", "ReLU",
-                                                       "ConvTranspose2D", "ReLU", "ConvTranspose2D", "Flatten"]
+    assert [type(layer).__name__ for layer in dec] == [
+        "Dense", "ReLU", "Reshape", "ConvTranspose2D", "ReLU", "ConvTranspose2D", "ReLU", "ConvTranspose2D",
+        "Flatten"]
     assert dec[0].n_out == 64 * 7 * 7 and dec[2].shape == (64, 7, 7)
     assert [(d.out_channels, d.stride, d.output_padding) for d in (dec[3], dec[5], dec[7])] == [
         (64, (2, 2), (1, 1)), (32, (2, 2), (1, 1)), (1, (1, 1), (0, 0))]
@@ -126,8 +127,8 @@ def test_image_shape_errors():
 # the spec language
 # --------------------------------------------------------------------------------------------------
 ENC = [["conv2d", {"out": 3, "kernel": 3, "stride": 2, "padding": 1}], ["leaky_relu", {"slope": 0.3}],
-       ["conv2d", {"out": 2, "kernel": [2, 1]}], "tanh", ["flatten"], ["dense", {"out": 6, "init": "he_normal"}],
-       ["elu"]]
+       ["conv2d", {"out": 2, "kernel": [2, 1]}], "tanh", ["flatten"],
+       ["dense", {"out": 6, "init": "he_normal"}], ["elu"]]
 DEC = [["dense", {"out": 8}], ["relu"], ["reshape", {"shape": [2, 2, 2]}],
        ["conv_transpose2d", {"out": 2, "kernel": 4, "stride": 2, "padding": 1}], ["softplus"],
        ["conv_transpose2d", {"out": 1, "kernel": 1, "stride": 2, "output_padding": 1}]]
@@ -159,15 +160,18 @@ def test_explicit_stacks_are_completed_by_the_model():
     (dict(encoder_layers="conv"), "must be a list of layers"),
     (dict(encoder_layers=[]), "is empty"),
     (dict(encoder_layers=[["pool", {}]]), r"encoder_layers\[0\]: unknown layer kind 'pool'"),
-    (dict(encoder_layers=[["conv2d", {"out": 2, "kernel": 3, "strides": 2}]]), r"unknown option\(s\) \['strides'\]"),
+    (dict(encoder_layers=[["conv2d", {"out": 2, "kernel": 3, "strides": 2}]]),
+     r"unknown option\(s\) \['strides'\]"),
     (dict(encoder_layers=[["conv2d", {"out": 2}]]), r"missing option\(s\) \['kernel'\]"),
-    (dict(encoder_layers=[["conv2d", {"out": 2, "kernel": 9}]]), r"encoder_layers\[0\] .* larger than the padded"),
+    (dict(encoder_layers=[["conv2d", {"out": 2, "kernel": 9}]]),
+     r"encoder_layers\[0\] .* larger than the padded"),
     (dict(encoder_layers=[["dense", {"out": 4}], ["conv2d", {"out": 2, "kernel": 1}]]), "put \\['reshape'"),
     (dict(encoder_layers=[["relu"], ["image"]]), "can only come first in an encoder"),
     (dict(decoder_layers=[["image"]]), "can only come first in an encoder"),
     (dict(decoder_layers=[["reshape", {"shape": [1, 8, 8]}]]), r"decoder_layers\[0\] .*cannot take an input"),
     (dict(decoder_layers=[["dense", {"out": 64}], ["sigmoid"]]), "ends with the activation"),
-    (dict(decoder_layers=[["dense", {"out": 18}], ["reshape", {"shape": [2, 3, 3]}]]), r"images of shape \(2, 3, 3\)"),
+    (dict(decoder_layers=[["dense", {"out": 18}], ["reshape", {"shape": [2, 3, 3]}]]),
+     r"images of shape \(2, 3, 3\)"),
     (dict(encoder_layers=[["dense", {"out": 0}]]), "out must be >= 1"),
     (dict(encoder_layers=[["relu", {"slope": 1}]]), "unknown option"),
     (dict(encoder_layers=[["conv2d", {"out": 2, "kernel": 3, "init": "zeros"}]]), "unknown init 'zeros'"),
@@ -203,10 +207,12 @@ def small_conv_models(draw):
     """Spec stacks with drawn kernels (1x1 included), strides (larger than the kernel included),
     paddings and output paddings: the decoder's transposed convolution sets the image size, the
     encoder's convolution reads it."""
-    k, s = (draw(st.integers(1, 3)), draw(st.integers(1, 3))), (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     op = tuple(draw(st.integers(0, s_ - 1)) for s_ in s)
     h = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    p = tuple(min(draw(st.integers(0, 1)), ((n - 1) * s_ + k_ + op_ - 1) // 2) for n, s_, k_, op_ in zip(h, s, k, op))
+    p = tuple(min(draw(st.integers(0, 1)), ((n - 1) * s_ + k_ + op_ - 1) // 2)  # leave an output
+              for n, s_, k_, op_ in zip(h, s, k, op))
     image = conv.conv_transpose_output_size(h, k, s, p, op)
     assume(image[0] * image[1] <= 30)
     C = draw(st.integers(1, 2))
@@ -214,13 +220,14 @@ def small_conv_models(draw):
     pe = tuple(draw(st.integers(max(0, -(-(k_ - n) // 2)), 1)) for k_, n in zip(ke, image))
     se = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     act = draw(st.sampled_from(["relu", "leaky_relu", "tanh", "elu"]))
-    enc = [["conv2d", {"out": draw(st.integers(1, 2)), "kernel": list(ke), "stride": list(se), "padding": list(pe)}],
-           [act], ["flatten"]]
+    enc = [["conv2d", {"out": draw(st.integers(1, 2)), "kernel": list(ke), "stride": list(se),
+                       "padding": list(pe)}], [act], ["flatten"]]
     dec = [["dense", {"out": 2 * h[0] * h[1]}], [act], ["reshape", {"shape": [2, h[0], h[1]]}],
            ["conv_transpose2d", {"out": C, "kernel": list(k), "stride": list(s), "padding": list(p),
                                  "output_padding": list(op)}]]
-    return dict(encoder_layers=enc, decoder_layers=dec, image_shape=[C, *image], slope=draw(st.sampled_from([0.1, 0.3])),
-                alpha=draw(st.sampled_from([0.5, 1.0])), seed=draw(seeds))
+    return dict(encoder_layers=enc, decoder_layers=dec, image_shape=[C, *image],
+                slope=draw(st.sampled_from([0.1, 0.3])), alpha=draw(st.sampled_from([0.5, 1.0])),
+                seed=draw(seeds))
 
 
 def _data(n_features, B, seed, n_classes=0):
@@ -267,7 +274,8 @@ def test_conv_conditional_vae_gradients(spec, n_classes):
 @pytest.mark.parametrize("make", [
     lambda: npae.Autoencoder(64, hidden=(6,), latent_dim=3, activation="tanh", arch="conv", seed=1),
     lambda: npae.VAE(64, hidden=(), latent_dim=2, activation="elu", arch="conv", seed=2),
-    lambda: npae.ConditionalVAE(64, 10, hidden=(5,), latent_dim=2, activation="softplus", arch="conv", seed=3),
+    lambda: npae.ConditionalVAE(64, 10, hidden=(5,), latent_dim=2, activation="softplus", arch="conv",
+                                seed=3),
 ], ids=["ae", "vae", "cvae"])
 def test_arch_conv_models_pass_a_directional_check(make):
     """The full-size arch="conv" stacks (too many weights to check one by one): the derivative of
@@ -311,9 +319,11 @@ SMALL = dict(encoder_layers=[["conv2d", {"out": 4, "kernel": 3, "stride": 2, "pa
 def _parity_models(dtype):
     return [
         ("vae-conv", lambda: npae.VAE(64, hidden=(), latent_dim=2, arch="conv", dtype=dtype, seed=2), False),
-        ("ae-small", lambda: npae.Autoencoder(64, hidden=(8,), latent_dim=3, dtype=dtype, seed=1, **SMALL), False),
-        ("cvae-small-leaky", lambda: npae.ConditionalVAE(64, 10, hidden=(), latent_dim=2, activation="leaky_relu",
-                                                         slope=0.2, dtype=dtype, seed=3, **SMALL), True),
+        ("ae-small", lambda: npae.Autoencoder(64, hidden=(8,), latent_dim=3, dtype=dtype, seed=1, **SMALL),
+         False),
+        ("cvae-small-leaky", lambda: npae.ConditionalVAE(64, 10, hidden=(), latent_dim=2,
+                                                         activation="leaky_relu", slope=0.2, dtype=dtype,
+                                                         seed=3, **SMALL), True),
         ("vae-stack-smooth", lambda: npae.VAE(64, latent_dim=2, likelihood="gaussian", dtype=dtype, seed=4,
                                               encoder_layers=ENC, decoder_layers=DEC), False),
     ]
@@ -380,7 +390,8 @@ SAVE_CASES = [
     ("vae-conv", lambda: npae.VAE(64, hidden=(), latent_dim=2, arch="conv", seed=1), False),
     ("cvae-small", lambda: npae.ConditionalVAE(64, 10, hidden=(), latent_dim=2, seed=2, image_shape=(8, 8),
                                                **SMALL), True),
-    ("ae-stack", lambda: npae.Autoencoder(64, latent_dim=3, encoder_layers=ENC, decoder_layers=DEC, seed=3), False),
+    ("ae-stack", lambda: npae.Autoencoder(64, latent_dim=3, encoder_layers=ENC, decoder_layers=DEC, seed=3),
+     False),
 ]
 
 
@@ -400,7 +411,8 @@ def test_save_load_round_trip(tmp_path, digits, case):
                                   model.reconstruct(X[:5], *(() if lab is None else (lab[:5],))))
 
 
-RESUME_CASES = [("vae-small", lambda: npae.VAE(64, hidden=(), latent_dim=2, seed=1, **SMALL), False)] + SAVE_CASES[1:]
+RESUME_CASES = [("vae-small", lambda: npae.VAE(64, hidden=(), latent_dim=2, seed=1, **SMALL), False),
+                *SAVE_CASES[1:]]
 
 
 @pytest.mark.parametrize("case", RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
