@@ -129,6 +129,8 @@ def test_flatten_and_reshape_layers(rng):
     np.testing.assert_array_equal(back.backward(x), y)
     assert flat.output_shape((3, 4, 5)) == (60,) and back.output_shape((60,)) == (3, 4, 5)
     assert flat.backward(y, input_grad=False) is None and back.backward(x, input_grad=False) is None
+    assert check_step(Sequential([Flatten()]), x, rng) <= 1e-6  # central differences, as every layer
+    assert check_step(Sequential([Reshape((3, 4, 5))]), y, rng) <= 1e-6
     with pytest.raises(npae.InputError, match="cannot take an input"):
         back.output_shape((59,))
 
