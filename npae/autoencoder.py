@@ -9,7 +9,8 @@ import numpy as np
 from . import functional as F
 from .backends import ops
 from .init import make_rng
-from .layers import ACTIVATION_NAMES, FlatParams, build_mlp
+from .architectures import build_chains
+from .layers import ACTIVATION_NAMES, FlatParams, build_mlp  # noqa: F401 (build_mlp: imported from here)
 from .model import Model, fresh_grads
 from .validation import InputError, check_array, check_choice, check_dtype, check_scalar, check_sizes
 
@@ -41,6 +42,17 @@ class Autoencoder(Model):
     slope, alpha : float
         Leak slope of ``leaky_relu`` and α of ``elu``, wherever those activations are used.
     init : "auto" or an initializer name (glorot_uniform, glorot_normal, he_uniform, he_normal).
+    arch : "mlp" | "conv"
+        ``"mlp"``: dense layers of widths ``hidden``. ``"conv"``: for images, strided 3x3
+        convolutions (32, 64 channels) before ``hidden`` in the encoder and transposed
+        convolutions after it in the decoder (see :mod:`npae.architectures`, docs/conv.md).
+    encoder_layers, decoder_layers : list or None
+        A stack of your own for that side, in the JSON-able spec language of
+        :mod:`npae.architectures`, e.g. ``[["conv2d", {"out": 32, "kernel": 3, "stride": 2,
+        "padding": 1}], ["relu"], ["flatten"]]``; the model adds the code layer (and the output
+        layer). Replaces ``arch`` and ``hidden`` on that side.
+    image_shape : None, (H, W) or (C, H, W)
+        Shape of the images, for convolutions; None: square one-channel images (784 -> 28x28).
     random_state : int or None
         scikit-learn's name for ``seed``; when given it wins.
     warm_start : bool
@@ -57,7 +69,10 @@ class Autoencoder(Model):
 
     def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
                  code_activation="identity", output="sigmoid", loss="bce", dtype="float64", seed=0,
-                 *, slope=0.01, alpha=1.0, init="auto", random_state=None, warm_start=False):
+                 *, slope=0.01, alpha=1.0, init="auto", random_state=None, warm_start=False,
+                 arch="mlp", encoder_layers=None, decoder_layers=None, image_shape=None):
+        self.arch, self.encoder_layers, self.decoder_layers = arch, encoder_layers, decoder_layers
+        self.image_shape = image_shape
         self.input_dim, self.hidden, self.latent_dim = input_dim, hidden, latent_dim
         self.activation, self.code_activation, self.output, self.loss = (activation, code_activation,
                                                                          output, loss)
@@ -87,10 +102,11 @@ class Autoencoder(Model):
         self.rng = make_rng(self._seed())
         kw = dict(rng=self.rng, dtype=check_dtype(self.dtype), slope=self.slope, alpha=self.alpha,
                   init=self.init)
-        self.encoder = build_mlp([n_features, *hidden, self.latent_dim], self.activation,
-                                 self.code_activation, prefix="encoder.", **kw)
-        self.decoder = build_mlp([self.latent_dim, *hidden[::-1], n_features], self.activation,
-                                 "identity", prefix="decoder.", **kw)
+        self.encoder, self.decoder = build_chains(
+            self.arch, n_features, self.latent_dim, self.latent_dim, hidden=hidden,
+            activation=self.activation, code_activation=self.code_activation,
+            image_shape=self.image_shape, encoder_layers=self.encoder_layers,
+            decoder_layers=self.decoder_layers, **kw)
         self.flat_params = FlatParams([self.encoder, self.decoder])  # one array each, see FlatParams
         self.params = dict(self.flat_params.params)
 

@@ -13,6 +13,10 @@ unit                                   reference implementation (the derived pai
                                        [KL-1..3]); the two gradients come back *apart*: the model
                                        sums them on its own tagged fan-in line [ELBO-5]
 ``adam_update``                        updates.adam_update ([OPT-5..7])
+``conv2d_act_forward / _backward``     conv.conv2d_forward / _backward + an activation pair
+                                       ([CONV-1..7], [ACT-*])
+``conv_transpose2d_act_forward /       conv.conv_transpose2d_forward / _backward + an activation
+_backward``                            pair ([CONV-8..11], [CONV-5], [ACT-*])
 =====================================  ============================================================
 
 * ``reference``: :class:`ReferenceOps`, every unit is the composition of the readable pairs
@@ -37,6 +41,7 @@ import warnings
 
 import numpy as np
 
+from . import conv
 from . import functional as F
 from . import kernels
 from . import latent
@@ -55,6 +60,26 @@ class DenseActCache:
 
     def __init__(self, x, W, a, act, hyper, act_cache):
         self.x, self.W, self.a, self.act, self.hyper, self.act_cache = x, W, a, act, hyper, act_cache
+
+
+class ConvActCache:
+    """What a convolution+activation unit keeps for its backward, the same fields in both backends:
+    the pre-activation ``a`` (B, C_out, Ho, Wo), the activation's name, hyperparameters and cache,
+    the cache of the convolution pair (:func:`npae.conv.conv2d_forward` or
+    :func:`npae.conv.conv_transpose2d_forward`, so the two backends' caches can be mixed), and
+    ``work``: scratch arrays the fused unit recycles at the next forward (empty for ``reference``)."""
+
+    __slots__ = ("a", "act", "hyper", "act_cache", "conv_cache", "work")
+
+    def __init__(self, a, act, hyper, act_cache, conv_cache, work=None):
+        self.a, self.act, self.hyper, self.act_cache = a, act, hyper, act_cache
+        self.conv_cache, self.work = conv_cache, {} if work is None else work
+
+
+def _work_of(reuse):
+    """The scratch dict of a previous :class:`ConvActCache` (``reuse``), else a new one (which an
+    evaluation throws away with its cache)."""
+    return reuse.work if isinstance(reuse, ConvActCache) else {}
 
 
 def activation_pair(name):
@@ -144,6 +169,47 @@ class ReferenceOps:
     def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
         """The reference backend runs every epoch step by step: no compiled epoch (None)."""
         return None
+
+    # ---------------------------------------------------------------- convolution + activation
+    @staticmethod
+    def conv2d_act_forward(x, W, b, stride, padding, act, hyper, reuse=None):
+        """``h = f(conv2d(x, W, b))``: :func:`npae.conv.conv2d_forward` [CONV-1] then the
+        activation's forward. Returns ``(h, cache)``. ``reuse`` (the layer's previous cache) is
+        ignored here; the fused unit recycles its scratch arrays."""
+        fwd, _ = activation_pair(act)
+        a, conv_cache = conv.conv2d_forward(x, W, b, stride, padding)  # (B, C_out, Ho, Wo)
+        h, act_cache = fwd(a, **hyper)  # (B, C_out, Ho, Wo)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache)
+
+    @staticmethod
+    def conv2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """The activation's backward then :func:`npae.conv.conv2d_backward` [CONV-4..7]; writes
+        ``dW`` and ``db`` in place and returns ``dx`` (None when ``input_grad`` is False: the pair
+        still computes it, the fused unit skips it)."""
+        _, bwd = activation_pair(cache.act)
+        da = bwd(dh, cache.act_cache)  # (B, C_out, Ho, Wo)
+        dx, dW[...], db[...] = conv.conv2d_backward(da, cache.conv_cache)
+        return dx if input_grad else None
+
+    @staticmethod
+    def conv_transpose2d_act_forward(x, W, b, stride, padding, output_padding, act, hyper, reuse=None):
+        """``h = f(conv_transpose2d(x, W, b))``: :func:`npae.conv.conv_transpose2d_forward`
+        [CONV-8] then the activation's forward. Returns ``(h, cache)``; ``reuse`` is ignored."""
+        fwd, _ = activation_pair(act)
+        a, conv_cache = conv.conv_transpose2d_forward(x, W, b, stride, padding,
+                                                      output_padding)  # (B, C_out, Ho, Wo)
+        h, act_cache = fwd(a, **hyper)  # (B, C_out, Ho, Wo)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache)
+
+    @staticmethod
+    def conv_transpose2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """The activation's backward then :func:`npae.conv.conv_transpose2d_backward`
+        [CONV-10, CONV-11, CONV-5]; writes ``dW`` and ``db`` in place, returns ``dx`` (None when
+        ``input_grad`` is False)."""
+        _, bwd = activation_pair(cache.act)
+        da = bwd(dh, cache.act_cache)  # (B, C_out, Ho, Wo)
+        dx, dW[...], db[...] = conv.conv_transpose2d_backward(da, cache.conv_cache)
+        return dx if input_grad else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,14 +316,70 @@ class FusedOps:
                     return None
         return CompiledEpoch(model, spec, opt, flat, clip_norm, batch_size, data[0].shape[1])
 
+    # ---------------------------------------------------------------- convolution + activation
+    @staticmethod
+    def conv2d_act_forward(x, W, b, stride, padding, act, hyper, reuse=None):
+        """Replaces :meth:`ReferenceOps.conv2d_act_forward`: im2col, one BLAS product, and the
+        NCHW layout with bias and ReLU / leaky ReLU in one pass
+        (:func:`npae.kernels.conv2d_act_forward_fused`); smooth activations run their NumPy pair
+        on the convolution's output. ``reuse``: the layer's previous cache, whose scratch arrays
+        (im2col matrix, rows) are written again instead of allocated (None: new ones)."""
+        work = _work_of(reuse)
+        code = kernels.ACT_CODES.get(act)
+        h, a, conv_cache = kernels.conv2d_act_forward_fused(
+            x, W, b, stride, padding, 0 if code is None else code, hyper.get("slope", 0.0), work)
+        act_cache = None
+        if code is None:
+            h, act_cache = activation_pair(act)[0](a, **hyper)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache, work)
+
+    @staticmethod
+    def conv2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """Replaces :meth:`ReferenceOps.conv2d_act_backward`: f', the rows layout and ``db`` in one
+        pass, ``dW`` on BLAS written in place, and ``dx`` (patch gradients on BLAS, col2im) only
+        when ``input_grad`` (:func:`npae.kernels.conv2d_act_backward_fused`)."""
+        code = kernels.ACT_CODES.get(cache.act)
+        if code is None:
+            dh, code = activation_pair(cache.act)[1](dh, cache.act_cache), 0
+        return kernels.conv2d_act_backward_fused(dh, cache.a, code, cache.hyper.get("slope", 0.0),
+                                                 cache.conv_cache, dW, db, input_grad, cache.work)
+
+    @staticmethod
+    def conv_transpose2d_act_forward(x, W, b, stride, padding, output_padding, act, hyper, reuse=None):
+        """Replaces :meth:`ReferenceOps.conv_transpose2d_act_forward`: one BLAS product, col2im
+        onto the bias, one activation pass (:func:`npae.kernels.conv_transpose2d_act_forward_fused`);
+        ``reuse`` as in :meth:`conv2d_act_forward`."""
+        work = _work_of(reuse)
+        code = kernels.ACT_CODES.get(act)
+        h, a, conv_cache = kernels.conv_transpose2d_act_forward_fused(
+            x, W, b, stride, padding, output_padding, 0 if code is None else code,
+            hyper.get("slope", 0.0), work)
+        act_cache = None
+        if code is None:
+            h, act_cache = activation_pair(act)[0](a, **hyper)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache, work)
+
+    @staticmethod
+    def conv_transpose2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """Replaces :meth:`ReferenceOps.conv_transpose2d_act_backward`: f' and ``db`` in one pass,
+        one im2col of the result for both ``dW`` (in place) and ``dx`` (only when ``input_grad``)
+        (:func:`npae.kernels.conv_transpose2d_act_backward_fused`)."""
+        code = kernels.ACT_CODES.get(cache.act)
+        if code is None:
+            dh, code = activation_pair(cache.act)[1](dh, cache.act_cache), 0
+        return kernels.conv_transpose2d_act_backward_fused(
+            dh, cache.a, code, cache.hyper.get("slope", 0.0), cache.conv_cache, dW, db, input_grad,
+            cache.work)
+
 
 # --------------------------------------------------------------------------------------------------
 # the switch
 # --------------------------------------------------------------------------------------------------
 IMPLEMENTATIONS = {"reference": ReferenceOps, "fused": FusedOps}
 UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "bernoulli_log_likelihood",
-         "reparam_kl_forward",
-         "reparam_kl_backward", "adam_update", "epoch_runner")
+         "reparam_kl_forward", "reparam_kl_backward", "adam_update", "epoch_runner",
+         "conv2d_act_forward", "conv2d_act_backward", "conv_transpose2d_act_forward",
+         "conv_transpose2d_act_backward")
 
 
 class Ops:

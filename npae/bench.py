@@ -14,8 +14,10 @@ epochs, a pause would only cool the caches). ``--busy N`` runs every case a seco
 busy-loop processes of its own on the machine (they stop by themselves) and reports each library's
 slowdown against the quiet run. The ``main`` case is the main job's training (``npae train vae``:
 64-128-2 on 1,527 digits, 100 epochs, batch 64, lr 2e-3, held-out data evaluated after every epoch,
-as the CLI does); ``iwae`` times the IWAE-500 estimate of an MNIST-size float32 VAE and the GFLOP/s
-of its decoder products. Reported:
+as the CLI does); ``conv`` is npae's ``arch="conv"`` VAE on MNIST (strided 3x3 convolutions to 32 and
+64 channels and transposed convolutions back, float32) against ``torch.nn.Conv2d`` /
+``ConvTranspose2d`` with the same shapes (no JAX twin); ``iwae`` times the IWAE-500 estimate of an
+MNIST-size float32 VAE and the GFLOP/s of its decoder products. Reported:
 median seconds per epoch (the first epoch, which includes compilation, is left out), the ratio
 torch/npae (> 1: npae is faster), achieved GFLOP/s of the matrix products and their fraction of this
 machine's GEMM peak measured in the same run (the best of a large ``np.dot`` timed before and after
@@ -35,6 +37,7 @@ import time
 import numpy as np
 
 from . import backends, datasets
+from .layers import Activation, Conv2D, ConvTranspose2D, Dense, Flatten, ImagePlanes, Reshape
 from .optim import Adam
 from .vae import VAE
 
@@ -122,6 +125,33 @@ def step_flops(sizes_enc, sizes_dec, batch):
     return 2.0 * batch * (3 * macs - first)
 
 
+def model_step_flops(model, batch):
+    """``step_flops`` for any npae VAE chains (dense and convolution layers): 2 × multiply-adds of
+    the forward products, of the weight gradients, and of the input gradients except the encoder's
+    first layer with weights. A convolution's products are counted as im2col + GEMM computes them
+    (every tap of every output position, padding included)."""
+    total, first = 0, None
+    for seq, shape in ((model.encoder, (model.n_features_in_ + int(model.n_classes),)),
+                       (model.decoder, (model.latent_dim + int(model.n_classes),))):
+        for layer in seq.layers:
+            if isinstance(layer, Dense):
+                macs, shape = layer.n_in * layer.n_out, (layer.n_out,)
+            elif isinstance(layer, (Conv2D, ConvTranspose2D)):
+                out = layer.output_shape(shape)
+                kernel = layer.kernel[0] * layer.kernel[1]
+                if isinstance(layer, Conv2D):  # every output position sums C_in·k² products
+                    macs = out[0] * out[1] * out[2] * shape[0] * kernel
+                else:  # every input position stamps C_out·k² products
+                    macs = shape[0] * shape[1] * shape[2] * out[0] * kernel
+                shape = out
+            else:
+                shape = shape if isinstance(layer, Activation) else layer.output_shape(shape)
+                continue
+            total += macs
+            first = macs if first is None else first
+    return 2.0 * batch * (3 * total - first)
+
+
 # --------------------------------------------------------------------------------------------------
 # PyTorch twin
 # --------------------------------------------------------------------------------------------------
@@ -165,6 +195,111 @@ def _torch_twin(model, torch):
             return recon + kl
 
     return TorchVAE(), dtype
+
+
+#: npae activation name -> torch module (from torch.nn and the activation's hyperparameters)
+_TORCH_ACTIVATIONS = {
+    "relu": lambda nn, hyper: nn.ReLU(), "tanh": lambda nn, hyper: nn.Tanh(),
+    "sigmoid": lambda nn, hyper: nn.Sigmoid(), "identity": lambda nn, hyper: nn.Identity(),
+    "leaky_relu": lambda nn, hyper: nn.LeakyReLU(hyper["slope"]),
+    "elu": lambda nn, hyper: nn.ELU(hyper["alpha"]),
+}
+
+
+def _torch_chain(seq, torch, dtype):
+    """``torch.nn.Sequential`` of npae chain ``seq``'s layers with its current weights, and the
+    pairs ``(npae name, torch parameter, transposed)`` that hold the same numbers (a Dense ``W``
+    is the transpose of ``Linear.weight``; conv weights share PyTorch's layout)."""
+    nn = torch.nn
+    modules, pairs, k = [], [], 0
+    for layer in seq.layers:
+        if isinstance(layer, Dense):
+            mod = nn.Linear(layer.n_in, layer.n_out, dtype=dtype)
+        elif isinstance(layer, Conv2D):
+            mod = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
+                            layer.padding, dtype=dtype)
+        elif isinstance(layer, ConvTranspose2D):
+            mod = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
+                                     layer.padding, layer.output_padding, dtype=dtype)
+        elif isinstance(layer, Flatten):
+            mod = nn.Flatten()
+        elif isinstance(layer, Reshape):
+            mod = nn.Unflatten(1, layer.shape)
+        elif isinstance(layer, ImagePlanes) and layer.n_cond == 0:
+            mod = nn.Unflatten(1, layer.image_shape)
+        elif isinstance(layer, Activation) and layer.name in _TORCH_ACTIVATIONS:
+            mod = _TORCH_ACTIVATIONS[layer.name](nn, layer.hyper)
+        else:
+            raise ValueError(f"no torch twin for {layer!r}")
+        if layer.params:
+            W = layer.params["W"].T if isinstance(layer, Dense) else layer.params["W"]
+            with torch.no_grad():
+                mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
+                mod.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
+            pairs += [(f"{seq.prefix}{k}.W", mod.weight, isinstance(layer, Dense)),
+                      (f"{seq.prefix}{k}.b", mod.bias, False)]
+            k += 1
+        modules.append(mod)
+    return nn.Sequential(*modules), pairs
+
+
+def _torch_chain_twin(model, torch):
+    """A torch VAE with npae ``model``'s chains (any dense / conv layers) and current weights;
+    returns ``(module, dtype, pairs)`` (see :func:`_torch_chain`)."""
+    dtype = torch.float32 if np.dtype(model.dtype) == np.float32 else torch.float64
+    enc, enc_pairs = _torch_chain(model.encoder, torch, dtype)
+    dec, dec_pairs = _torch_chain(model.decoder, torch, dtype)
+
+    class TorchChainVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec, self.Z = enc, dec, model.latent_dim
+
+        def forward(self, x, eps):
+            """Per-example mean of recon (BCE sum) + KL, like npae's loss with β = 1."""
+            h = self.enc(x)
+            mu, logvar = h[:, :self.Z], h[:, self.Z:]
+            z = mu + torch.exp(0.5 * logvar) * eps
+            logits = self.dec(z)
+            B = x.shape[0]
+            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B
+            kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B
+            return recon + kl
+
+    return TorchChainVAE(), dtype, enc_pairs + dec_pairs
+
+
+def conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0, lr=1e-3):
+    """One training step of npae's ``arch="conv"`` VAE and of its torch twin from the same weights,
+    in float64, with the same eps: relative differences of the loss, of every gradient, of the
+    parameters after one Adam step, and of the loss after it (each ``max |a − b| / max |b|``).
+    Used by the tests when torch is installed; a check of correctness, not of speed."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((batch, image_side * image_side))
+    eps = rng.standard_normal((batch, latent_dim))
+    model = VAE(X.shape[1], hidden=(), latent_dim=latent_dim, arch="conv", seed=seed)
+    tmodel, _, pairs = _torch_chain_twin(model, torch)
+    tx, teps = torch.from_numpy(X), torch.from_numpy(eps)
+
+    def rel(a, b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+    loss, grads = model.loss_and_grads(X, eps=eps)
+    tloss = tmodel(tx, teps)
+    tloss.backward()
+    out = {"loss_rel_diff": rel(loss, tloss.item())}
+    out["grad_rel_diff"] = max(rel(grads[name], p.grad.numpy().T if tr else p.grad.numpy())
+                               for name, p, tr in pairs)
+    Adam(lr=lr).step(model.params, grads)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=lr)
+    topt.step()
+    out["param_rel_diff_after_adam"] = max(
+        rel(model.params[name], p.detach().numpy().T if tr else p.detach().numpy()) for name, p, tr in pairs)
+    with torch.no_grad():
+        out["loss_after_rel_diff"] = rel(model.loss_and_grads(X, eps=eps)[0], tmodel(tx, teps).item())
+    out["n_params"] = model.n_params
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,7 +371,10 @@ class _TorchPeer:
 
     def __init__(self, model, X, batch, latent_dim, lr, seed, torch):
         self.torch = torch
-        self.model, self.dtype = _torch_twin(model, torch)
+        if getattr(model, "arch", "mlp") == "mlp":
+            self.model, self.dtype = _torch_twin(model, torch)
+        else:  # layer by layer: Conv2d, ConvTranspose2d, Linear
+            self.model, self.dtype, _ = _torch_chain_twin(model, torch)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.X, self.batch, self.Z = torch.from_numpy(X), batch, latent_dim
         self.gen = torch.Generator().manual_seed(seed)
@@ -299,21 +437,22 @@ class _JaxPeer:
 # One training case
 # --------------------------------------------------------------------------------------------------
 def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, jax=None, seed=0,
-             settle=0.0, validation=False):
+             settle=0.0, validation=False, arch="mlp"):
     """Train npae and each peer for ``epochs`` alternating epochs; return a dict of results.
 
     ``settle``: seconds to wait, untimed, before each epoch, so that the worker threads of the
     library that ran last (OpenBLAS and OpenMP threads spin for a while after their work) are idle
     and do not steal the cores from the next one. ``validation``: npae evaluates ``X_test`` after
-    every epoch, as ``npae train`` does (timed with the epoch).
+    every epoch, as ``npae train`` does (timed with the epoch). ``arch``: the VAE's layers
+    (``"conv"``: the convolutional VAE; its torch twin is made layer by layer, there is no JAX twin).
     """
     X = X.astype(dtype)
     X_test = None if X_test is None else X_test.astype(dtype)
-    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed)
+    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed, arch=arch)
     peers = []
     if torch is not None:
         peers.append(_TorchPeer(model, X, batch, latent_dim, lr, seed, torch))
-    if jax is not None:
+    if jax is not None and arch == "mlp":
         peers.append(_JaxPeer(model, X, batch, latent_dim, lr, seed, jax, scan=False))
         peers.append(_JaxPeer(model, X, batch, latent_dim, lr, seed, jax, scan=True))
     times = {"npae": [], **{p.name: [] for p in peers}}
@@ -346,10 +485,8 @@ def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torc
     del model._epoch_begin
     peer_epochs()
 
-    enc = [X.shape[1], *hidden, 2 * latent_dim]
-    dec = [latent_dim, *hidden[::-1], X.shape[1]]
     n_full, rest = divmod(X.shape[0], batch)
-    flops = n_full * step_flops(enc, dec, batch) + (step_flops(enc, dec, rest) if rest else 0.0)
+    flops = n_full * model_step_flops(model, batch) + (model_step_flops(model, rest) if rest else 0.0)
 
     def median(ts):  # leave out the first epoch (compilation, warm caches) when there are others
         return statistics.median(ts[1:] if len(ts) > 1 else ts)
@@ -435,6 +572,9 @@ def _cases(quick, epochs):
     out["main"] = ("main job: 64-128-2 b64, 1527 digits", digits[perm[n_test:]], digits[perm[:n_test]],
                    dict(hidden=(128,), latent_dim=2, batch=64, lr=2e-3),
                    epochs or (20 if quick else 100), 0.0, True)
+    out["conv"] = (f"conv 32-64 ch, Z 16 b128 ({source})", X, X_test,
+                   dict(hidden=(), latent_dim=16, batch=128, lr=1e-3, arch="conv"),
+                   epochs or (2 if quick else 5), 0.2, False)
     return out
 
 
@@ -461,7 +601,7 @@ def run(quick=False, use_torch=True, use_jax=True, cases=("main", "tiny", "mnist
                     results.append(res)
                     continue
                 label, X, X_test, setup, n_epochs, settle, validation = defs[case]
-                for dt in (("float32",) if case == "main" else dtypes):
+                for dt in (("float32",) if case in ("main", "conv") else dtypes):
                     res = run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch, jax=jax,
                                    settle=settle if torch is not None or jax is not None else 0.0,
                                    validation=validation, **setup)
@@ -540,8 +680,9 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
-    parser.add_argument("--cases", nargs="+", choices=["main", "tiny", "mnist", "iwae"],
-                        default=["main", "tiny", "mnist", "iwae"])
+    parser.add_argument("--cases", nargs="+", choices=["main", "tiny", "mnist", "conv", "iwae"],
+                        default=["main", "tiny", "mnist", "conv", "iwae"],
+                        help="conv: the convolutional VAE on MNIST, float32 only")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
                         default=["float32", "float64"])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per library and case")

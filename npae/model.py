@@ -333,12 +333,18 @@ class Model(ParamsMixin):
         :func:`mlp_declared_shapes`). A class whose arrays follow another rule overrides it; a
         config it cannot size raises ValueError (or TypeError) naming the field.
         """
-        for klass in cls.__mro__:
-            sizer = _SIZERS.get(_class_key(klass))
-            if sizer is not None:
-                return sizer(config)
-        raise ValueError(f"{cls.__name__} does not say how its arrays follow from its config: define "
-                         f"the classmethod {cls.__name__}._declared_shapes(config)")
+        if not isinstance(config, dict):
+            raise ValueError(f"config must be an object, got {config!r:.60}")
+        layered = config.get("arch", "mlp") != "mlp" or any(
+            config.get(name) is not None for name in ("encoder_layers", "decoder_layers"))
+        if not layered or cls.__name__ == "Classifier":
+            for klass in cls.__mro__:
+                sizer = _SIZERS.get(_class_key(klass))
+                if sizer is not None:
+                    return sizer(config)
+            raise ValueError(f"{cls.__name__} does not say how its arrays follow from its config: "
+                             f"define the classmethod {cls.__name__}._declared_shapes(config)")
+        return _shapes_by_building(cls, config)
 
     def _write(self, path, *, training=None, arrays=None, key=None):
         """Write this model (and, for a checkpoint, ``training`` state and extra ``arrays``);
@@ -452,6 +458,23 @@ def mlp_declared_shapes(widths, prefix, dtype):
         out[f"{prefix}{k}.W"] = ((n_in, n_out), dtype)
         out[f"{prefix}{k}.b"] = ((n_out,), dtype)
     return out
+
+
+def _shapes_by_building(cls, config):
+    """The arrays of a model with convolutions or explicit layer stacks (``arch="conv"``,
+    ``encoder_layers=...``), read off a build under :func:`npae.layers.shapes_only`: every
+    parameter is a zero-stride stand-in, so nothing of the declared size is allocated, whatever the
+    config says. The lists of the config are bounded first (a million layers would be objects)."""
+    from . import layers
+
+    for name in ("hidden", "encoder_layers", "decoder_layers", "image_shape"):
+        value = config.get(name)
+        if isinstance(value, list) and len(value) > constants.MODEL_FILE_MAX_MEMBERS:
+            raise ValueError(f"config field {name!r} has {len(value)} entries, more than a file can hold")
+    with layers.shapes_only():
+        model = cls._from_config(dict(config))
+        model._require_built()
+        return {name: (tuple(p.shape), p.dtype) for name, p in model._saved_arrays().items()}
 
 
 def _mlp_autoencoder(config, code_width, n_classes, code_extra=0, out_width=1):

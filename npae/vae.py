@@ -24,7 +24,9 @@ from . import latent
 from .backends import ops
 from .constants import DECODER_LOGVAR_FLOOR, LOGVAR_CLAMP_WARN_FRACTION
 from .init import make_rng
-from .layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp
+from . import layers
+from .architectures import build_chains
+from .layers import ACTIVATION_NAMES, FlatParams, FreeParams
 from .model import Model, fresh_grads
 from .validation import (InputError, check_array, check_choice, check_dtype, check_labels,
                          check_scalar, check_sizes)
@@ -90,6 +92,10 @@ class VAE(Model):
         scikit-learn's name for ``seed``; when given it wins.
     warm_start : bool
         ``fit`` continues from the current weights instead of starting again from the seed.
+    arch, encoder_layers, decoder_layers, image_shape
+        The layers, as for :class:`npae.Autoencoder`: ``arch="conv"`` for convolutional chains,
+        or stacks of your own (:mod:`npae.architectures`). A conditional model's label reaches a
+        convolutional encoder as constant planes, one per class (docs/derivations/conv.md#conv-14).
 
     Attributes
     ----------
@@ -110,7 +116,8 @@ class VAE(Model):
     def __init__(self, input_dim=None, hidden=(400,), latent_dim=20, activation="relu",
                  likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *, variance="fixed",
                  objective="elbo", k=1, flow=None, flow_steps=2, flow_hidden=None, slope=0.01,
-                 alpha=1.0, random_state=None, warm_start=False):
+                 alpha=1.0, random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
+                 decoder_layers=None, image_shape=None):
         self._store(locals())
 
     def _store(self, args):
@@ -155,17 +162,19 @@ class VAE(Model):
         code_out = 2 * Z + self.context_dim_  # [mu | logvar_raw | h]
         out_dim = 2 * n_features if learned_variance else n_features  # [mean | logvar_raw] or one head
         kw = dict(rng=self.rng, dtype=dtype, slope=self.slope, alpha=self.alpha)
-        # One trunk whose last Dense layer emits [mu | logvar_raw]: one matmul, and the params stay
-        # a plain chain encoder.0 ... encoder.K (docs/derivations/elbo.md#elbo-6).
-        self.encoder = build_mlp([n_features + C, *hidden, code_out], self.activation,
-                                 "identity", prefix="encoder.", **kw)
-        self.decoder = build_mlp([Z + C, *hidden[::-1], out_dim], self.activation,
-                                 "identity", prefix="decoder.", **kw)
+        # One trunk whose last layer emits [mu | logvar_raw]: one matmul, and the params stay a
+        # plain chain encoder.0 ... encoder.K (docs/derivations/elbo.md#elbo-6); arch="conv" or
+        # explicit stacks put convolutions before it (npae.architectures).
+        self.encoder, self.decoder = build_chains(
+            self.arch, n_features, code_out, Z, C, hidden=hidden, activation=self.activation,
+            image_shape=self.image_shape, encoder_layers=self.encoder_layers,
+            decoder_layers=self.decoder_layers, n_out=out_dim, **kw)
         chains = [self.encoder, self.decoder]
         self.decoder_logvar = None  # the shared / per-feature log σ² of a Gaussian decoder
         if gaussian and self.variance in ("shared", "per_feature"):
             shape = (1,) if self.variance == "shared" else (n_features,)
-            self.decoder_logvar = FreeParams({"logvar": np.zeros(shape, dtype=dtype)}, "decoder.")
+            self.decoder_logvar = FreeParams(
+                {"logvar": layers.param_array(shape, dtype, lambda: np.zeros(shape, dtype=dtype))}, "decoder.")
             chains.append(self.decoder_logvar)
         self.flow_params = self._make_flow(Z, dtype)
         if self.flow_params is not None:
@@ -195,6 +204,14 @@ class VAE(Model):
             self.flow_masks_ = None
             return None
         arrays = {}
+        H = int(self.flow_hidden) if self.flow_hidden is not None else max(2 * Z, 8)
+        if layers.is_shapes_only():  # sizing a model file's config: shapes, no draws
+            shapes = ({"u": (Z,), "w": (Z,), "b": (1,)} if self.flow == "planar" else
+                      {"W1": (Z, H), "b1": (H,), "W2": (H, 2 * Z), "b2": (2 * Z,), "Wc": (Z, H)})
+            self.flow_masks_ = None
+            return FreeParams({f"{t}.{key}": layers.param_array(shape, dtype, None)
+                               for t in range(int(self.flow_steps)) for key, shape in shapes.items()},
+                              "flow.")
         if self.flow == "planar":
             for t in range(int(self.flow_steps)):
                 # w of unit scale; u such that wᵀu ≈ log(e − 1), where m(wᵀu) ≈ 0 and so
@@ -207,7 +224,6 @@ class VAE(Model):
                 arrays[f"{t}.b"] = np.zeros(1)
             self.flow_masks_ = None
         else:
-            H = int(self.flow_hidden) if self.flow_hidden is not None else max(2 * Z, 8)
             self.flow_masks_ = []
             for t in range(int(self.flow_steps)):
                 order = np.arange(1, Z + 1) if t % 2 == 0 else np.arange(Z, 0, -1)
@@ -296,7 +312,9 @@ class VAE(Model):
         if self.variance == "learned":  # a second head: [mean | raw log-variance]
             logvar_x, floor_cache = bounds.logvar_floor_forward(out[..., D:], DECODER_LOGVAR_FLOOR)
             return out[..., :D], logvar_x, floor_cache  # [ELBO-3]
-        return out, self.decoder_logvar.params["logvar"], None  # [ELBO-3] shared (1,) or (D,)
+        logvar_x, floor_cache = bounds.logvar_floor_forward(self.decoder_logvar.params["logvar"],
+                                                            DECODER_LOGVAR_FLOOR)
+        return out, logvar_x, floor_cache  # [ELBO-3] shared (1,) or per feature (D,), floored
 
     def _log_px_forward(self, out, x):
         """``log p(x | z)`` per row (sum over features), shape ``out.shape[:-1]``, and the cache of
@@ -318,9 +336,25 @@ class VAE(Model):
         if self.variance == "learned":
             draw = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [GAUSSDEC-6]
             return np.concatenate([dmean, draw], axis=-1)  # [ELBO-4] both heads of the decoder
-        if self.decoder_logvar is not None:
-            self.decoder_logvar.grads["logvar"][...] = dlogvar_x  # [ELBO-4] a parameter of its own
+        if self.decoder_logvar is not None:  # a parameter of its own, back through the floor
+            self.decoder_logvar.grads["logvar"][...] = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [ELBO-4]
         return dmean  # [ELBO-4]
+
+    def decoder_variance(self, Z=None, y=None):
+        """The Gaussian decoder's σ² (after the floor): shape (1,) for ``variance="shared"``, (D,)
+        for ``"per_feature"``, 1 for ``"fixed"``; for ``"learned"`` it depends on z: σ²(z) for the
+        codes ``Z`` (N, latent_dim), shape (N, D)."""
+        self._require_built()
+        if self.likelihood != "gaussian":
+            raise InputError("decoder_variance: a Bernoulli decoder has no variance parameter")
+        if self.variance == "learned":
+            if Z is None:
+                raise InputError("decoder_variance: a learned (per-example) variance needs the codes Z")
+            Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype)
+            out = self._decode_out(Z, self._condition(y, Z.shape[0]))
+        else:
+            out = np.zeros((1, self.n_features_in_), dtype=self.dtype)
+        return np.exp(self._gaussian_head(out)[1])
 
     def _log_px(self, out, x):
         """``log p(x | z)`` per row from the decoder output (forward only)."""
@@ -802,7 +836,8 @@ class ConditionalVAE(VAE):
     def __init__(self, input_dim=None, n_classes=None, hidden=(400,), latent_dim=20,
                  activation="relu", likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *,
                  variance="fixed", objective="elbo", k=1, flow=None, flow_steps=2, flow_hidden=None,
-                 slope=0.01, alpha=1.0, random_state=None, warm_start=False):
+                 slope=0.01, alpha=1.0, random_state=None, warm_start=False, arch="mlp",
+                 encoder_layers=None, decoder_layers=None, image_shape=None):
         self._store(locals())
 
     def _build(self, n_features):

@@ -536,7 +536,7 @@ def test_config_that_cannot_be_sized(model_file):
                                  ({"latent_dim": True}, "'latent_dim' must be an integer >= 1"),
                                  ({"input_dim": None}, "'input_dim' must be an integer"),
                                  ({"dtype": "complex128"}, "'dtype' must be one of"),
-                                 ({"arch": "conv"}, "'arch' is 'conv'"),
+                                 ({"arch": "conv"}, "cannot size a Autoencoder.*not a square image"),
                                  ({"activation": "os.system"}, "cannot rebuild Autoencoder.*activation"),
                                  ({"slope": 10 ** 400}, "cannot rebuild Autoencoder"),
                                  ({"unknown": 1}, "cannot rebuild Autoencoder.*unknown")]:
