@@ -7,7 +7,7 @@ errors (as in the rest of the suite) and the ``npae`` of this checkout. Then, pe
 * every cell ran without error;
 * every cell tagged ``figure`` (cell metadata ``tags``; ``# %% tags=["figure"]`` in the paired
   ``.py``) displayed an ``image/png``, and no untagged cell did;
-* every training run (each ``fit``: counted by wrapping ``npae.training.Progress`` in the kernel)
+* every training run (each ``fit``: counted by wrapping ``npae.training.fit_loop`` in the kernel)
   left exactly one summary line (``VAE: 40 epochs in 1.3 s | loss ...``) in its own cell, and no
   progress-bar debris (carriage returns);
 
@@ -50,9 +50,11 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 MARKER = "NPAE-NOTEBOOK-FITS "
 
 #: Run first in the kernel (and removed before the checks): the suite's warning rule, a check that
-#: the kernel imports this checkout's npae, and a count of training runs per cell.
+#: the kernel imports this checkout's npae, and a count of training runs per cell (every module of
+#: npae that holds ``npae.training.fit_loop``, the one loop behind every ``fit``, gets a counting
+#: wrapper, so a ``fit(..., progress=False)`` is counted too).
 SETUP = f"""
-import json as _json, warnings as _warnings
+import json as _json, sys as _sys, warnings as _warnings
 _warnings.simplefilter("error", RuntimeWarning)
 import npae, npae.training as _training
 assert npae.__file__.startswith({str(ROOT)!r}), npae.__file__
@@ -64,15 +66,17 @@ def _pre_run_cell(info):
 
 
 get_ipython().events.register("pre_run_cell", _pre_run_cell)
+_fit_loop = _training.fit_loop
 
 
-class _CountingProgress(_training.Progress):
-    def __init__(self, *args, **kwargs):
-        _cells_run[-1][1] += 1
-        super().__init__(*args, **kwargs)
+def _counting_fit_loop(*args, **kwargs):
+    _cells_run[-1][1] += 1
+    return _fit_loop(*args, **kwargs)
 
 
-_training.Progress = _CountingProgress
+for _name, _module in list(_sys.modules.items()):
+    if _name.split(".")[0] == "npae" and getattr(_module, "fit_loop", None) is _fit_loop:
+        _module.fit_loop = _counting_fit_loop
 """
 REPORT = f"print({MARKER!r} + _json.dumps(_cells_run[:-1]))"
 
@@ -195,7 +199,7 @@ def execute(path):
     try:
         client.execute(env=env)
     except CellExecutionError as exc:
-        error = str(exc)
+        error = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # without the traceback's colours
     except Exception as exc:  # noqa: BLE001 (a timeout, a dead kernel: report it, do not hide it)
         error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
