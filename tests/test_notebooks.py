@@ -21,6 +21,7 @@ and, without running anything:
 nbclient, ipykernel and nbformat (and jupytext for the pairing test) come with the ``test``
 extras; without them the execution tests skip, saying which is missing.
 """
+import asyncio
 import importlib.util
 import json
 import os
@@ -172,18 +173,22 @@ def _missing_runner():
     return None
 
 
-_EXECUTED = {}
+#: Notebooks run side by side (each kernel computes on one BLAS thread; the machine has two cores).
+JOBS = max(1, min(2, os.cpu_count() or 1))
+#: The tests that need executed notebooks (the fixture runs the notebooks these selected).
+EXECUTION_TESTS = ("test_notebook_runs_in_quick_mode", "test_figure_cells_display_a_png",
+                   "test_each_fit_leaves_exactly_one_summary_line")
 
 
-def execute(path):
-    """``(cells, runs, error, seconds)`` of ``path`` run in quick mode (cached per notebook):
-    the executed code cells in order, the training runs counted in each, and the error text."""
-    if path in _EXECUTED:
-        return _EXECUTED[path]
-    missing = _missing_runner()
-    if missing:
-        pytest.skip(f"{missing} is not installed: the notebooks cannot be executed "
-                    f"(pip install -e '.[test]')")
+class Run:
+    """One notebook run in quick mode: its executed code cells in order, the training runs counted
+    in each (``[source, count]`` per cell, None if the count was lost), the error text, the time."""
+
+    def __init__(self, cells, runs, error, seconds):
+        self.cells, self.runs, self.error, self.seconds = cells, runs, error, seconds
+
+
+async def _execute(path, gate):
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -192,17 +197,19 @@ def execute(path):
     nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP))
     nb.cells.append(nbformat.v4.new_code_cell(REPORT))
     env = dict(os.environ, NPAE_QUICK="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+               MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=120, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    started, error = time.perf_counter(), None
-    try:
-        client.execute(env=env)
-    except CellExecutionError as exc:
-        error = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # without the traceback's colours
-    except Exception as exc:  # noqa: BLE001 (a timeout, a dead kernel: report it, do not hide it)
-        error = f"{type(exc).__name__}: {exc}"
-    seconds = time.perf_counter() - started
+    async with gate:
+        started, error = time.perf_counter(), None
+        try:
+            await client.async_execute(env=env)
+        except CellExecutionError as exc:
+            error = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # without the traceback's colours
+        except Exception as exc:  # noqa: BLE001 (a timeout, a dead kernel: report it, do not hide it)
+            error = f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - started
     report = nb.cells.pop()
     nb.cells.pop(0)
     runs = None
@@ -210,8 +217,30 @@ def execute(path):
         if out.get("output_type") == "stream" and out.get("text", "").startswith(MARKER):
             runs = json.loads(out["text"][len(MARKER):])
     cells = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
-    _EXECUTED[path] = (cells, runs, error, seconds)
-    return _EXECUTED[path]
+    return Run(cells, runs, error, seconds)
+
+
+def execute_all(paths, jobs=JOBS):
+    """Run ``paths`` in quick mode, ``jobs`` kernels at a time; ``{path: Run}``."""
+    async def main():
+        gate = asyncio.Semaphore(jobs)
+        return await asyncio.gather(*(_execute(path, gate) for path in paths))
+
+    return dict(zip(paths, asyncio.run(main())))
+
+
+@pytest.fixture(scope="module")
+def executed(request):
+    """The selected notebooks, each run once in quick mode for all the tests that look at it."""
+    missing = _missing_runner()
+    if missing:
+        pytest.skip(f"{missing} is not installed: the notebooks cannot be executed "
+                    f"(pip install -e '.[test]')")
+    wanted = sorted({item.callspec.params["path"] for item in request.session.items
+                     if getattr(item, "module", None) is sys.modules[__name__]
+                     and getattr(item, "originalname", None) in EXECUTION_TESTS
+                     and hasattr(item, "callspec")})
+    return execute_all(wanted)
 
 
 def _stream_text(cell):
@@ -219,17 +248,18 @@ def _stream_text(cell):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_notebook_runs_in_quick_mode(path):
-    cells, runs, error, seconds = execute(path)
-    sys.stdout.write(f"{path.name}: {seconds:.1f} s\n")
-    assert error is None, f"{path.name} failed in quick mode after {seconds:.0f} s:\n{error}"
-    assert runs is not None and len(runs) == len(cells), "the per-cell count of training runs was lost"
-    assert [source for source, _ in runs] == [c.source for c in cells], "cells ran out of order"
+def test_notebook_runs_in_quick_mode(path, executed):
+    run = executed[path]
+    sys.stdout.write(f"{path.name}: {run.seconds:.1f} s\n")
+    assert run.error is None, f"{path.name} failed in quick mode after {run.seconds:.0f} s:\n{run.error}"
+    assert run.runs is not None and len(run.runs) == len(run.cells), \
+        "the per-cell count of training runs was lost"
+    assert [source for source, _ in run.runs] == [c.source for c in run.cells], "cells ran out of order"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_figure_cells_display_a_png(path):
-    cells, _, error, _ = execute(path)
+def test_figure_cells_display_a_png(path, executed):
+    cells, error = executed[path].cells, executed[path].error
     if error is not None:
         pytest.skip("the notebook failed (see test_notebook_runs_in_quick_mode)")
     figures = [c for c in cells if "figure" in _tags(c)]
@@ -245,8 +275,8 @@ def test_figure_cells_display_a_png(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_each_fit_leaves_exactly_one_summary_line(path):
-    cells, runs, error, _ = execute(path)
+def test_each_fit_leaves_exactly_one_summary_line(path, executed):
+    cells, runs, error = executed[path].cells, executed[path].runs, executed[path].error
     if error is not None:
         pytest.skip("the notebook failed (see test_notebook_runs_in_quick_mode)")
     assert sum(n for _, n in runs) > 0, f"{path.name} trains nothing"
