@@ -240,6 +240,6 @@ else:
     print("only the reference backend is available here (no numba, or NPAE_JIT=0)")
 
 # %% [markdown]
-# The parameters agree to about 1e-12, the rounding of float64 arithmetic done in a different
+# The parameters agree to 1e-12 or better, the rounding of float64 arithmetic done in a different
 # order. So every figure in these notebooks is what the derived pairs compute, whichever backend
 # drew it; `NPAE_BACKEND=reference` makes every notebook run the pairs alone.
