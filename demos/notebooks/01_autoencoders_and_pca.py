@@ -92,8 +92,8 @@ npae.plotting.loss_curves(ae.history_, title="autoencoder, 2-D code")
 
 # %% [markdown]
 # The dashed curve is the held-out loss: it follows the training loss, so with about 8,600 weights
-# and biases and 1,500 digits the model is not memorising. A code of two numbers is a harsh bottleneck, and the
-# reconstructions show it: the rough shape survives, the details do not.
+# and biases and 1,500 digits the model is not memorising. A code of two numbers is a harsh
+# bottleneck, and the reconstructions show it: the rough shape survives, the details do not.
 
 # %% tags=["figure"]
 recon = ae.reconstruct(X_test[:15])

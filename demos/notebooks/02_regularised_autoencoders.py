@@ -21,11 +21,12 @@
 # becomes possible, and a copy teaches nothing. Regularised autoencoders keep the code wide and
 # make copying pointless in another way:
 #
-# | model | what changes in training | the measure that shows its lesson |
-# |---|---|---|
-# | denoising | the encoder reads a corrupted x̃, the loss still compares with the clean x | distance to the clean digit from a corrupted one |
-# | sparse | a penalty on the code's activity | how many code activations are near 0; each unit's mean against ρ |
-# | contractive | a penalty on the encoder's Jacobian ‖∂z/∂x‖²_F | how far the code moves when the input moves a little |
+# * **denoising**: the encoder reads a corrupted x̃, the loss still compares with the clean x.
+#   Measure: how close the output comes to the clean digit when the input is a corrupted one.
+# * **sparse**: a penalty on the code's activity. Measure: how many code activations are near 0,
+#   and each unit's mean activation against the target ρ.
+# * **contractive**: a penalty on the encoder's Jacobian ‖∂z/∂x‖²_F. Measure: that norm, and how
+#   far the code moves when the input is pushed a little.
 #
 # Each model is compared with a plain autoencoder of the same size, trained on the same digits with
 # the same seed. `NPAE_QUICK=1` trains for fewer epochs.
@@ -150,7 +151,8 @@ npae.plotting.sparsity_figure(sparse.encode(X_test), rho=RHO, threshold=NEAR_ZER
 #
 # The contractive penalty charges the encoder's sensitivity directly: λ·(1/B)Σ_i‖J_i‖²_F with
 # J_i = ∂z_i/∂x_i. For a one-layer encoder z = f(xW + b) the Jacobian has a closed form,
-# ‖J_i‖²_F = Σ_j f′(a_ij)² ‖W_:,j‖² ([CONTRACTIVE-1](../../docs/derivations/contractive.md#contractive-1);
+# ‖J_i‖²_F = Σ_j f′(a_ij)² ‖W_:,j‖²
+# ([CONTRACTIVE-1](../../docs/derivations/contractive.md#contractive-1);
 # for the sigmoid f′ = z(1 − z), [CONTRACTIVE-2](../../docs/derivations/contractive.md#contractive-2)),
 # and its gradient is where f″ enters
 # ([CONTRACTIVE-5](../../docs/derivations/contractive.md#contractive-5)); W is used both by the code
@@ -176,7 +178,8 @@ for lam in (0.0, 1.0):
 
 # %%
 def jacobian_frobenius_sq(model, X):
-    """‖∂z/∂x‖²_F of each row of X for a one-layer sigmoid encoder: Σ_j (z_j(1 − z_j))² ‖W_:,j‖²."""
+    """‖∂z/∂x‖²_F of each row of X, for a one-layer sigmoid encoder:
+    Σ_j (z_j (1 − z_j))² ‖W_:,j‖²."""
     W = model.encoder.dense_layers[0].params["W"]  # (64, 16)
     Z = model.encode(X)  # (N, 16) sigmoid codes
     return ((Z * (1 - Z)) ** 2) @ np.sum(W * W, axis=0)  # (N,)
