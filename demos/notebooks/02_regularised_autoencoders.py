@@ -82,12 +82,13 @@ def distance_to_clean(X_hat):
 
 
 out_plain, out_dae = plain.reconstruct(X_noisy), dae.reconstruct(X_noisy)
-print(f"squared distance to the clean held-out digit (per digit, 64 pixels):")
+print("squared distance to the clean held-out digit (per digit, 64 pixels):")
 print(f"  the corrupted input itself   {distance_to_clean(X_noisy):.2f}")
 print(f"  plain autoencoder's output   {distance_to_clean(out_plain):.2f}")
 print(f"  denoising autoencoder's      {distance_to_clean(out_dae):.2f}")
-print(f"training loss on the denoising objective: {dae.evaluate(X_test)['loss']:.2f} nats per digit "
-      f"(plain model on clean inputs: {plain.evaluate(X_test)['loss']:.2f})")
+print(f"held-out loss of the denoiser (clean digit from a corrupted input): "
+      f"{dae.evaluate(X_test)['loss']:.2f} nats per digit; the plain model's (from the clean input): "
+      f"{plain.evaluate(X_test)['loss']:.2f}")
 
 # %% tags=["figure"]
 n = 12

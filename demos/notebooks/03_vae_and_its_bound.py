@@ -57,8 +57,9 @@ print(f"quick mode: {QUICK}")
 # dmu = dz and dlogvar = dz·ε·σ/2 ([REPARAM-3](../../docs/derivations/reparam.md#reparam-3),
 # [REPARAM-4](../../docs/derivations/reparam.md#reparam-4)).
 #
-# A gradient check cannot tell whether exp(logvar) was used as σ or as σ² (both are differentiable),
-# but the moments of many samples can: their mean must be mu and their variance exp(logvar).
+# A gradient check cannot tell whether the sampler uses exp(logvar) as σ or as σ² (either way the
+# backward pass matches its own forward pass), but the moments of many samples can: their mean must
+# be mu and their variance exp(logvar), the σ² that the KL term assumes.
 
 # %%
 mu = np.array([[0.5, -1.0, 2.0]])  # (1, 3): one example, three latents
