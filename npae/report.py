@@ -114,7 +114,8 @@ class Progress:
     def __init__(self, name, *, epochs, n_batches, start_epoch, start_batch, bar, verbose,
                  stream=None):
         self.name, self.epochs, self.verbose = name, epochs, verbose
-        self.stream = stream if stream is not None else sys.stderr
+        # a notebook tints stderr red, as if it were an error: there the summary goes to stdout
+        self.stream = stream if stream is not None else (sys.stdout if _in_jupyter_kernel() else sys.stderr)
         self.start_epoch, self.started = start_epoch, time.perf_counter()
         self.bar = None
         cls = _live_bar_class(self.stream) if bar else None

@@ -40,11 +40,13 @@ class DenoisingAutoencoder(Autoencoder):
     def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
                  code_activation="identity", output="sigmoid", loss="bce", dtype="float64", seed=0,
                  *, noise="gaussian", noise_level=0.3, slope=0.01, alpha=1.0, init="auto",
-                 random_state=None, warm_start=False):
+                 random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
+                 decoder_layers=None, image_shape=None):
         self.noise, self.noise_level = noise, noise_level
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
                          dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
-                         warm_start=warm_start)
+                         warm_start=warm_start, arch=arch, encoder_layers=encoder_layers,
+                         decoder_layers=decoder_layers, image_shape=image_shape)
 
     def _check_params(self):
         check_choice("noise", self.noise, tuple(NOISES))
@@ -109,11 +111,13 @@ class SparseAutoencoder(Autoencoder):
     def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
                  code_activation="sigmoid", output="sigmoid", loss="bce", dtype="float64", seed=0,
                  *, penalty="l1", sparsity_weight=1e-3, rho=0.05, slope=0.01, alpha=1.0, init="auto",
-                 random_state=None, warm_start=False):
+                 random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
+                 decoder_layers=None, image_shape=None):
         self.penalty, self.sparsity_weight, self.rho = penalty, sparsity_weight, rho
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
                          dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
-                         warm_start=warm_start)
+                         warm_start=warm_start, arch=arch, encoder_layers=encoder_layers,
+                         decoder_layers=decoder_layers, image_shape=image_shape)
 
     def _check_params(self):
         check_choice("penalty", self.penalty, ("l1", "kl"))

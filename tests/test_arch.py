@@ -276,7 +276,9 @@ def test_conv_conditional_vae_gradients(spec, n_classes):
     lambda: npae.VAE(64, hidden=(), latent_dim=2, activation="softplus", arch="conv", seed=2),
     lambda: npae.ConditionalVAE(64, 10, hidden=(5,), latent_dim=2, activation="softplus", arch="conv",
                                 seed=3),
-], ids=["ae", "vae", "cvae"])
+    lambda: npae.SparseAutoencoder(64, hidden=(4,), latent_dim=3, activation="tanh", arch="conv",
+                                   penalty="kl", sparsity_weight=0.5, seed=4),
+], ids=["ae", "vae", "cvae", "sae"])
 def test_arch_conv_models_pass_a_directional_check(make):
     """The full-size arch="conv" stacks (too many weights to check one by one): the derivative of
     the loss along a random direction of all parameters against ⟨gradient, direction⟩. Smooth
@@ -453,3 +455,20 @@ def test_bench_counts_the_flops_of_any_chain():
     macs = (32 * 14 * 14 * 1 * 9 + 64 * 7 * 7 * 32 * 9 + 3136 * 4  # encoder
             + 2 * 3136 + 64 * 7 * 7 * 64 * 9 + 64 * 14 * 14 * 32 * 9 + 32 * 28 * 28 * 1 * 9)  # decoder
     assert bench.model_step_flops(vae, 1) == 2.0 * (3 * macs - 32 * 14 * 14 * 9)
+
+
+@pytest.mark.parametrize("cls", [npae.DenoisingAutoencoder, npae.SparseAutoencoder])
+def test_regularised_autoencoders_take_the_conv_stacks(cls):
+    """The denoising and sparse autoencoders regularise the code, not the layers: the conv stacks
+    pass through unchanged, and a step on either backend lands on the same parameters."""
+    X, _ = datasets.load_digits()
+    fitted = {}
+    for name in ("reference", "fused"):
+        with backends.backend(name):
+            model = cls(arch="conv", image_shape=(8, 8), latent_dim=3, seed=5)
+            model.fit(X[:64], epochs=1, batch_size=32, verbose=False)
+            fitted[name] = model
+    assert any(isinstance(layer, Conv2D) for layer in fitted["fused"].encoder.layers)
+    assert any(isinstance(layer, ConvTranspose2D) for layer in fitted["fused"].decoder.layers)
+    for key, value in fitted["reference"].params.items():
+        np.testing.assert_allclose(fitted["fused"].params[key], value, rtol=1e-9, atol=1e-12)
