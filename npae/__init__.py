@@ -8,7 +8,7 @@ of the fused units runs: ``reference`` (those pairs) or ``fused`` (numba). Deriv
 """
 from .version import __version__
 
-from . import datasets, functional, gradcheck, latent, optim, penalties, updates
+from . import conv, datasets, functional, gradcheck, latent, optim, penalties, updates
 from .backends import backend, get_backend, set_backend
 from .validation import InputError
 from .io import ModelFileError
@@ -20,8 +20,8 @@ from .pca import PCA, principal_angles, subspace_angles
 from .classifier import Classifier
 from .pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
 from .vae import VAE, ConditionalVAE
-from .layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
-                     make_activation)
+from .layers import (ELU, Conv2D, ConvTranspose2D, Dense, Flatten, Identity, ImagePlanes, LeakyReLU,
+                     ReLU, Reshape, Sequential, Sigmoid, Softplus, Tanh, make_activation)
 
 __all__ = [
     "Autoencoder",
@@ -30,9 +30,9 @@ __all__ = [
     "VAE", "ConditionalVAE",
     "load", "ModelFileError", "DivergenceError", "TrainingInterrupted", "InputError",
     "set_backend", "get_backend", "backend",
-    "Dense", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
+    "Dense", "Conv2D", "ConvTranspose2D", "Flatten", "Reshape", "ImagePlanes", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
     "make_activation",
-    "datasets", "functional", "gradcheck", "latent", "optim", "penalties", "updates",
+    "conv", "datasets", "functional", "gradcheck", "latent", "optim", "penalties", "updates",
     "__version__",
 ]
 

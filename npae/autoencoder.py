@@ -199,8 +199,3 @@ class Autoencoder(Model):
         """``fit(X, y, **fit_kwargs)`` then ``transform(X)``."""
         return self.fit(X, y, **fit_kwargs).transform(X)
 
-    def __repr__(self):
-        return (f"{type(self).__name__}(input_dim={self.input_dim}, hidden={self.hidden!r}, "
-                f"latent_dim={self.latent_dim}, activation={self.activation!r}, "
-                f"code_activation={self.code_activation!r}, output={self.output!r}, "
-                f"loss={self.loss!r}, dtype={self.dtype!r})")

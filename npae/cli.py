@@ -284,13 +284,15 @@ def _resolved(args):
     return latent, hidden, weight
 
 
-def _build_model(args, input_dim, n_classes, unit):
+def _build_model(args, input_dim, n_classes, unit, image_shape=None):
     from . import variants
     from .autoencoder import Autoencoder
     from .vae import VAE, ConditionalVAE
 
     latent, hidden, weight = _resolved(args)
     common = dict(latent_dim=latent, activation=args.activation, dtype=args.dtype, seed=args.seed)
+    if args.arch == "conv":
+        common.update(arch="conv", image_shape=image_shape)
     if args.model in IS_VAE:
         likelihood = args.likelihood if args.likelihood != "auto" else ("bernoulli" if unit else "gaussian")
         variance = args.variance if args.variance != "auto" else (
@@ -344,6 +346,9 @@ def _check_flags(parser, args):
     if args.model == "dae" and args.noise != "gaussian" and args.noise_level > 1:
         sub.error(f"--noise-level is a probability for --noise {args.noise}: must be <= 1, got "
                   f"{args.noise_level:g}")
+    if args.model == "cae" and args.arch == "conv":
+        sub.error("--arch conv: the contractive penalty is derived for dense encoders only; use "
+                  "--arch mlp with cae")
     if args.model == "cae" and args.hidden:
         sub.error(f"--hidden {' '.join(map(str, args.hidden))}: the contractive autoencoder has the "
                   f"closed-form Jacobian penalty of a one-layer encoder only (no hidden layer)")
@@ -387,7 +392,10 @@ def _train_in(args, out):
         raise UserError(f"--likelihood bernoulli needs data in [0, 1]; {_data_name(args.data)} has values "
                         f"in [{X.min():.3g}, {X.max():.3g}]: use --likelihood gaussian (what auto picks "
                         f"here)")
-    model = _build_model(args, X.shape[1], n_classes, unit)
+    if args.arch == "conv" and info["image_shape"] is None:
+        raise UserError(f"--arch conv needs images; the data {_data_name(args.data)!r} are plain "
+                        f"features (a path's flat rows: give --image-shape HxW)")
+    model = _build_model(args, X.shape[1], n_classes, unit, info["image_shape"])
     if args.model in IS_VAE and model.likelihood != "gaussian" and "variance" in getattr(args, "_given", ()):
         raise UserError(f"--variance is the Gaussian decoder's; this run's likelihood is {model.likelihood}")
     likelihood = ""
@@ -838,6 +846,10 @@ def build_parser():
                         "no hidden layer (default: 128; cae: none)")
     g.add_argument("--latent-dim", type=_number(int, 1), default=None,
                    help="size of the code z (default: 2 for ae, vae, cvae; 32 for dae and sae; 16 for cae)")
+    g.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
+                   help="mlp: dense layers; conv: for images, two 3x3 stride-2 convolutions (32, 64 "
+                        "channels) before the --hidden dense layers, transposed convolutions back "
+                        "(docs/conv.md; not cae)")
     g.add_argument("--activation", choices=ACTIVATION_NAMES, default="relu",
                    help="activation of the hidden layers")
     g.add_argument("--likelihood", choices=("auto", "bernoulli", "gaussian"), default="auto",

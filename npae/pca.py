@@ -146,9 +146,6 @@ class PCA(ParamsMixin):
         """Mean of :meth:`score_samples` (higher is better, scikit-learn's convention)."""
         return float(np.mean(self.score_samples(X)))
 
-    def __repr__(self):
-        return f"PCA(n_components={self.n_components}" + (", whiten=True)" if self.whiten else ")")
-
 
 def _orthonormal_basis(A, name):
     """Orthonormal basis (D, r) of the column space of ``A`` (D, p) from its SVD; r = numerical rank."""

@@ -66,14 +66,15 @@ class ParamsMixin:
                     input_tags=InputTags(allow_nan=False))
 
     def __repr__(self):
-        """``Class(arg=value, ...)`` for the arguments that differ from the constructor's defaults."""
-        import inspect
-
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        """``Class(arg=value, ...)`` for the arguments that differ from the constructor's defaults,
+        in the constructor's order (scikit-learn's convention: the repr says what was chosen)."""
         shown = []
-        for name, value in self.get_params(deep=False).items():
-            if name in defaults and not _same(value, defaults[name]):
-                shown.append(f"{name}={value!r}")
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            value = getattr(self, p.name)
+            if not _same(value, p.default):
+                shown.append(f"{p.name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
 

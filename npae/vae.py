@@ -816,12 +816,6 @@ class VAE(Model):
         dz = self.decoder.backward(dout * S)[:, :Z].reshape(S, B, Z)  # scaled 1/B per draw
         return nll, dz
 
-    def __repr__(self):
-        cond = f"n_classes={self.n_classes}, " if self.n_classes else ""
-        return (f"{type(self).__name__}({cond}input_dim={self.input_dim}, hidden={self.hidden!r}, "
-                f"latent_dim={self.latent_dim}, activation={self.activation!r}, "
-                f"likelihood={self.likelihood!r}, beta={self.beta}, dtype={self.dtype!r})")
-
 
 class ConditionalVAE(VAE):
     """VAE conditioned on a class label: ``q(z | x, y)`` and ``p(x | z, y)``.

@@ -169,6 +169,7 @@ def test_flags_that_do_not_apply_are_refused(capsys):
         (["train", "vae", "--label", "y"], "--label applies to data given as a path"),
         (["train", "dae", "--noise", "masking", "--noise-level", "2"], "--noise-level is a probability"),
         (["train", "cae", "--hidden", "8"], "one-layer encoder"),
+        (["train", "cae", "--arch", "conv"], "--arch conv: the contractive penalty is derived for dense"),
     ]
     for argv, match in cases:
         code, out, err = run(argv, capsys)
@@ -478,3 +479,22 @@ def test_vae_objective_k_flow_and_threads_flags(tmp_path, capsys):
     code, _, err = run(["train", "vae", "--objective", "iwae", "--beta", "0.5", "--out",
                         str(tmp_path / "b"), *QUICK], capsys)
     assert code != 0 and "beta=0.5 needs the closed-form KL" in err and "Traceback" not in err
+
+
+def test_arch_conv_trains_saves_and_evaluates_an_image_model(tmp_path, capsys):
+    out_dir = str(tmp_path / "conv")
+    code, out, err = run(["train", "vae", "--arch", "conv", "--epochs", "1", "--max-train", "200",
+                          "--no-progress", "--out", out_dir], capsys)
+    assert code == 0, err
+    assert "arch='conv'" in out  # the header's repr names every choice that is not a default
+    model = npae.load(os.path.join(out_dir, "model.npz"))
+    assert isinstance(model.encoder.layers[1], npae.layers.Conv2D)
+    code, out, err = run(["evaluate", out_dir, "--k", "5", "--max-examples", "40"], capsys)
+    assert code == 0 and "IWAE-5" in out + err, err
+
+
+def test_arch_conv_on_plain_features_is_a_one_line_error(tmp_path, capsys):
+    code, out, err = run(["train", "vae", "--arch", "conv", "--data", "moons", "--epochs", "1",
+                          "--out", str(tmp_path / "m")], capsys)
+    assert code == 1 and "--arch conv needs images; the data 'moons' are plain features" in \
+        one_line_error(err)
