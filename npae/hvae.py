@@ -216,7 +216,8 @@ class TwoLayerVAE(Model):
             mean, logvar_x = out, np.zeros((), dtype=out.dtype)  # [ELBO-3] σ² = 1
         elif self.variance == "learned":  # a second head [mean | raw log-variance]
             mean = out[..., :D]
-            logvar_x, floor_cache = bounds.logvar_floor_forward(out[..., D:], DECODER_LOGVAR_FLOOR)  # [GAUSSDEC-5]
+            raw = out[..., D:]  # (K, B, D)
+            logvar_x, floor_cache = bounds.logvar_floor_forward(raw, DECODER_LOGVAR_FLOOR)  # [GAUSSDEC-5]
         else:
             mean, logvar_x = out, self.decoder_logvar.params["logvar"]  # (1,) or (D,)
         nll, nll_cache = bounds.gaussian_nll_forward(mean, logvar_x, x)  # [GAUSSDEC-1]
