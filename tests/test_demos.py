@@ -27,6 +27,7 @@ EXPECTED = {
     "estimator_variance": ["estimator_variance.png"],
     "gradcheck_tour": ["gradcheck_tour.png"],
     "mnist_vae": ["mnist_reconstructions.png", "mnist_manifold_grid.png", "mnist_latent_scatter.png"],
+    "bounds": ["bounds.png", "bounds_ladder.png"],
 }
 
 
