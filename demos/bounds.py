@@ -1,12 +1,14 @@
 """VAE against IWAE training on MNIST: test log-likelihood and active units (Burda et al. 2016, Table 1).
 
 For each architecture (one stochastic layer; one layer with an IAF in the posterior; two stochastic
-layers) and each training k in ``--ks`` (1, 5, 50), trains the model twice, once on the k-sample
-ELBO (``objective="elbo"``, "VAE") and once on the IWAE-k bound (``objective="iwae"``), then
-reports on held-out images the IWAE-5000 estimate of log p(x) (``log_likelihood_estimate(X,
-k=5000)``), the bound ladder ELBO ≤ IWAE-5 ≤ ... ≤ IWAE-5000, and the active units of each
-stochastic layer. With k = 1 the two objectives coincide for the models trained on log-weights
-(the flow and the two-layer model): those are trained once and listed under both.
+layers) and each training k (``--ks`` 1, 5, 50 for the first seed; ``--flow-ks`` 1, 5 for the IAF
+model; ``--later-ks`` 1, 5 for the other seeds), trains the model twice, once on the k-sample ELBO
+(``objective="elbo"``, "VAE") and once on the IWAE-k bound (``objective="iwae"``), then reports on
+held-out images the IWAE-5000 estimate of log p(x) (``log_likelihood_estimate(X, k=5000)``), the
+bound ladder ELBO ≤ IWAE-5 ≤ ... ≤ IWAE-5000, and the active units of each stochastic layer. With
+k = 1 the two objectives coincide for the models trained on log-weights (the flow and the two-layer
+model): those are trained once and listed under both. Defaults: 2 epochs, 2 seeds, IWAE-5000 on
+100 held-out images (26 minutes on a busy two-core machine).
 
 Data: MNIST t10k[:8000] for training, binarized dynamically (a fresh Bernoulli draw of every
 pixel at every epoch); t10k[8000:] held out, binarized once (a fixed draw). ``--quick`` uses the
@@ -236,7 +238,7 @@ for j, arch in enumerate(archs):
     log_k_axis(ax_ll, ks_of[arch], "training k")
     log_k_axis(ax_au, ks_of[arch], "training k")
     ax_ll.set_title(arch)
-    ax_au.set_ylim(bottom=0)
+    ax_au.set_ylim(0, 1.08 * max(max(r["active"]) for r in rows if r["arch"] == arch))
     if j == 0:
         ax_ll.set_ylabel(f"test log-lik., IWAE-{args.k_test} (nats)")
         ax_au.set_ylabel("active units")
