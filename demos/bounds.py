@@ -134,7 +134,8 @@ for seed in range(args.seed, args.seed + args.seeds):
                 shared = k == 1 and arch != "1 layer"  # trained on log-weights: k = 1 is one objective
                 if shared and objective == "iwae":
                     continue
-                name = f"{arch}, {'VAE = IWAE' if shared else 'VAE' if objective == 'elbo' else 'IWAE'}, k = {k}"
+                kind = "VAE = IWAE" if shared else "VAE" if objective == "elbo" else "IWAE"
+                name = f"{arch}, {kind}, k = {k}"
                 print(f"{name}, seed {seed}")
                 model, start = make(arch, objective, k, seed), time.time()
                 try:
@@ -152,10 +153,12 @@ for seed in range(args.seed, args.seed + args.seeds):
                            test_ll=float(ladder[-1].mean()), ladder=[float(b.mean()) for b in ladder],
                            ladder_ks=ladder_ks, ll50_all=float(ll50_all.mean()), active=active,
                            train_loss=history["loss"][-1],
-                           train_seconds=round(train_s, 1), eval_seconds=round(time.time() - start - train_s, 1))
+                           train_seconds=round(train_s, 1),
+                           eval_seconds=round(time.time() - start - train_s, 1))
                 print(f"  test IWAE-{args.k_test} {row['test_ll']:.2f} nats, ELBO {row['ladder'][0]:.2f}, "
                       f"IWAE-50 on {len(X_held)}: {row['ll50_all']:.2f}, active units "
-                      f"{'+'.join(map(str, active))}, {train_s:.0f} s training, {row['eval_seconds']:.0f} s eval")
+                      f"{'+'.join(map(str, active))}, {train_s:.0f} s training, "
+                      f"{row['eval_seconds']:.0f} s eval")
                 for objective_as in (("elbo", "iwae") if shared else (objective,)):
                     rows.append(dict(row, objective=objective_as))
                     per_image[f"{arch}|{objective_as}|{k}|{seed}"] = ladder[-1]
@@ -198,7 +201,8 @@ print(f"{'architecture':<14} {'k':>3} | {'VAE':>13} {'IWAE':>13} | {'VAE act.':>
       f"IWAE − VAE, IWAE-{args.k_test} | IWAE − VAE, IWAE-50 on {len(X_held)}")
 for arch in archs:
     for k in ks_of[arch]:
-        acts = ["/".join("+".join(map(str, r["active"])) for r in select(arch, o, k)) for o in ("elbo", "iwae")]
+        acts = ["/".join("+".join(map(str, r["active"])) for r in select(arch, o, k))
+                for o in ("elbo", "iwae")]
         print(f"{arch:<14} {k:>3} | {cell(arch, 'elbo', k):>13} {cell(arch, 'iwae', k):>13} | "
               f"{acts[0]:>11} {acts[1]:>11} | {gains(arch, k):<22} | {gains(arch, k, '|k50')}")
 print("(± half the range over seeds; a row with k = 1 for the IAF or two layers is one model listed twice)")
