@@ -40,8 +40,9 @@ from .validation import (InputError, InputTypeError, check_array, check_choice, 
 class TwoLayerVAE(Model):
     """Variational autoencoder with two stochastic layers z1 (near the data) and z2 (on top).
 
-    The IWAE paper's MNIST architecture is the default: deterministic layers of 100 units around
-    z1 of 100 units, and of 50 units around z2 of 50 units, tanh everywhere.
+    The defaults are the sizes given for the IWAE paper's MNIST model: deterministic layers of 100
+    units around z1 of 100 units, and of 50 units around z2 of 50 units, tanh everywhere. (The
+    authors' published code builds it wider: ``hidden1=(200, 200), hidden2=(100, 100)``.)
 
     Parameters
     ----------
