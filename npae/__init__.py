@@ -20,6 +20,7 @@ from .pca import PCA, principal_angles, subspace_angles
 from .classifier import Classifier
 from .pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
 from .vae import VAE, ConditionalVAE
+from .hvae import TwoLayerVAE
 from .layers import (ELU, Conv2D, ConvTranspose2D, Dense, Flatten, Identity, ImagePlanes, LeakyReLU,
                      ReLU, Reshape, Sequential, Sigmoid, Softplus, Tanh, make_activation)
 
@@ -27,10 +28,11 @@ __all__ = [
     "Autoencoder",
     "DenoisingAutoencoder", "SparseAutoencoder", "ContractiveAutoencoder", "PCA", "principal_angles",
     "subspace_angles", "Classifier", "greedy_pretrain", "stack_encoder", "init_autoencoder_from_stack",
-    "VAE", "ConditionalVAE",
+    "VAE", "ConditionalVAE", "TwoLayerVAE",
     "load", "ModelFileError", "DivergenceError", "TrainingInterrupted", "InputError",
     "set_backend", "get_backend", "backend",
-    "Dense", "Conv2D", "ConvTranspose2D", "Flatten", "Reshape", "ImagePlanes", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
+    "Dense", "Conv2D", "ConvTranspose2D", "Flatten", "Reshape", "ImagePlanes", "Identity", "ReLU",
+    "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
     "make_activation",
     "conv", "datasets", "functional", "gradcheck", "latent", "optim", "penalties", "updates",
     "__version__",

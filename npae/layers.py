@@ -323,7 +323,8 @@ class FreeParams:
         self.prefix = prefix
         self.params = {key: value if _SHAPES_ONLY[0] else np.array(value, copy=True)
                        for key, value in arrays.items()}
-        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.grads = dict(self.params) if _SHAPES_ONLY[0] else \
+            {key: np.zeros_like(value) for key, value in self.params.items()}
 
     @property
     def entries(self):

@@ -467,7 +467,7 @@ def _shapes_by_building(cls, config):
     config says. The lists of the config are bounded first (a million layers would be objects)."""
     from . import layers
 
-    for name in ("hidden", "encoder_layers", "decoder_layers", "image_shape"):
+    for name in ("hidden", "hidden1", "hidden2", "encoder_layers", "decoder_layers", "image_shape"):
         value = config.get(name)
         if isinstance(value, list) and len(value) > constants.MODEL_FILE_MAX_MEMBERS:
             raise ValueError(f"config field {name!r} has {len(value)} entries, more than a file can hold")

@@ -42,7 +42,61 @@ class CollapseWarning(UserWarning):
     """A VAE ended training with no active latent unit: its codes carry no information about x."""
 
 
-class VAE(Model):
+class DecoderLikelihood:
+    """The decoder's p(x | z), shared by :class:`VAE` and :class:`npae.TwoLayerVAE`: Bernoulli on
+    logits, or Gaussian with the variance ``fixed`` (1), ``shared`` / ``per_feature`` (a parameter
+    ``decoder_logvar``) or ``learned`` (a second decoder head), through the smooth floor
+    [GAUSSDEC-5]. The model provides ``likelihood``, ``variance``, ``n_features_in_`` and
+    ``decoder_logvar`` (None unless shared or per feature)."""
+
+    def _gaussian_head(self, out):
+        """``(mean, logvar_x, floor_cache)`` of the Gaussian decoder from its output ``out``."""
+        D = self.n_features_in_
+        if self.variance == "fixed":
+            return out, np.zeros((), dtype=out.dtype), None  # [ELBO-3] σ² = 1, no parameter
+        if self.variance == "learned":  # a second head: [mean | raw log-variance]
+            logvar_x, floor_cache = bounds.logvar_floor_forward(out[..., D:], DECODER_LOGVAR_FLOOR)
+            return out[..., :D], logvar_x, floor_cache  # [ELBO-3]
+        logvar_x, floor_cache = bounds.logvar_floor_forward(self.decoder_logvar.params["logvar"],
+                                                            DECODER_LOGVAR_FLOOR)
+        return out, logvar_x, floor_cache  # [ELBO-3] shared (1,) or per feature (D,), floored
+
+    def _log_px_forward(self, out, x):
+        """``log p(x | z)`` per row (sum over features), shape ``out.shape[:-1]``, and the cache of
+        :meth:`_log_px_backward`. ``x`` (B, D) broadcasts against ``out`` (..., B, D)."""
+        if self.likelihood == "bernoulli":
+            return ops.bernoulli_log_likelihood(out, x), (out, x)  # [LOSS-5]
+        mean, logvar_x, floor_cache = self._gaussian_head(out)
+        nll, nll_cache = bounds.gaussian_nll_forward(mean, logvar_x, x)  # [GAUSSDEC-1]
+        return -nll, (nll_cache, floor_cache)
+
+    def _log_px_backward(self, dlog_px, cache):
+        """Gradient with respect to the decoder output of ``Σ dlog_px · log p(x|z)`` (shape of
+        ``out``); a shared or per-feature log-variance gets its gradient written in place."""
+        if self.likelihood == "bernoulli":
+            out, x = cache
+            return -dlog_px[..., None] * (F.sigmoid(out) - x)  # [ELBO-2] dNLL/ds = σ(s) − x
+        nll_cache, floor_cache = cache
+        dmean, dlogvar_x = bounds.gaussian_nll_backward(-dlog_px, nll_cache)  # [GAUSSDEC-2..4]
+        if self.variance == "learned":
+            draw = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [GAUSSDEC-6]
+            return np.concatenate([dmean, draw], axis=-1)  # [ELBO-4] both heads of the decoder
+        if self.decoder_logvar is not None:  # a parameter of its own, back through the floor
+            self.decoder_logvar.grads["logvar"][...] = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [ELBO-4]
+        return dmean  # [ELBO-4]
+
+    def _log_px(self, out, x):
+        """``log p(x | z)`` per row from the decoder output (forward only)."""
+        return self._log_px_forward(out, x)[0]
+
+    def _output(self, out):
+        """What ``decode`` returns: Bernoulli probabilities σ(logits), or the Gaussian mean."""
+        if self.likelihood == "bernoulli":
+            return F.sigmoid(out)
+        return out[..., :self.n_features_in_]
+
+
+class VAE(DecoderLikelihood, Model):
     """Variational autoencoder with a diagonal Gaussian posterior and a N(0, I) prior.
 
     Parameters
@@ -303,43 +357,6 @@ class VAE(Model):
         out = self.decoder.forward(zc) if train else self.decoder.apply(zc)  # (L·B, D or 2D)
         return out.reshape(z.shape[:-1] + (out.shape[-1],))
 
-    # ------------------------------------------------------------------ the likelihood
-    def _gaussian_head(self, out):
-        """``(mean, logvar_x, floor_cache)`` of the Gaussian decoder from its output ``out``."""
-        D = self.n_features_in_
-        if self.variance == "fixed":
-            return out, np.zeros((), dtype=out.dtype), None  # [ELBO-3] σ² = 1, no parameter
-        if self.variance == "learned":  # a second head: [mean | raw log-variance]
-            logvar_x, floor_cache = bounds.logvar_floor_forward(out[..., D:], DECODER_LOGVAR_FLOOR)
-            return out[..., :D], logvar_x, floor_cache  # [ELBO-3]
-        logvar_x, floor_cache = bounds.logvar_floor_forward(self.decoder_logvar.params["logvar"],
-                                                            DECODER_LOGVAR_FLOOR)
-        return out, logvar_x, floor_cache  # [ELBO-3] shared (1,) or per feature (D,), floored
-
-    def _log_px_forward(self, out, x):
-        """``log p(x | z)`` per row (sum over features), shape ``out.shape[:-1]``, and the cache of
-        :meth:`_log_px_backward`. ``x`` (B, D) broadcasts against ``out`` (..., B, D)."""
-        if self.likelihood == "bernoulli":
-            return ops.bernoulli_log_likelihood(out, x), (out, x)  # [LOSS-5]
-        mean, logvar_x, floor_cache = self._gaussian_head(out)
-        nll, nll_cache = bounds.gaussian_nll_forward(mean, logvar_x, x)  # [GAUSSDEC-1]
-        return -nll, (nll_cache, floor_cache)
-
-    def _log_px_backward(self, dlog_px, cache):
-        """Gradient with respect to the decoder output of ``Σ dlog_px · log p(x|z)`` (shape of
-        ``out``); a shared or per-feature log-variance gets its gradient written in place."""
-        if self.likelihood == "bernoulli":
-            out, x = cache
-            return -dlog_px[..., None] * (F.sigmoid(out) - x)  # [ELBO-2] dNLL/ds = σ(s) − x
-        nll_cache, floor_cache = cache
-        dmean, dlogvar_x = bounds.gaussian_nll_backward(-dlog_px, nll_cache)  # [GAUSSDEC-2..4]
-        if self.variance == "learned":
-            draw = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [GAUSSDEC-6]
-            return np.concatenate([dmean, draw], axis=-1)  # [ELBO-4] both heads of the decoder
-        if self.decoder_logvar is not None:  # a parameter of its own, back through the floor
-            self.decoder_logvar.grads["logvar"][...] = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [ELBO-4]
-        return dmean  # [ELBO-4]
-
     def decoder_variance(self, Z=None, y=None):
         """The Gaussian decoder's σ² (after the floor): shape (1,) for ``variance="shared"``, (D,)
         for ``"per_feature"``, 1 for ``"fixed"``; for ``"learned"`` it depends on z: σ²(z) for the
@@ -355,10 +372,6 @@ class VAE(Model):
         else:
             out = np.zeros((1, self.n_features_in_), dtype=self.dtype)
         return np.exp(self._gaussian_head(out)[1])
-
-    def _log_px(self, out, x):
-        """``log p(x | z)`` per row from the decoder output (forward only)."""
-        return self._log_px_forward(out, x)[0]
 
     def _recon_loss(self, out, x):
         """``(recon_mean, dout)`` for decoder outputs ``out`` (R, D) of R = L·B rows against their
@@ -631,12 +644,6 @@ class VAE(Model):
                           CollapseWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ using the model
-    def _output(self, out):
-        """What ``decode`` returns: Bernoulli probabilities σ(logits), or the Gaussian mean."""
-        if self.likelihood == "bernoulli":
-            return F.sigmoid(out)
-        return out[..., :self.n_features_in_]
-
     def encode_stats(self, X, y=None):
         """Posterior parameters ``(mu, logvar)`` of q(z | x[, y]), each (N, latent_dim); any finite X."""
         X = self._check_X(X, targets=False)

@@ -671,3 +671,28 @@ def test_random_mutations_raise_only_model_file_errors(real_files, tmp_path, dat
         for term, values in model.history_.items():
             assert len(values) == epochs or (term.startswith("val_") and len(values) <= epochs), term
         assert model.optimizer_.t >= epochs
+
+
+@pytest.mark.parametrize("change", [
+    {"input_dim": 10 ** 9, "variance": "per_feature", "likelihood": "gaussian"},
+    {"hidden1": [10 ** 6, 10 ** 6]},
+    {"latent_dim2": 10 ** 8},
+    {"hidden2": [3] * 10 ** 6},
+])
+def test_two_layer_vae_file_declaring_a_huge_model_is_refused_without_building_it(model_file, change):
+    """The two-layer VAE is sized by a shape-only build: a config that declares billions of weights
+    is compared with the file's small arrays and refused, in well under a second and without the
+    memory the declared sizes would take."""
+    import time
+    import tracemalloc
+
+    npae.TwoLayerVAE(6, hidden1=(4,), latent_dim1=3, hidden2=(3,), latent_dim2=2, seed=1).save(model_file)
+    edit(model_file, lambda h, a: h["config"].update(change))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        refused(model_file, "a TwoLayerVAE with this config|config field")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 5.0 and peak < 50 * 2 ** 20, peak
