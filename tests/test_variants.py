@@ -139,6 +139,22 @@ def test_deep_contractive_penalty_goes_into_every_encoder_layer():
             np.testing.assert_array_equal(g1[name], g0[name])
 
 
+def test_a_deep_contractive_model_missing_an_upper_layers_penalty_fails_the_check():
+    """Test the tester: adding the penalty's gradient to the first layer only (as the one-layer
+    model did) is caught by the whole-model check."""
+    x = np.random.default_rng(4).uniform(0.05, 0.95, size=(3, 4))
+    model = npae.ContractiveAutoencoder(4, (3,), 2, "tanh", "sigmoid", contractive_weight=2.0, seed=0)
+    right = model._penalty_backward
+
+    def first_layer_only(cache):
+        dWs, dbs = right(cache)
+        return dWs[:1] + [np.zeros_like(g) for g in dWs[1:]], dbs[:1] + [np.zeros_like(g) for g in dbs[1:]]
+
+    check_model(model, x).assert_ok()
+    model._penalty_backward = first_layer_only
+    assert not check_model(model, x).ok
+
+
 def test_denoising_noise_is_explicit_or_drawn_from_the_model_rng():
     x = np.random.default_rng(0).uniform(size=(5, 6))
     model = npae.DenoisingAutoencoder(6, (4,), 2, noise="masking", noise_level=0.5, seed=3)
