@@ -38,24 +38,28 @@ X_train, X_test = X[:1500], X[1500:]
 # %% the same architecture (64 -> 64 ReLU -> 32 -> 64 ReLU -> 64), with and without corruption
 dae = npae.DenoisingAutoencoder(noise=args.noise, noise_level=args.noise_level, seed=args.seed)
 plain = npae.Autoencoder(hidden=dae.hidden, latent_dim=dae.latent_dim, seed=args.seed)
-for name, model in (("plain autoencoder", plain), (f"denoising autoencoder ({args.noise} {args.noise_level:g})", dae)):
+for name, model in (("plain autoencoder", plain),
+                    (f"denoising autoencoder ({args.noise} {args.noise_level:g})", dae)):
     print(name)
     print_history(model.fit(X_train, **fit).history_, max_lines=3)
 
 # %% the lesson's measure: error against the CLEAN held-out digits, from corrupted inputs
 # (the same seed gives both models the same corrupted digits)
-errors = {"plain AE": plain.denoising_error(X_test, seed=args.seed, noise=dae.noise, noise_level=dae.noise_level),
+errors = {"plain AE": plain.denoising_error(X_test, seed=args.seed, noise=dae.noise,
+                                           noise_level=dae.noise_level),
           "denoising AE": dae.denoising_error(X_test, seed=args.seed)}
 for name, e in errors.items():
     print(f"{name}: {e['error_from_corrupted_input']:.2f} nats per digit from corrupted inputs, "
           f"{e['error_from_clean_input']:.2f} from clean ones")
-gain = 1 - errors["denoising AE"]["error_from_corrupted_input"] / errors["plain AE"]["error_from_corrupted_input"]
+gain = 1 - (errors["denoising AE"]["error_from_corrupted_input"]
+            / errors["plain AE"]["error_from_corrupted_input"])
 print(f"the denoising autoencoder's error on corrupted digits is {100 * gain:.0f}% lower")
 
 # %% figure
 n = 12
 noisy = dae.corrupt(X_test, seed=args.seed)[:n]  # the draw denoising_error used
-rows = np.concatenate([X_test[:n], np.clip(noisy, 0.0, 1.0), plain.reconstruct(noisy), dae.reconstruct(noisy)])
+rows = np.concatenate([X_test[:n], np.clip(noisy, 0.0, 1.0),  # corrupted pixels shown clipped to [0, 1]
+                       plain.reconstruct(noisy), dae.reconstruct(noisy)])
 title = (f"held-out digits, {args.noise} corruption {args.noise_level:g}\nerror against the clean "
          f"digits (nats): plain {errors['plain AE']['error_from_corrupted_input']:.1f}, "
          f"denoising {errors['denoising AE']['error_from_corrupted_input']:.1f}")

@@ -74,7 +74,8 @@ floor = 1e-3  # silent units (mean 0) are drawn on the floor of the log axis
 for i, (name, m) in enumerate(measures.items()):
     ax.plot(np.maximum(np.sort(m["mean_activation_per_unit"]), floor), "o-", ms=3, color=f"C{i}", label=name)
 ax.axhline(rho, color="k", ls="--", lw=1, label=f"ρ = {rho:g}")
-ax.axhspan(rho / RHO_FACTOR, rho * RHO_FACTOR, color="k", alpha=0.1, label=f"ρ/{RHO_FACTOR:g} … {RHO_FACTOR:g}ρ")
+ax.axhspan(rho / RHO_FACTOR, rho * RHO_FACTOR, color="k", alpha=0.1,
+           label=f"ρ/{RHO_FACTOR:g} … {RHO_FACTOR:g}ρ")
 ax.set_yscale("log")
 ax.set_ylim(floor * 0.7, 1.5)
 ax.set_xlabel("unit (sorted by mean; silent units at the floor)")

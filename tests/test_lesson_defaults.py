@@ -26,7 +26,8 @@ def test_sparse_defaults_put_every_unit_mean_near_rho(digits):
     assert (sparse.penalty, sparse.rho, sparse.sparsity_weight_, sparse.latent_dim,
             sparse.code_activation) == ("kl", 0.05, 3.0, 32, "sigmoid")
     sparse.fit(X, epochs=100, **FIT)
-    plain = npae.Autoencoder(hidden=(64,), latent_dim=32, code_activation="sigmoid", seed=0).fit(X, epochs=100, **FIT)
+    plain = npae.Autoencoder(hidden=(64,), latent_dim=32, code_activation="sigmoid", seed=0)
+    plain.fit(X, epochs=100, **FIT)
     for data in (X, Xt):
         m = sparse.sparsity(data)
         low, high = m["mean_to_rho"]
@@ -53,7 +54,8 @@ def test_denoising_defaults_beat_a_plain_autoencoder_on_corrupted_digits(digits)
     assert d["error_from_clean_input"] < 1.15 * p["error_from_clean_input"]
 
 
-@pytest.mark.parametrize("hidden, epochs, bound", [((), 30, 0.6), ((32,), 15, 0.6)], ids=["one-layer", "deep"])
+@pytest.mark.parametrize("hidden, epochs, bound", [((), 30, 0.6), ((32,), 15, 0.6)],
+                         ids=["one-layer", "deep"])
 def test_contractive_defaults_shrink_the_jacobian(digits, hidden, epochs, bound):
     X, Xt = digits
     cae = npae.ContractiveAutoencoder(hidden=hidden, seed=0)

@@ -87,8 +87,9 @@ def test_jacobian_in_float32_and_refusals():
 
 
 def _state(model):
+    caches = [step.cache for step in model.encoder.steps + model.decoder.steps]
     return (copy.deepcopy(model.rng.bit_generator.state), model.flat_params.param_data.copy(),
-            model.flat_params.grad_data.copy(), [step.cache for step in model.encoder.steps + model.decoder.steps])
+            model.flat_params.grad_data.copy(), caches)
 
 
 @pytest.mark.parametrize("make", [
@@ -152,7 +153,8 @@ def test_denoising_error_is_the_clean_target_loss_under_the_training_corruption(
     assert out["noise"] == noise and out["noise_level"] == level
     noisy = dae.corrupt(X, seed=5)  # the same draw: the evaluation stream of seed 5
     logits = dae.decoder.apply(dae.encoder.apply(noisy))
-    assert out["error_from_corrupted_input"] == pytest.approx(np.mean(dae._recon_per_example(logits, X)), rel=1e-12)
+    want = np.mean(dae._recon_per_example(logits, X))
+    assert out["error_from_corrupted_input"] == pytest.approx(want, rel=1e-12)
     assert out["error_from_clean_input"] == pytest.approx(np.mean(dae.reconstruction_error(X)), rel=1e-12)
     assert dae.denoising_error(X) == dae.denoising_error(X)  # the evaluation stream starts afresh
     assert dae.denoising_error(X, seed=6) != out
