@@ -52,8 +52,7 @@ EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
 #: model shows its lesson with no options: a 2-D code for the pictures of ae / vae / cvae; room
 #: for a sparse code (sae) and for denoising (dae); a one-layer contractive encoder with 16 units,
 #: since 2 sigmoid units of a one-layer encoder saturate and stop learning).
-LATENT_DEFAULT = {"ae": 2, "dae": 32, "sae": 32, "cae": 16, "vae": 2, "cvae": 2}
-SPARSITY_WEIGHT_DEFAULT = {"kl": 1.0, "l1": 0.1}
+LATENT_DEFAULT = {"ae": 2, "dae": 32, "sae": 32, "cae": 32, "vae": 2, "cvae": 2}
 
 #: Flags that apply to some models only (given explicitly to another model: refused).
 MODEL_FLAGS = {
@@ -279,9 +278,7 @@ def _resolved(args):
     """The per-model values of the options whose defaults depend on the model."""
     latent = args.latent_dim if args.latent_dim is not None else LATENT_DEFAULT[args.model]
     hidden = tuple(args.hidden) if args.hidden is not None else (() if args.model == "cae" else (128,))
-    weight = (args.sparsity_weight if args.sparsity_weight is not None
-              else SPARSITY_WEIGHT_DEFAULT[args.penalty])
-    return latent, hidden, weight
+    return latent, hidden, args.sparsity_weight  # None: the library's measured weight per penalty
 
 
 def _build_model(args, input_dim, n_classes, unit, image_shape=None):
@@ -308,7 +305,7 @@ def _build_model(args, input_dim, n_classes, unit, image_shape=None):
     if args.model == "dae":
         return variants.DenoisingAutoencoder(input_dim, noise=args.noise, noise_level=args.noise_level, **kw)
     if args.model == "sae":
-        code = "sigmoid" if args.penalty == "kl" else "identity"
+        code = "sigmoid" if args.penalty == "kl" else "relu"  # an identity code never gets sparse
         return variants.SparseAutoencoder(input_dim, penalty=args.penalty, code_activation=code,
                                           sparsity_weight=weight, rho=args.rho, **kw)
     if args.model == "cae":
@@ -349,9 +346,6 @@ def _check_flags(parser, args):
     if args.model == "cae" and args.arch == "conv":
         sub.error("--arch conv: the contractive penalty is derived for dense encoders only; use "
                   "--arch mlp with cae")
-    if args.model == "cae" and args.hidden:
-        sub.error(f"--hidden {' '.join(map(str, args.hidden))}: the contractive autoencoder has the "
-                  f"closed-form Jacobian penalty of a one-layer encoder only (no hidden layer)")
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -639,7 +633,7 @@ def _figures(model, kind, Xt, yt, info, history, out, seed):
         rho = model.rho if model.penalty == "kl" else None
         plotting.sparsity_figure(Z, rho=rho, threshold=NEAR_ZERO,
                                  title=f"sparse code ({model.penalty} penalty, weight "
-                                       f"{model.sparsity_weight:g}) on held-out data",
+                                       f"{model.sparsity_weight_:g}) on held-out data",
                                  path=target("sparsity.png"))
     if kind == "cae":
         # the measure uses a small sigma (a derivative); the picture a visible one, 10x larger
@@ -845,7 +839,7 @@ def build_parser():
                    help="hidden widths of the encoder, mirrored by the decoder; none after the flag: "
                         "no hidden layer (default: 128; cae: none)")
     g.add_argument("--latent-dim", type=_number(int, 1), default=None,
-                   help="size of the code z (default: 2 for ae, vae, cvae; 32 for dae and sae; 16 for cae)")
+                   help="size of the code z (default: 2 for ae, vae, cvae; 32 for dae, sae and cae)")
     g.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
                    help="mlp: dense layers; conv: for images, two 3x3 stride-2 convolutions (32, 64 "
                         "channels) before the --hidden dense layers, transposed convolutions back "
@@ -880,7 +874,7 @@ def build_parser():
                    help="sae: kl (mean activation of each sigmoid unit pulled to rho) or l1 (|h| of "
                         "linear units)")
     g.add_argument("--sparsity-weight", type=_number(float, 0), default=None,
-                   help="sae: weight of the penalty (default: 1.0 for kl, 0.1 for l1)")
+                   help="sae: weight of the penalty (default: the library's, 3 for kl, 0.1 for l1)")
     g.add_argument("--rho", type=_number(float, 0, 1, True, True), default=0.05,
                    help="sae with --penalty kl: target mean activation, in (0, 1)")
     g.add_argument("--contractive-weight", type=_number(float, 0), default=0.1,

@@ -6,15 +6,59 @@ plus the weighted penalty**; each class says how its penalty is scaled. After ev
 ``last_terms = {"loss", "recon", "penalty"}`` (``loss = recon + penalty``).
 
 The penalties and corruptions are the pure functions of :mod:`npae.penalties`.
+
+The defaults of each class are the settings measured to show its lesson on the bundled digits
+(docs/autoencoders.md has the numbers): a 32-unit code everywhere; the KL sparsity penalty with
+ρ = 0.05 and λ = 3; Gaussian corruption σ = 0.3; a contractive weight of 0.1.
 """
 import numpy as np
 
 from .autoencoder import Autoencoder
 from .model import fresh_grads
-from .penalties import (CONTRACTIVE_ACTIVATIONS, NOISES, contractive_penalty_backward,
-                        contractive_penalty_forward, corrupt, kl_sparsity_backward,
-                        kl_sparsity_forward, l1_penalty_backward, l1_penalty_forward)
+from .penalties import (CONTRACTIVE_ACTIVATIONS, DEEP_CONTRACTIVE_ACTIVATIONS, NOISES,
+                        contractive_penalty_backward, contractive_penalty_deep_backward,
+                        contractive_penalty_deep_forward, contractive_penalty_forward, corrupt,
+                        kl_sparsity_backward, kl_sparsity_forward, l1_penalty_backward,
+                        l1_penalty_forward)
 from .validation import InputError, check_array, check_choice, check_scalar
+
+#: The sparsity weight λ a ``SparseAutoencoder`` uses when given ``sparsity_weight=None``, per
+#: penalty, measured on the digits (docs/autoencoders.md): with ``"kl"`` (ρ = 0.05, 32 sigmoid code
+#: units, hidden (64,)) every unit's mean activation ends within a factor 1.5 of ρ; with ``"l1"``
+#: the mean |z| falls threefold for +1.5% reconstruction. The two are on different scales: the KL is
+#: charged once per batch, the L1 norm per example.
+SPARSITY_WEIGHTS = {"kl": 3.0, "l1": 0.1}
+
+#: A unit's mean activation counts as on target when it lies within this factor of ρ.
+RHO_FACTOR = 1.5
+#: Activations below this magnitude count as near zero in :func:`sparsity_measures`.
+NEAR_ZERO = 0.05
+
+
+def sparsity_measures(H, threshold=NEAR_ZERO, rho=None):
+    """The sparse-code lesson's measures of codes ``H`` (N, Z) (of any autoencoder, so that a plain
+    one can be compared): a dict of
+
+    * ``mean_activation_per_unit`` (Z,) and ``mean_activation`` (all of H);
+    * ``near_zero_fraction``: the share of activations with ``|h| < threshold``;
+      ``exact_zero_fraction``: the share equal to 0 (ReLU codes);
+    * ``silent_units``: how many units stay below ``threshold`` on every example;
+    * with a target ``rho``: ``units_near_rho``, the share of units whose mean lies within a factor
+      ``RHO_FACTOR`` (1.5) of ρ, and ``mean_to_rho``, the (min, max) of the units' means over ρ.
+    """
+    H = np.asarray(H)
+    check_scalar("threshold", threshold, low=0.0, low_open=True)
+    small = np.abs(H) < threshold  # (N, Z)
+    means = H.mean(axis=0)  # (Z,)
+    out = {"mean_activation_per_unit": means, "mean_activation": float(H.mean()),
+           "threshold": float(threshold), "near_zero_fraction": float(np.mean(small)),
+           "exact_zero_fraction": float(np.mean(H == 0)),
+           "silent_units": int(np.sum(np.all(small, axis=0))), "rho": rho}
+    if rho is not None:
+        near = (means >= rho / RHO_FACTOR) & (means <= rho * RHO_FACTOR)
+        out["units_near_rho"] = float(np.mean(near))
+        out["mean_to_rho"] = (float(means.min() / rho), float(means.max() / rho))
+    return out
 
 
 class DenoisingAutoencoder(Autoencoder):
@@ -29,15 +73,17 @@ class DenoisingAutoencoder(Autoencoder):
     * ``"salt_pepper"``: each entry set to 0 or 1 with probability ``noise_level`` in [0, 1].
 
     Parameters are those of :class:`npae.Autoencoder` plus ``noise`` and ``noise_level``
-    (keyword-only). ``loss_and_grads(x, x_noisy)`` takes the corruption explicitly (deterministic);
-    without it, and during ``fit``, x̃ is drawn from the model's seeded generator ``self.rng``.
+    (keyword-only); the code is 32 units wide by default (measured on the digits: with a 2-unit
+    code the denoising gain under Gaussian noise is about half the 32-unit one, 5 nats against 9.5). ``loss_and_grads(x, x_noisy)``
+    takes the corruption explicitly (deterministic); without it, and during ``fit``, x̃ is drawn
+    from the model's seeded generator ``self.rng``. :meth:`denoising_error` is the lesson's measure.
 
     Derivation: docs/derivations/denoise.md#denoise-4
     """
 
     stochastic_inputs = ("x_noisy",)
 
-    def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
+    def __init__(self, input_dim=None, hidden=(64,), latent_dim=32, activation="relu",
                  code_activation="identity", output="sigmoid", loss="bce", dtype="float64", seed=0,
                  *, noise="gaussian", noise_level=0.3, slope=0.01, alpha=1.0, init="auto",
                  random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
@@ -60,6 +106,9 @@ class DenoisingAutoencoder(Autoencoder):
         """A corrupted copy of ``X`` (the training corruption), drawn from the evaluation stream (or
         ``seed``); training draws its own from ``self.rng``."""
         return corrupt(self._check_X(X), self.noise, self.noise_level, self._eval_rng(seed))
+
+    def _training_corruption(self):
+        return self.noise, self.noise_level
 
     def _loss_and_grads(self, x, x_noisy=None):
         if x_noisy is None:
@@ -97,20 +146,27 @@ class DenoisingAutoencoder(Autoencoder):
 class SparseAutoencoder(Autoencoder):
     """Autoencoder with a sparsity penalty on the code z (the output of ``code_activation``).
 
-    * ``penalty="l1"``: ``penalty = λ · (1/B) Σ_i ||z_i||_1`` (per-example sum, batch mean) [SPARSE-1].
-    * ``penalty="kl"``: ``penalty = λ · Σ_j KL(ρ || ρ̂_j)`` with ρ̂_j the batch mean of z_·j,
-      charged **once per batch** (not per example) [SPARSE-3, SPARSE-4]. Needs
+    * ``penalty="kl"`` (default): ``penalty = λ · Σ_j KL(ρ || ρ̂_j)`` with ρ̂_j the batch mean of
+      z_·j, charged **once per batch** (not per example) [SPARSE-3, SPARSE-4]. Needs
       ``code_activation="sigmoid"`` (ρ̂ must lie in (0, 1)).
+    * ``penalty="l1"``: ``penalty = λ · (1/B) Σ_i ||z_i||_1`` (per-example sum, batch mean) [SPARSE-1].
+      Exact zeros need ``code_activation="relu"``: a sigmoid code only gets small, and an identity
+      code never gets sparse (the decoder scales its weights up as the code shrinks).
 
     ``loss = (1/B) Σ_i recon_i + penalty`` with λ = ``sparsity_weight`` >= 0 and ρ = ``rho`` in (0, 1).
-    The code's default activation here is ``"sigmoid"``. Other parameters: as :class:`npae.Autoencoder`.
+    ``sparsity_weight=None`` (default) takes the measured weight of the penalty,
+    ``SPARSITY_WEIGHTS`` (kl: 3, l1: 0.1); the weight in effect is ``sparsity_weight_``. The
+    defaults (32 sigmoid code units, ρ = 0.05, λ = 3) end, after 100 epochs of Adam (lr 2e-3,
+    batch 64) on the digits, with every unit's mean activation within a factor 1.5 of ρ and two
+    thirds of the activations below 0.05 (docs/autoencoders.md). Other parameters: as
+    :class:`npae.Autoencoder`. :meth:`sparsity` is the lesson's measure.
 
     Derivation: docs/derivations/sparse.md#sparse-7
     """
 
-    def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
+    def __init__(self, input_dim=None, hidden=(64,), latent_dim=32, activation="relu",
                  code_activation="sigmoid", output="sigmoid", loss="bce", dtype="float64", seed=0,
-                 *, penalty="l1", sparsity_weight=1e-3, rho=0.05, slope=0.01, alpha=1.0, init="auto",
+                 *, penalty="kl", sparsity_weight=None, rho=0.05, slope=0.01, alpha=1.0, init="auto",
                  random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
                  decoder_layers=None, image_shape=None):
         self.penalty, self.sparsity_weight, self.rho = penalty, sparsity_weight, rho
@@ -121,7 +177,8 @@ class SparseAutoencoder(Autoencoder):
 
     def _check_params(self):
         check_choice("penalty", self.penalty, ("l1", "kl"))
-        check_scalar("sparsity_weight", self.sparsity_weight, low=0.0)
+        if self.sparsity_weight is not None:
+            check_scalar("sparsity_weight", self.sparsity_weight, low=0.0)
         check_scalar("rho", self.rho, low=0.0, high=1.0, low_open=True, high_open=True)
         if self.penalty == "kl" and self.code_activation != "sigmoid":
             raise InputError(f"penalty='kl' needs code activations in (0, 1), i.e. "
@@ -129,12 +186,17 @@ class SparseAutoencoder(Autoencoder):
                              f"(use penalty='l1' for other activations)")
         return super()._check_params()
 
+    @property
+    def sparsity_weight_(self):
+        """The weight λ in effect: ``sparsity_weight``, or ``SPARSITY_WEIGHTS[penalty]`` when None."""
+        return SPARSITY_WEIGHTS[self.penalty] if self.sparsity_weight is None else self.sparsity_weight
+
     def _penalty(self, z):
         """(value, dz) of the sparsity penalty on the codes ``z``."""
         if self.penalty == "l1":
-            value, cache = l1_penalty_forward(z, self.sparsity_weight)
+            value, cache = l1_penalty_forward(z, self.sparsity_weight_)
             return value, l1_penalty_backward(1.0, cache)
-        value, cache = kl_sparsity_forward(z, self.rho, self.sparsity_weight)
+        value, cache = kl_sparsity_forward(z, self.rho, self.sparsity_weight_)
         return value, kl_sparsity_backward(1.0, cache)
 
     def _loss_and_grads(self, x):
@@ -156,6 +218,15 @@ class SparseAutoencoder(Autoencoder):
         penalty = self._penalty(z)[0]
         return {"loss": recon + penalty, "recon": recon, "penalty": penalty}
 
+    def sparsity(self, X, threshold=NEAR_ZERO):
+        """The lesson's measures of the code on ``X`` (N, n_features), forward only: each unit's
+        mean activation (against ρ for the KL penalty), the share of activations below
+        ``threshold`` in magnitude, exact zeros, silent units; see :func:`sparsity_measures`.
+        Adds ``penalty`` and ``sparsity_weight`` (the weight in effect)."""
+        out = sparsity_measures(self.encode(X), threshold, self.rho if self.penalty == "kl" else None)
+        out.update(penalty=self.penalty, sparsity_weight=float(self.sparsity_weight_))
+        return out
+
 
 class ContractiveAutoencoder(Autoencoder):
     """Autoencoder with the contractive penalty on the encoder's Jacobian [CONTRACTIVE-7].
@@ -163,17 +234,24 @@ class ContractiveAutoencoder(Autoencoder):
     ``penalty = λ · (1/B) Σ_i ||∂z_i/∂x_i||²_F`` (per-example sum, batch mean), λ =
     ``contractive_weight`` >= 0, and ``loss = (1/B) Σ_i recon_i + penalty``.
 
-    Only the closed form of a **one-layer encoder** is implemented: ``hidden=()`` and
-    ``code_activation`` in sigmoid, tanh, relu, softplus (default sigmoid); then
-    ``||J_i||²_F = Σ_j f'(a_ij)² ||W_{:,j}||²``. Any other configuration is refused at construction
-    (ValueError); nothing is approximated. The decoder is one affine layer.
+    Any depth (``hidden=(...)``) and any of the seven activations for the hidden and code layers.
+    A one-layer encoder (``hidden=()``, the default) with a sigmoid, tanh, relu or softplus code
+    uses the closed form ``||J_i||²_F = Σ_j f'(a_ij)² ||W_{:,j}||²`` [CONTRACTIVE-1]; every other
+    encoder the exact product ``J_i = W_1 D_1 ⋯ W_L D_L`` [CONTRACTIVE-9] and its hand-derived
+    gradient (:func:`npae.penalties.contractive_penalty_deep_forward`); the two agree where both
+    apply. Nothing is approximated. The decoder mirrors the encoder's hidden widths.
+
+    Defaults: 32 sigmoid code units and λ = 0.1, measured on the digits (100 epochs of Adam, lr
+    2e-3): the encoder's ||J||_F is half the plain autoencoder's, for +3% reconstruction
+    (docs/autoencoders.md). With 2 units a one-layer sigmoid encoder saturates and learns nothing.
+    :meth:`jacobian_frobenius` (on every autoencoder) is the lesson's measure.
 
     Derivation: docs/derivations/contractive.md#contractive-7
     """
 
-    def __init__(self, input_dim=None, hidden=(), latent_dim=2, activation="relu",
+    def __init__(self, input_dim=None, hidden=(), latent_dim=32, activation="relu",
                  code_activation="sigmoid", output="sigmoid", loss="bce", dtype="float64", seed=0,
-                 *, contractive_weight=1e-2, slope=0.01, alpha=1.0, init="auto", random_state=None,
+                 *, contractive_weight=0.1, slope=0.01, alpha=1.0, init="auto", random_state=None,
                  warm_start=False):
         self.contractive_weight = contractive_weight
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
@@ -183,19 +261,31 @@ class ContractiveAutoencoder(Autoencoder):
     def _check_params(self):
         check_scalar("contractive_weight", self.contractive_weight, low=0.0)
         hidden = super()._check_params()
-        if hidden:
-            raise InputError(f"ContractiveAutoencoder implements the closed-form Jacobian penalty of a "
-                             f"one-layer encoder only: it needs hidden=(), got hidden={self.hidden!r}")
-        if self.code_activation not in CONTRACTIVE_ACTIVATIONS:
-            raise InputError(f"the contractive penalty is implemented for code_activation in "
-                             f"{', '.join(map(repr, CONTRACTIVE_ACTIVATIONS))}; got "
-                             f"{self.code_activation!r}")
+        for name in ("activation", "code_activation"):
+            check_choice(name, getattr(self, name), DEEP_CONTRACTIVE_ACTIVATIONS)
         return hidden
 
+    def _uses_closed_form(self):
+        """True for a one-layer encoder whose code activation has the closed form [CONTRACTIVE-1]."""
+        return len(self.encoder.dense_layers) == 1 and self.code_activation in CONTRACTIVE_ACTIVATIONS
+
     def _penalty_forward(self, x):
-        dense = self.encoder.dense_layers[0]
-        return contractive_penalty_forward(x, dense.params["W"], dense.params["b"],
-                                           self.code_activation, self.contractive_weight)
+        """``(value, cache)`` of the penalty on the batch ``x``: the closed form of a one-layer
+        encoder, else the deep pair (its cache is a list per layer)."""
+        Ws, bs, activations = self._encoder_affine_layers()
+        if self._uses_closed_form():
+            return contractive_penalty_forward(x, Ws[0], bs[0], self.code_activation,
+                                               self.contractive_weight)
+        return contractive_penalty_deep_forward(x, Ws, bs, activations, self.contractive_weight,
+                                                slope=self.slope, alpha=self.alpha)
+
+    def _penalty_backward(self, cache):
+        """``(dWs, dbs)``, one entry per encoder layer, of the penalty given its forward cache."""
+        if self._uses_closed_form():
+            _, dW, db = contractive_penalty_backward(1.0, cache)
+            return [dW], [db]
+        _, dWs, dbs = contractive_penalty_deep_backward(1.0, cache)
+        return dWs, dbs
 
     def _loss_and_grads(self, x):
         z = self.encoder.forward(x)  # (B, Z)
@@ -204,10 +294,11 @@ class ContractiveAutoencoder(Autoencoder):
         dz = self.decoder.backward(dlogits)  # (B, Z)
         self.encoder.backward(dz, input_grad=False)
         penalty, cache = self._penalty_forward(x)
-        _, dW_penalty, db_penalty = contractive_penalty_backward(1.0, cache)
+        dWs_penalty, dbs_penalty = self._penalty_backward(cache)
         grads = self._grads()
-        grads["encoder.0.W"] += dW_penalty  # (D, Z) [CONTRACTIVE-7] W feeds the code and the penalty
-        grads["encoder.0.b"] += db_penalty  # (Z,) [CONTRACTIVE-7]
+        for k, (dW_penalty, db_penalty) in enumerate(zip(dWs_penalty, dbs_penalty)):
+            grads[f"encoder.{k}.W"] += dW_penalty  # [CONTRACTIVE-7] W_k feeds the code and the penalty
+            grads[f"encoder.{k}.b"] += db_penalty  # [CONTRACTIVE-7]
         loss = recon + penalty  # [CONTRACTIVE-7]
         self.last_terms = {"loss": loss, "recon": recon, "penalty": penalty}
         return loss, grads

@@ -168,7 +168,6 @@ def test_flags_that_do_not_apply_are_refused(capsys):
         (["train", "vae", "--data", "mnist", "--test-fraction", "0.2"], "--test-fraction applies to"),
         (["train", "vae", "--label", "y"], "--label applies to data given as a path"),
         (["train", "dae", "--noise", "masking", "--noise-level", "2"], "--noise-level is a probability"),
-        (["train", "cae", "--hidden", "8"], "one-layer encoder"),
         (["train", "cae", "--arch", "conv"], "--arch conv: the contractive penalty is derived for dense"),
     ]
     for argv, match in cases:

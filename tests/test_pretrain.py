@@ -80,8 +80,10 @@ def test_bad_input(data):
 
 
 def test_pretrained_beats_from_scratch_with_50_labels():
-    """The direction of the measurement in the report: 64-32-16 sigmoid encoder, 50 labels, mean
-    held-out accuracy over three label draws, fine-tuned from the stack vs from random weights."""
+    """The direction of the measurement in docs/autoencoders.md, small: a 64-32-16 sigmoid encoder,
+    50 labels, mean held-out accuracy over three label draws, fine-tuned from the stack vs the same
+    sigmoid network from random weights (measured 0.80 vs 0.76; a ReLU network from scratch, 0.78,
+    is not part of the claim)."""
     from npae.autoencoder import build_mlp
     X, y = npae.datasets.load_digits()
     perm = np.random.default_rng(0).permutation(len(X))

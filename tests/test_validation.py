@@ -25,9 +25,9 @@ def _models():
         pass
     try:
         from npae.variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
-        out += [("dae", lambda: DenoisingAutoencoder(6, hidden=(5,), seed=0), False),
-                ("sae", lambda: SparseAutoencoder(6, hidden=(5,), seed=0), False),
-                ("cae", lambda: ContractiveAutoencoder(6, hidden=(), code_activation="sigmoid",
+        out += [("dae", lambda: DenoisingAutoencoder(6, hidden=(5,), latent_dim=2, seed=0), False),
+                ("sae", lambda: SparseAutoencoder(6, hidden=(5,), latent_dim=2, seed=0), False),
+                ("cae", lambda: ContractiveAutoencoder(6, hidden=(), latent_dim=2, code_activation="sigmoid",
                                                        seed=0), False)]
     except ImportError:
         pass
