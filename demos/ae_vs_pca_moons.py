@@ -45,7 +45,7 @@ err_ae = float(np.mean(np.sum((X - X_ae) ** 2, axis=1)))
 # %% figure
 fig = plotting.new_figure((12, 4))
 for i, (data, name) in enumerate([(X, "data"), (X_pca, f"PCA, 1 component: error {err_pca:.3f}"),
-                                   (X_ae, f"autoencoder, 1-D code: error {err_ae:.3f}")]):
+                                  (X_ae, f"autoencoder, 1-D code: error {err_ae:.3f}")]):
     ax = fig.add_subplot(1, 3, i + 1)
     ax.scatter(X[:, 0], X[:, 1], s=4, c="lightgray")
     ax.scatter(data[:, 0], data[:, 1], s=4, c=y, cmap="coolwarm")

@@ -82,7 +82,7 @@ print(f"training on {len(X_train)} images (dynamic binarization), {args.epochs} 
 # %% the models: the IWAE paper's architectures (tanh; tiny ones for --quick)
 if args.quick:
     one, two, flow_hidden = dict(hidden=(32,), latent_dim=4), dict(hidden1=(32,), latent_dim1=4,
-                                                                      hidden2=(16,), latent_dim2=2), 8
+                                                                   hidden2=(16,), latent_dim2=2), 8
 else:  # 784-200-200-50 with one stochastic layer; 784-100-100-100(z1)-50-50-50(z2) with two
     one, two, flow_hidden = dict(hidden=(200, 200), latent_dim=50), dict(), 100
 

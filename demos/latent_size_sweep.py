@@ -34,7 +34,8 @@ rows, bounds, active = [], [], []
 for Z in args.sizes:
     vae = npae.VAE(64, hidden=(128,), latent_dim=Z, seed=args.seed)
     print(f"latent_dim {Z}")
-    print_history(vae.fit(X_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False).history_, max_lines=2)
+    vae.fit(X_train, epochs=epochs, batch_size=64, lr=2e-3, progress=False)
+    print_history(vae.history_, max_lines=2)
     rows.append(vae.sample(12, seed=args.seed))
     bounds.append(vae.neg_elbo(X_test, seed=args.seed))
     active.append(vae.active_units(X_test))

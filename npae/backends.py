@@ -444,7 +444,6 @@ def _initial_backend():
     return requested
 
 
-
 # --------------------------------------------------------------------------------------------------
 # the compiled epoch (fused backend only)
 # --------------------------------------------------------------------------------------------------
@@ -511,7 +510,8 @@ class CompiledEpoch:
         """Each step's optimizer coefficients, computed as the per-step path computes them."""
         opt, dt = self.opt, self.dtype
         if self.opt_code == 3:
-            return np.stack([kernels.adam_coefficients(opt.lr, opt.beta1, opt.beta2, opt.eps, opt.t + 1 + b, dt)
+            return np.stack([kernels.adam_coefficients(opt.lr, opt.beta1, opt.beta2, opt.eps,
+                                                       opt.t + 1 + b, dt)
                              for b in range(n_batches)])
         momentum = getattr(opt, "momentum", 0.0)
         return np.tile(np.array([opt.lr, momentum, 0, 0, 0, 0], dtype=dt), (n_batches, 1))

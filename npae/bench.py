@@ -477,10 +477,8 @@ def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torc
         npae_epoch_begin(epoch, n_epochs)
 
     model._epoch_begin = epoch_begin
-    t_fit = time.perf_counter()
     model.fit(X, epochs=epochs, batch_size=batch, optimizer=Adam(lr=lr), progress=False,
               validation_data=X_test if validation else None)
-    fit_wall = time.perf_counter() - t_fit
     times["npae"].append(time.perf_counter() - started[-1])
     del model._epoch_begin
     peer_epochs()
@@ -562,7 +560,8 @@ def _cases(quick, epochs):
     """(key, label, X, X_test, setup, epochs, settle, validation) of every training case."""
     out = {}
     X, X_test, source = mnist_split()
-    out["mnist"] = (f"784-400-20 b128 ({source})", X, X_test, dict(hidden=(400,), latent_dim=20, batch=128, lr=1e-3),
+    out["mnist"] = (f"784-400-20 b128 ({source})", X, X_test,
+                    dict(hidden=(400,), latent_dim=20, batch=128, lr=1e-3),
                     epochs or (3 if quick else 10), 0.2, False)
     digits, _ = datasets.load_digits()
     out["tiny"] = ("64-32-2 b64 (digits)", digits, None, dict(hidden=(32,), latent_dim=2, batch=64, lr=1e-3),
@@ -645,19 +644,22 @@ def format_table(report):
 
     peers = ["torch", "jax_step", "jax_scan"]
     head = ("| case | dtype | busy | npae s/epoch | " + " | ".join(f"{p} / npae" for p in peers)
-            + " | npae % GEMM peak | slowdown npae / " + " / ".join(peers) + " | test −ELBO npae / torch / jax |")
+            + " | npae % GEMM peak | slowdown npae / " + " / ".join(peers)
+            + " | test −ELBO npae / torch / jax |")
     lines = [head, "|" + "---|" * (7 + len(peers))]
     for r in report["results"]:
         if "npae_s" not in r:
             continue
-        slow = " / ".join(f(r.get(f"{lib}_slowdown"), ".2f") for lib in ["npae", *peers]) if r.get("busy") else "–"
+        slow = (" / ".join(f(r.get(f"{lib}_slowdown"), ".2f") for lib in ["npae", *peers])
+                if r.get("busy") else "–")
         nelbo = " / ".join(f(r.get(f"{lib}_test_nelbo"), ".2f") for lib in ("npae", "torch", "jax_scan"))
         lines.append(f"| {r['case']} | {r['dtype']} | {r.get('busy', 0)} | {f(r['npae_s'], '.4f')} | "
                      + " | ".join(f(r.get(f"{p}_ratio"), ".2f") for p in peers)
                      + f" | {f(100 * r['peak_fraction'], '.0f')} | {slow} | {nelbo} |")
     iwae = [r for r in report["results"] if "decoder_gflops" in r]
     if iwae:
-        lines += ["", "| IWAE estimate | dtype | busy | seconds | decoder GFLOP/s | % GEMM peak |", "|---|---|---|---|---|---|"]
+        lines += ["", "| IWAE estimate | dtype | busy | seconds | decoder GFLOP/s | % GEMM peak |",
+                  "|---|---|---|---|---|---|"]
         for r in iwae:
             lines.append(f"| {r['case']} | {r['dtype']} | {r.get('busy', 0)} | {r['seconds']:.3f} | "
                          f"{r['decoder_gflops']:.1f} | {100 * r['peak_fraction']:.0f} |")

@@ -30,7 +30,6 @@ from .constants import DECODER_LOGVAR_FLOOR
 from .latent import LOG_2PI, reparameterize_backward, reparameterize_forward
 
 
-
 #: How ``variance=...`` of a Gaussian decoder maps onto the pairs (docs/derivations/gaussdec.md):
 #: "fixed": logvar = 0, no parameter; "shared": one logvar, shape (1,); "per_feature": shape (D,);
 #: "learned": a second decoder head, shape (B, D) (or (L, B, D)), passed through the floor.

@@ -177,8 +177,8 @@ def bce_loss(prob, target):
     averaged over the batch.
 
     ``value = −(1/B) Σ_i Σ_j [t log p + (1 − t) log(1 − p)]``, with ``p`` clipped to
-    ``[ε, 1 − ε]`` (ε = max(LOG_EPS, machine epsilon of the dtype)) so that the log stays finite. Prefer :func:`bce_with_logits_loss`:
-    it needs no clipping and is exact for every finite logit.
+    ``[ε, 1 − ε]`` (ε = max(LOG_EPS, machine epsilon of the dtype)) so that the log stays finite.
+    Prefer :func:`bce_with_logits_loss`: it needs no clipping and is exact for every finite logit.
 
     Returns ``(value, dprob)`` with ``dprob = (p − t) / (p (1 − p)) / B`` [LOSS-4].
 

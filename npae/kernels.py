@@ -289,7 +289,6 @@ def reparam_kl_backward_fused(dz, cache):
     return dz, dlogvar_sampler, mu, dlogvar_kl
 
 
-
 # ==================================================================================================
 # The compiled epoch: every step of one epoch of an MLP autoencoder or VAE in one numba call.
 # Reference: the per-step path (npae.training.fit_loop calling the model's step, the backend units,
@@ -360,8 +359,9 @@ def _ep_act_backward(D, A, H, DA, code, p):
 def _ep_forward(x, theta, ws, lay, hyp, l0, l1, B, Bmax):
     """Dense layers l0..l1−1 on the batch x (B rows); returns the last layer's output (a view)."""
     h = x
-    for l in range(l0, l1):
-        offW, offb, nin, nout, code, offA, offH = lay[l, 0], lay[l, 1], lay[l, 2], lay[l, 3], lay[l, 4], lay[l, 5], lay[l, 6]
+    for layer in range(l0, l1):
+        row = lay[layer]
+        offW, offb, nin, nout, code, offA, offH = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
         W = theta[offW:offW + nin * nout].reshape((nin, nout))
         A = ep_view(ws, offA, Bmax, nout)[:B]
         np.dot(h, W, A)
@@ -372,7 +372,7 @@ def _ep_forward(x, theta, ws, lay, hyp, l0, l1, B, Bmax):
             h = A
         else:
             H = ep_view(ws, offH, Bmax, nout)[:B]
-            ep_act_forward(A, H, code, hyp[l])
+            ep_act_forward(A, H, code, hyp[layer])
             h = H
     return h
 
@@ -382,17 +382,19 @@ def _ep_backward(dout, x, theta, grad, ws, lay, hyp, l0, l1, B, Bmax, input_grad
     writing dW and db into ``grad``; returns the gradient of the chain's input when
     ``input_grad`` (else the last computed one)."""
     d = dout
-    for l in range(l1 - 1, l0 - 1, -1):
-        offW, offb, nin, nout, code, offA, offH, offD = lay[l, 0], lay[l, 1], lay[l, 2], lay[l, 3], lay[l, 4], lay[l, 5], lay[l, 6], lay[l, 7]
+    for layer in range(l1 - 1, l0 - 1, -1):
+        row = lay[layer]
+        offW, offb, nin, nout, code, offA, offH, offD = (row[0], row[1], row[2], row[3], row[4], row[5],
+                                                         row[6], row[7])
         A = ep_view(ws, offA, Bmax, nout)[:B]
         if code == 0:
             da = d
         else:
             H = ep_view(ws, offH, Bmax, nout)[:B]
             da = ep_view(ws, offH + Bmax * nout, Bmax, nout)[:B]
-            ep_act_backward(d, A, H, da, code, hyp[l])
-        if l > l0:
-            prev = lay[l - 1]
+            ep_act_backward(d, A, H, da, code, hyp[layer])
+        if layer > l0:
+            prev = lay[layer - 1]
             h_in = ep_view(ws, prev[6], Bmax, nin)[:B]
         else:
             h_in = x
@@ -404,7 +406,7 @@ def _ep_backward(dout, x, theta, grad, ws, lay, hyp, l0, l1, B, Bmax, input_grad
             for i in range(B):
                 s += da[i, j]
             grad[offb + j] = s
-        if l > l0 or input_grad:
+        if layer > l0 or input_grad:
             D = ep_view(ws, offD, Bmax, nin)[:B]
             np.dot(da, W.T, D)
             d = D

@@ -458,7 +458,7 @@ class ConvLayer:
         self.padding = _conv_arg("padding", padding, 0)
         shape = weight_shape + self.kernel
         self.params = {"W": param_array(shape, dt, lambda: CONV_INITIALIZERS[init](shape, make_rng(rng), dt,
-                                                                                  **self._fans())),
+                                                                                   **self._fans())),
                        "b": param_array((self.out_channels,), dt,
                                         lambda: np.zeros(self.out_channels, dtype=dt))}
         self.grads = {}

@@ -51,7 +51,8 @@ def doc_tags(docs):
 
 
 def main(argv=None):
-    for tag, places in sorted(code_tags().items(), key=lambda kv: (kv[0].split("-")[0], int(kv[0].split("-")[1]))):
+    for tag, places in sorted(code_tags().items(),
+                              key=lambda kv: (kv[0].split("-")[0], int(kv[0].split("-")[1]))):
         print(f"{tag:<10} {', '.join(places)}")
     return 0
 

@@ -82,7 +82,8 @@ class DecoderLikelihood:
             draw = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [GAUSSDEC-6]
             return np.concatenate([dmean, draw], axis=-1)  # [ELBO-4] both heads of the decoder
         if self.decoder_logvar is not None:  # a parameter of its own, back through the floor
-            self.decoder_logvar.grads["logvar"][...] = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [ELBO-4]
+            self.decoder_logvar.grads["logvar"][...] = bounds.logvar_floor_backward(
+                dlogvar_x, floor_cache)  # [ELBO-4]
         return dmean  # [ELBO-4]
 
     def _log_px(self, out, x):
@@ -228,7 +229,8 @@ class VAE(DecoderLikelihood, Model):
         if gaussian and self.variance in ("shared", "per_feature"):
             shape = (1,) if self.variance == "shared" else (n_features,)
             self.decoder_logvar = FreeParams(
-                {"logvar": layers.param_array(shape, dtype, lambda: np.zeros(shape, dtype=dtype))}, "decoder.")
+                {"logvar": layers.param_array(shape, dtype, lambda: np.zeros(shape, dtype=dtype))},
+                "decoder.")
             chains.append(self.decoder_logvar)
         self.flow_params = self._make_flow(Z, dtype)
         if self.flow_params is not None:
@@ -447,7 +449,8 @@ class VAE(DecoderLikelihood, Model):
         # backward
         dzc = self.decoder.backward(dout)  # (L·B, Z + C)
         dz = dzc[:, :Z].reshape(z.shape)  # (B, Z) or (L, B, Z) [ELBO-8] the label columns stop here
-        dmu_from_sampler, dlogvar_from_sampler, dmu_kl, dlogvar_kl = ops.reparam_kl_backward(dz, sampler_cache)
+        dmu_from_sampler, dlogvar_from_sampler, dmu_kl, dlogvar_kl = ops.reparam_kl_backward(
+            dz, sampler_cache)
         dmu = dmu_from_sampler + (beta / B) * dmu_kl  # (B, Z) [ELBO-5]
         dlogvar = dlogvar_from_sampler + (beta / B) * dlogvar_kl  # (B, Z) [ELBO-5]
         dlogvar_raw = latent.logvar_clamp_backward(dlogvar, inside)  # (B, Z)
@@ -657,7 +660,8 @@ class VAE(DecoderLikelihood, Model):
     def decode(self, Z, y=None):
         """Bernoulli probabilities or Gaussian means (N, n_features) of p(x | z[, y])."""
         self._require_built()
-        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype, owner=f"{type(self).__name__}.decode")
+        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype,
+                        owner=f"{type(self).__name__}.decode")
         return self._output(self._decode_out(Z, self._condition(y, Z.shape[0])))
 
     def reconstruct(self, X, y=None):

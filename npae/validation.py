@@ -109,7 +109,8 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
         raise InputError(f"{name} must be a rectangular array of numbers (rows of equal length); "
                          f"NumPy could not convert it ({err})") from None
     if arr.dtype.kind == "c":
-        raise InputTypeError(f"{name} holds complex numbers (Complex data not supported); it must hold real numbers")
+        raise InputTypeError(f"{name} holds complex numbers (Complex data not supported); "
+                             "it must hold real numbers")
     if arr.dtype.kind == "O":  # numbers held as Python objects: convert, or say what is not a number
         try:
             arr = arr.astype(np.float64)

@@ -11,7 +11,6 @@
 """
 import ast
 import copy
-import os
 import sys
 from pathlib import Path
 
@@ -144,7 +143,7 @@ def test_every_tagged_line_of_the_step_runs_in_a_reference_fit(digits):
             npae.VAE(64, hidden=(8,), latent_dim=2).fit(X, epochs=1, batch_size=48, progress=False,
                                                         warmup_epochs=1)
             npae.VAE(64, hidden=(8,), latent_dim=2, likelihood="gaussian").fit(X, epochs=1, batch_size=48,
-                                                                              progress=False)
+                                                                               progress=False)
             npae.Autoencoder(64, hidden=(8,), latent_dim=2).fit(X, epochs=1, batch_size=48, progress=False)
     finally:
         sys.settrace(None)

@@ -63,14 +63,16 @@ def test_gaussian_nll_sample_axis_is_l_separate_calls(rng):
         nll, cache = bd.gaussian_nll_forward(mean, logvar, x)
         dnll = rng.standard_normal((3, 2))
         dmean, dlogvar = bd.gaussian_nll_backward(dnll, cache)
-        for l in range(3):
-            lv = logvar if logvar.shape == (1,) else logvar[l]
-            nll_l, cache_l = bd.gaussian_nll_forward(mean[l], lv, x)
-            np.testing.assert_allclose(nll[l], nll_l, rtol=1e-14)
-            np.testing.assert_allclose(dmean[l], bd.gaussian_nll_backward(dnll[l], cache_l)[0], rtol=1e-14)
+        for draw in range(3):
+            lv = logvar if logvar.shape == (1,) else logvar[draw]
+            nll_draw, cache_draw = bd.gaussian_nll_forward(mean[draw], lv, x)
+            np.testing.assert_allclose(nll[draw], nll_draw, rtol=1e-14)
+            np.testing.assert_allclose(dmean[draw], bd.gaussian_nll_backward(dnll[draw], cache_draw)[0],
+                                       rtol=1e-14)
         if logvar.shape == (1,):  # a shared logvar collects the sum over draws [GAUSSDEC-4]
-            parts = [bd.gaussian_nll_backward(dnll[l], bd.gaussian_nll_forward(mean[l], shared, x)[1])[1]
-                     for l in range(3)]
+            parts = [bd.gaussian_nll_backward(dnll[draw],
+                                              bd.gaussian_nll_forward(mean[draw], shared, x)[1])[1]
+                     for draw in range(3)]
             np.testing.assert_allclose(dlogvar, sum(parts), rtol=1e-13)
 
 

@@ -81,7 +81,8 @@ def test_linear_probe_on_codes_learns_digits(digits, autoencoder):
     proba = probe.predict_proba(Xte)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(probe.predict(Xte), proba.argmax(axis=1))
-    assert probe.evaluate(Xte, yte)["loss"] == pytest.approx(-np.mean(np.log(proba[np.arange(len(yte)), yte])))
+    p_true = proba[np.arange(len(yte)), yte]  # the probability given to each true class
+    assert probe.evaluate(Xte, yte)["loss"] == pytest.approx(-np.mean(np.log(p_true)))
 
 
 def test_accepts_a_sequential_and_keeps_dtype():

@@ -232,8 +232,8 @@ def test_a_conv_backward_wrong_by_a_thousandth_fails_the_check(rng, which):
     (lambda: conv.conv_output_size(4, 0), "kernel size must be >= 1"),
     (lambda: conv.conv_output_size(4, 2, (1, 2, 3)), r"stride must be an int or an \(h, w\) pair"),
     (lambda: conv.conv_output_size((4, 4), (2, 2), (1, 0)), r"stride\[1\] must be >= 1"),
-    (lambda: conv.conv_transpose_output_size(3, 3, 2, 0, 2), "output_padding 2 must be smaller than "
-                                                              "the stride 2"),
+    (lambda: conv.conv_transpose_output_size(3, 3, 2, 0, 2),
+     "output_padding 2 must be smaller than the stride 2"),
     (lambda: conv.conv_transpose_output_size(3, 3, 1, 0, 1), "output_padding 1 must be smaller"),
     (lambda: conv.conv_transpose_output_size(3, 3, 2, 0, -1), "output_padding must be >= 0"),
     (lambda: conv.conv_transpose_output_size(1, 1, 1, 1), "padding 1 crops the whole output"),

@@ -675,6 +675,7 @@ def test_damaged_files_raise_only_dataset_errors(tmp_path):
     (tmp_path / "a.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
     (tmp_path / "png").mkdir()
     write_png(tmp_path / "png" / "x.png", np.arange(12).reshape(3, 4))
+
     def mnist():
         return datasets.load_mnist("s", data_dir=tmp_path / "idx")
 
@@ -737,4 +738,3 @@ def test_load_dataset_by_name():
         assert info["unit_interval"] == (name == "digits") and info["files"] == ()
     with pytest.raises(ValueError, match="unknown data set 'cifar'"):
         datasets.load_dataset("cifar")
-

@@ -67,7 +67,7 @@ def test_probability_bce_softmax_and_mse_stay_finite_at_extremes(st_pair):
 
 @settings(max_examples=15)
 @given(scale=st.floats(1.0, 1e3), activation=st.sampled_from(["relu", "tanh", "sigmoid", "elu",
-                                                                "softplus", "leaky_relu"]),
+                                                              "softplus", "leaky_relu"]),
        loss=st.sampled_from(["bce", "mse"]), dtype=st.sampled_from(["float64", "float32"]),
        seed=st.integers(0, 5))
 def test_autoencoder_with_huge_weights_has_finite_loss_and_grads(scale, activation, loss, dtype, seed):

@@ -67,8 +67,8 @@ def test_reparameterize_backward_sums_over_draws():
     z, cache = latent.reparameterize_forward(mu, logvar, eps)
     assert z.shape == (4, 3, 2)
     dmu, dlogvar = latent.reparameterize_backward(dz, cache)
-    parts = [latent.reparameterize_backward(dz[l], latent.reparameterize_forward(mu, logvar, eps[l])[1])
-             for l in range(4)]
+    parts = [latent.reparameterize_backward(dz[draw], latent.reparameterize_forward(mu, logvar, eps[draw])[1])
+             for draw in range(4)]
     np.testing.assert_allclose(dmu, sum(p[0] for p in parts), rtol=1e-14)
     np.testing.assert_allclose(dlogvar, sum(p[1] for p in parts), rtol=1e-14)
 
@@ -207,8 +207,8 @@ def test_log_mean_exp_of_minus_infinities_is_minus_infinity_not_nan():
     from npae.latent import StreamingLogMeanExp, logmeanexp
     a = np.array([[-np.inf, 0.0], [-np.inf, 1.0]])
     np.testing.assert_array_equal(logmeanexp(a)[0], -np.inf)
-    acc = StreamingLogMeanExp().update(np.full((2, 2), -np.inf)).update(np.array([[-800.0, -np.inf],
-                                                                               [-801.0, -np.inf]]))
+    chunk = np.array([[-800.0, -np.inf], [-801.0, -np.inf]])
+    acc = StreamingLogMeanExp().update(np.full((2, 2), -np.inf)).update(chunk)
     got = acc.result()
     assert got[1] == -np.inf
     np.testing.assert_allclose(got[0], logmeanexp(np.array([-np.inf, -np.inf, -800.0, -801.0])), rtol=1e-15)

@@ -99,10 +99,10 @@ def test_L_samples_average_the_reconstruction():
     x, eps = rng.uniform(size=(4, 6)), rng.standard_normal((3, 4, 3))
     loss, grads = model.loss_and_grads(x, eps=eps)
     grads = {k: v.copy() for k, v in grads.items()}
-    singles = [model.loss_and_grads(x, eps=eps[l]) for l in range(3)]
+    singles = [model.loss_and_grads(x, eps=eps[draw]) for draw in range(3)]
     np.testing.assert_allclose(loss, np.mean([s[0] for s in singles]), rtol=1e-12)
     for name in grads:  # the KL gradient is the same in each single-draw step, so averaging works
-        parts = [model.loss_and_grads(x, eps=eps[l])[1][name].copy() for l in range(3)]
+        parts = [model.loss_and_grads(x, eps=eps[draw])[1][name].copy() for draw in range(3)]
         np.testing.assert_allclose(grads[name], np.mean(parts, axis=0), rtol=1e-10, atol=1e-14)
 
 
@@ -261,7 +261,7 @@ def test_sample_temperature_and_draws():
     0/1 pixels whose mean over many draws matches the decoder's probabilities."""
     X, y = load_digits()
     cvae = ConditionalVAE(64, 10, hidden=(32,), latent_dim=2, seed=0).fit(X[:500], y[:500], epochs=3,
-                                                                         progress=False)
+                                                                          progress=False)
     z = 0.5 * np.random.default_rng(3).standard_normal((20, 2))
     np.testing.assert_allclose(cvae.sample(20, y=4, seed=3, temperature=0.5), cvae.decode(z, np.full(20, 4)),
                                rtol=1e-12)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import npae
-from npae import backends, bounds, datasets, latent
+from npae import backends, datasets, latent
 from npae.gradcheck import check_model
 from npae.vae import CollapseWarning
 
@@ -223,7 +223,8 @@ def test_both_backends_train_these_models_alike(config):
 def test_save_load_and_resume_with_flows_and_variances(tmp_path, config):
     X, _ = datasets.load_digits()
     X = X[:96]
-    ref = npae.VAE(hidden=(8,), latent_dim=2, seed=1, **config).fit(X, epochs=3, batch_size=32, progress=False)
+    ref = npae.VAE(hidden=(8,), latent_dim=2, seed=1, **config).fit(X, epochs=3, batch_size=32,
+                                                                    progress=False)
     path = tmp_path / "ckpt.npz"
     npae.VAE(hidden=(8,), latent_dim=2, seed=1, **config).fit(X, epochs=1, batch_size=32, progress=False,
                                                               checkpoint=path)

@@ -177,6 +177,7 @@ for lam in (0.0, 1.0):
 # predicts: push each input by a small random δ and see how far its code moves, ‖z(x + δ) − z(x)‖
 # per unit of ‖δ‖.
 
+
 # %%
 def jacobian_frobenius_sq(model, X):
     """‖∂z/∂x‖²_F of each row of X, for a one-layer sigmoid encoder:
@@ -225,6 +226,7 @@ fig
 # codes' first two principal axes), and the displacements z(x + δ) − z(x) (right). Here with a
 # larger push, σ five times the one above, so the clouds can be seen; read the scales of the right
 # panels: the contractive code's cloud is the smaller one.
+
 
 # %%
 def contraction_picture(model, title, sigma=5 * SIGMA, copies=40):

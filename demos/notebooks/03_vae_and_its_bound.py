@@ -128,7 +128,7 @@ npae.plotting.loss_curves(vae.history_, title="VAE on digits, 2-D code")
 
 # %%
 vae10 = npae.VAE(hidden=(128,), latent_dim=10, seed=SEED).fit(X_train, epochs=40 if QUICK else 150,
-                                                               lr=2e-3)
+                                                              lr=2e-3)
 kl10 = vae10.kl_per_dimension(X_test)  # (10,) nats
 print("2-D model, KL per dimension (nats):", vae.kl_per_dimension(X_test).round(3))
 print(f"10-D model: {np.sum(kl10 > 0.1)} of 10 dimensions carry more than 0.1 nats; "

@@ -151,6 +151,7 @@ print(check_pair(F.dense_forward, F.dense_backward, [x, W, b], names=["x", "W", 
 # A check is only worth something if it fails when it should. Here is a dense backward whose
 # weight gradient is 0.1% too large, a mistake no loss curve would reveal:
 
+
 # %%
 def slightly_wrong_dense_backward(dy, cache):
     dx, dW, db = F.dense_backward(dy, cache)
@@ -193,6 +194,7 @@ print(f"largest relative error {report.max_error:.1e}, tolerance {report.tol:g}"
 # To see that `reference` really runs the pair you can read, count the calls of
 # `npae.functional.relu_backward` ([ACT-3](../../docs/derivations/act.md#act-3)) during one epoch
 # of a VAE with ReLU layers, under each backend:
+
 
 # %%
 @contextlib.contextmanager
