@@ -643,6 +643,8 @@ def contraction_figure(Z, Z_perturbed, *, sigma, ratio=None, ratio_sigma=None, b
     if ratio is not None:
         at = sigma if ratio_sigma is None else ratio_sigma
         default += f": mean ‖Δz‖ / ‖δ‖ = {ratio:.3g} (σ = {at:.3g})"
+        if not np.isclose(at, sigma):  # the clouds are drawn with larger noise, to be seen
+            default += f"\n(the clouds below: σ = {sigma:.3g}, {sigma / at:.3g}× larger, to be visible)"
     fig.suptitle(title or default, fontsize=10)
     fig.tight_layout()
     return _finish(fig, path)
