@@ -46,7 +46,7 @@ for name, model in (("plain autoencoder", plain),
 # %% the lesson's measure: error against the CLEAN held-out digits, from corrupted inputs
 # (the same seed gives both models the same corrupted digits)
 errors = {"plain AE": plain.denoising_error(X_test, seed=args.seed, noise=dae.noise,
-                                           noise_level=dae.noise_level),
+                                            noise_level=dae.noise_level),
           "denoising AE": dae.denoising_error(X_test, seed=args.seed)}
 for name, e in errors.items():
     print(f"{name}: {e['error_from_corrupted_input']:.2f} nats per digit from corrupted inputs, "
@@ -64,5 +64,5 @@ title = (f"held-out digits, {args.noise} corruption {args.noise_level:g}\nerror 
          f"digits (nats): plain {errors['plain AE']['error_from_corrupted_input']:.1f}, "
          f"denoising {errors['denoising AE']['error_from_corrupted_input']:.1f}")
 plotting.image_grid(rows, n_cols=n, title=title, path=os.path.join(args.out, "denoising.png"),
-                           row_labels=["clean", "corrupted", "plain AE", "denoising AE"])
+                    row_labels=["clean", "corrupted", "plain AE", "denoising AE"])
 print(f"wrote {os.path.join(args.out, 'denoising.png')}")

@@ -38,9 +38,8 @@ models = {
     "plain (sigmoid code)": npae.Autoencoder(hidden=(64,), latent_dim=32, code_activation="sigmoid",
                                              seed=args.seed),
     "KL, defaults": npae.SparseAutoencoder(seed=args.seed),
-    f"L1 λ={args.l1_weight:g}, ReLU code": npae.SparseAutoencoder(penalty="l1", code_activation="relu",
-                                                                 sparsity_weight=args.l1_weight,
-                                                                 seed=args.seed),
+    f"L1 λ={args.l1_weight:g}, ReLU code": npae.SparseAutoencoder(
+        penalty="l1", code_activation="relu", sparsity_weight=args.l1_weight, seed=args.seed),
 }
 rho = models["KL, defaults"].rho
 for name, model in models.items():

@@ -10,7 +10,7 @@ from . import functional as F
 from .backends import ops
 from .init import make_rng
 from .architectures import build_chains
-from .layers import ACTIVATION_NAMES, DenseAct, FlatParams, build_mlp  # noqa: F401 (build_mlp: imported from here)
+from .layers import ACTIVATION_NAMES, DenseAct, FlatParams, build_mlp  # noqa: F401 (build_mlp re-exported)
 from .model import Model, fresh_grads
 from .penalties import NOISES, contractive_penalty_deep_forward, corrupt
 from .validation import InputError, check_array, check_choice, check_dtype, check_scalar, check_sizes
@@ -161,7 +161,8 @@ class Autoencoder(Model):
         dense chains and a reconstruction loss; variants that add noise or a penalty return None."""
         if not self._step_is(Autoencoder, "_loss_and_grads", "_recon_loss"):
             return None
-        kind = {("bce", "sigmoid"): 0, ("mse", "sigmoid"): 1, ("mse", "identity"): 2}[(self.loss, self.output)]
+        kinds = {("bce", "sigmoid"): 0, ("mse", "sigmoid"): 1, ("mse", "identity"): 2}
+        kind = kinds[(self.loss, self.output)]
         return {"kind": "ae", "chains": (self.encoder, self.decoder), "loss": kind}
 
     def loss_and_grads(self, x):
@@ -180,7 +181,8 @@ class Autoencoder(Model):
     def decode(self, Z):
         """Reconstructions (probabilities for ``output="sigmoid"``) of the codes ``Z``."""
         self._require_built()
-        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype, owner=f"{type(self).__name__}.decode")
+        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype,
+                        owner=f"{type(self).__name__}.decode")
         return self._output(self.decoder.apply(Z))
 
     def reconstruct(self, X):
@@ -282,4 +284,3 @@ class Autoencoder(Model):
     def fit_transform(self, X, y=None, **fit_kwargs):
         """``fit(X, y, **fit_kwargs)`` then ``transform(X)``."""
         return self.fit(X, y, **fit_kwargs).transform(X)
-

@@ -74,9 +74,10 @@ class DenoisingAutoencoder(Autoencoder):
 
     Parameters are those of :class:`npae.Autoencoder` plus ``noise`` and ``noise_level``
     (keyword-only); the code is 32 units wide by default (measured on the digits: with a 2-unit
-    code the denoising gain under Gaussian noise is about half the 32-unit one, 5 nats against 9.5). ``loss_and_grads(x, x_noisy)``
-    takes the corruption explicitly (deterministic); without it, and during ``fit``, x̃ is drawn
-    from the model's seeded generator ``self.rng``. :meth:`denoising_error` is the lesson's measure.
+    code the denoising gain under Gaussian noise is about half the 32-unit one, 5 nats against
+    9.5). ``loss_and_grads(x, x_noisy)`` takes the corruption explicitly (deterministic); without
+    it, and during ``fit``, x̃ is drawn from the model's seeded generator ``self.rng``.
+    :meth:`denoising_error` is the lesson's measure.
 
     Derivation: docs/derivations/denoise.md#denoise-4
     """

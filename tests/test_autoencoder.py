@@ -110,7 +110,8 @@ def test_validation_history_and_early_stopping(rng):
     assert len(history["val_loss"]) == n and n < 200  # stopped early
     best = int(np.argmin(history["val_loss"]))
     assert model.best_epoch_ == best
-    assert model.evaluate(X[300:])["loss"] == pytest.approx(history["val_loss"][best], rel=1e-12)  # best restored
+    # the best epoch's parameters are restored
+    assert model.evaluate(X[300:])["loss"] == pytest.approx(history["val_loss"][best], rel=1e-12)
 
 
 def test_progress_bar_can_be_silenced(rng, capsys):
@@ -212,7 +213,7 @@ def test_unsupervised_fit_ignores_labels(rng):
     """scikit-learn's convention (a Pipeline hands y to every step): fit(X, y) ignores y."""
     X = rng.uniform(0, 1, (8, 4))
     with_y = npae.Autoencoder(4, hidden=(3,), latent_dim=2).fit(X, np.zeros(8, int), epochs=1,
-                                                                 batch_size=4, progress=False)
+                                                                batch_size=4, progress=False)
     without = npae.Autoencoder(4, hidden=(3,), latent_dim=2).fit(X, epochs=1, batch_size=4, progress=False)
     for name, p in without.params.items():
         np.testing.assert_array_equal(with_y.params[name], p)

@@ -97,7 +97,7 @@ def _with_general_penalty(model):
 @settings(deadline=None, max_examples=8)
 @given(B=dims, D=dims, Z=dims, seed=seeds, weight=weights, loss=st.sampled_from(["bce", "mse"]))
 def test_closed_form_equals_the_general_penalty_in_the_model(code_activation, B, D, Z, seed, weight,
-                                                              loss):
+                                                             loss):
     """A one-layer encoder: the closed form [CONTRACTIVE-1] and the deep pair [CONTRACTIVE-9..15]
     give the same loss, terms and gradients (rtol 1e-12) in the whole model."""
     x = np.random.default_rng(seed).uniform(0.05, 0.95, size=(B, D))
