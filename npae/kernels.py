@@ -27,8 +27,13 @@ import numpy as np
 
 from .conv import _check_arrays, _pair, conv_output_size, conv_transpose_output_size, nchw_to_rows
 
-#: fastmath flags that keep NaN/inf semantics ("nnan"/"ninf" would delete isnan checks).
-SAFE_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+#: fastmath flags that keep NaN/inf semantics ("nnan"/"ninf" would delete isnan checks). Not
+#: "contract" (a*b + c fused into one FMA where LLVM may): with it, the compiled epoch gave other
+#: bits when compiled in the running process than when loaded from numba's cache; a small AE
+#: ended 1 ulp apart in a few weights between the first run after an edit and every later run, so
+#: a run killed in the first and resumed in the second did not resume exactly (numba 0.68;
+#: tests/test_checkpoint.py::test_fresh_compile_and_cached_kernels_train_the_same_bits).
+SAFE_FASTMATH = {"nsz", "arcp", "afn", "reassoc"}
 
 try:
     if os.environ.get("NPAE_JIT", "1") == "0":
