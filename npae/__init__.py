@@ -20,6 +20,7 @@ from .pca import PCA, principal_angles, subspace_angles
 from .classifier import Classifier
 from .pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
 from .vae import VAE, ConditionalVAE
+from .semisup import SemiSupervisedVAE
 from .layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
                      make_activation)
 
@@ -27,7 +28,7 @@ __all__ = [
     "Autoencoder",
     "DenoisingAutoencoder", "SparseAutoencoder", "ContractiveAutoencoder", "PCA", "principal_angles",
     "subspace_angles", "Classifier", "greedy_pretrain", "stack_encoder", "init_autoencoder_from_stack",
-    "VAE", "ConditionalVAE",
+    "VAE", "ConditionalVAE", "SemiSupervisedVAE",
     "load", "ModelFileError", "DivergenceError", "TrainingInterrupted", "InputError",
     "set_backend", "get_backend", "backend",
     "Dense", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "Sequential",
