@@ -27,6 +27,10 @@ EXPECTED = {
     "estimator_variance": ["estimator_variance.png"],
     "gradcheck_tour": ["gradcheck_tour.png"],
     "mnist_vae": ["mnist_reconstructions.png", "mnist_manifold_grid.png", "mnist_latent_scatter.png"],
+    "semisupervised": ["semisupervised.png", "semisupervised_samples.png"],
+    "unbalanced_cvae": ["unbalanced_cvae.png"],
+    "cvae_agreement": ["cvae_agreement.png", "cvae_samples.png", "cvae_traversal.png"],
+    "ae_vs_vae_latent": ["ae_vs_vae_latent.png"],
 }
 
 
