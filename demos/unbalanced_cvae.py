@@ -1,16 +1,18 @@
 """Unbalanced classes: a conditional VAE trained on a set that has lost most of one digit class
 generates that class, and the generated examples are given to a classifier.
 
-From the training set only 2% of the 3s are kept (``--keep``). A conditional VAE is trained on
-what remains (every class, the few 3s included) and generates new 3s until the class is as large as
-an average one. The same MLP classifier is then trained three ways: on the unbalanced set as it is,
-with the few real 3s repeated (plain oversampling), and with the generated 3s added (decoder means,
-and in a second row Bernoulli draws). Reported on the untouched test set: the accuracy on the 3s
-(recall), their precision, and the overall accuracy, over ``--repeats`` classifier seeds.
+From the training set only 2% of the 3s are kept (``--keep``). Conditional VAEs with a 2-D and an
+8-D code (``--latent-dims``) are trained on what remains (every class, the few 3s included), and each
+generates new 3s (at temperature ``--temperature``) until the class is as large as an average one.
+The same MLP classifier is then trained on: the unbalanced set as it is; the set with the few real 3s
+repeated (plain oversampling); the set with generated 3s added (decoder means, or Bernoulli draws);
+and, for reference, the full balanced set. Reported on the untouched test set: the accuracy on the
+3s (recall), the precision of the label 3, and the overall accuracy, over ``--repeats`` classifier
+seeds. A classifier trained on the full balanced set also scores the generated 3s (a diagnostic of
+their quality; it plays no part in training).
 
-Figure ``unbalanced_cvae.png``: the real 3s that were kept, generated 3s, and the three numbers per
-training set. A classifier trained on the full, balanced set scores the generated 3s too (a
-diagnostic of their quality; it plays no part in training).
+Figure ``unbalanced_cvae.png``: the real 3s that were kept, generated 3s of each model, and the three
+numbers per training set.
 Data: MNIST train5k + t10k[:8000] for training, t10k[8000:] for testing (``--data-dir``, else
 $NPAE_DATA; without MNIST the demo says so and exits 0); ``--quick`` uses the bundled 8x8 digits.
 Lecture idea: lecture 004, unbalanced data sets as where the conditional VAE is most useful.
@@ -37,7 +39,8 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--data-dir", default=None)
 parser.add_argument("--rare", type=int, default=3, help="the class that loses most of its examples")
 parser.add_argument("--keep", type=float, default=0.02, help="share of the rare class that is kept")
-parser.add_argument("--latent-dim", type=int, default=8)
+parser.add_argument("--latent-dims", type=int, nargs="+", default=[2, 8],
+                    help="one conditional VAE per latent size")
 parser.add_argument("--temperature", type=float, default=0.7, help="of the generated examples")
 parser.add_argument("--epochs", type=int, default=30, help="of the conditional VAE")
 parser.add_argument("--repeats", type=int, default=3, help="classifier seeds per training set")
@@ -71,14 +74,16 @@ print(f"training set: {rare_rows.size} {rare}s, {kept.size} kept ({100 * args.ke
       f"classes have {target} images on average; test set: {np.sum(y_test == rare)} {rare}s of "
       f"{y_test.size} images")
 
-# %% a conditional VAE on the unbalanced set, and the missing examples it generates
-cvae = npae.ConditionalVAE(D, K, hidden=(hidden,), latent_dim=args.latent_dim, dtype=dtype, seed=args.seed)
-cvae.fit(X_unb, y_unb, epochs=epochs, batch_size=128, lr=1e-3, progress=False)
-print(f"conditional VAE {D}-{hidden}-{args.latent_dim}: {log_line(epochs - 1, cvae.history_)}")
+# %% a conditional VAE per latent size on the unbalanced set, and the missing examples it generates
 n_new = max(target - kept.size, 1)
-generated = {"CVAE means": cvae.sample(n_new, y=rare, temperature=args.temperature, seed=args.seed),
-             "CVAE Bernoulli draws": cvae.sample(n_new, y=rare, temperature=args.temperature, draws=True,
-                                                 seed=args.seed)}
+generated = {}
+for Z in args.latent_dims:
+    cvae = npae.ConditionalVAE(D, K, hidden=(hidden,), latent_dim=Z, dtype=dtype, seed=args.seed)
+    cvae.fit(X_unb, y_unb, epochs=epochs, batch_size=128, lr=1e-3, progress=False)
+    print(f"conditional VAE {D}-{hidden}-{Z}: {log_line(epochs - 1, cvae.history_)}")
+    for draws in (False, True):
+        generated[f"{Z}-D CVAE, {'Bernoulli draws' if draws else 'means'}"] = cvae.sample(
+            n_new, y=rare, temperature=args.temperature, draws=draws, seed=args.seed)
 
 
 def mlp(seed):
@@ -99,7 +104,7 @@ repeat = np.tile(kept, int(np.ceil(n_new / kept.size)))[:n_new]
 sets = {"unbalanced, as it is": (X_unb, y_unb),
         "oversampled real 3s": (np.concatenate([X_unb, X_train[repeat]]),
                                 np.concatenate([y_unb, y_train[repeat]])),
-        **{f"+ generated ({name})": (np.concatenate([X_unb, images]),
+        **{f"+ generated: {name}": (np.concatenate([X_unb, images]),
                                      np.concatenate([y_unb, np.full(n_new, rare)]))
            for name, images in generated.items()},
         "full balanced set (reference)": (X_train, y_train)}
@@ -133,11 +138,7 @@ for name, s in metrics.items():
     print(f"| {name} | " + " | ".join(cell(s[:, j]) for j in range(3)) + " |")
 
 # %% figure
-fig = plotting.new_figure((12.0, 4.4))
-n_show = min(24, kept.size)
-
-
-def mosaic(images, n_cols=6):
+def mosaic(images, n_cols=4):
     n = images.shape[0]
     n_rows = -(-n // n_cols)
     canvas = np.ones((n_rows * (side + 1) + 1, n_cols * (side + 1) + 1))
@@ -148,19 +149,22 @@ def mosaic(images, n_cols=6):
     return canvas
 
 
-for i, (title, images) in enumerate(((f"the {kept.size} real {rare}s kept", X_train[kept[:n_show]]),
-                                     (f"generated {rare}s (means, T={args.temperature:g})",
-                                      generated["CVAE means"][:24]))):
-    ax = fig.add_subplot(1, 3, i + 1)
+n_show = min(24, kept.size)
+panels = [(f"{n_show} of the {kept.size} real {rare}s kept", X_train[kept[:n_show]])]
+panels += [(f"generated: {Z}-D CVAE\n(means, T={args.temperature:g})", generated[f"{Z}-D CVAE, means"][:24])
+           for Z in args.latent_dims]
+fig = plotting.new_figure((3.0 * len(panels) + 6.5, 5.0))
+grid = fig.add_gridspec(1, len(panels) + 1, width_ratios=[1.0] * len(panels) + [2.2])
+for i, (title, images) in enumerate(panels):
+    ax = fig.add_subplot(grid[0, i])
     ax.imshow(mosaic(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title if i or kept.size <= n_show else f"{n_show} of the {kept.size} real {rare}s kept",
-                 fontsize=9)
-ax = fig.add_subplot(1, 3, 3)
+    ax.set_title(title, fontsize=9)
+ax = fig.add_subplot(grid[0, len(panels)])
 names = list(metrics)
 width = 0.27
-for j, (label, colour) in enumerate(((f"{rare}s recognised", "C3"), (f"precision of '{rare}'", "C1"),
+for j, (label, colour) in enumerate(((f"{rare}s recognised (recall)", "C3"), (f"precision of '{rare}'", "C1"),
                                      ("overall accuracy", "C0"))):
     values = [metrics[n][:, j][np.isfinite(metrics[n][:, j])] for n in names]
     ax.barh(np.arange(len(names)) + (j - 1) * width, [100 * v.mean() if v.size else 0.0 for v in values],
@@ -170,8 +174,8 @@ ax.set_yticklabels(names, fontsize=7)
 ax.invert_yaxis()
 ax.set_xlabel("test set (%)")
 ax.set_xlim(0, 100)
-ax.legend(fontsize=7, loc="lower left")
-ax.set_title("the same MLP trained on each set", fontsize=9)
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
+ax.set_title(f"the same MLP trained on each set (mean of {repeats} seed(s))", fontsize=9)
 fig.tight_layout()
 plotting.save_figure(fig, out("unbalanced_cvae.png"))
 print(f"wrote {out('unbalanced_cvae.png')}")
