@@ -382,7 +382,8 @@ class SemiSupervisedVAE(Model):
         Weight of the classification term per labelled row, in npae's per-example scaling
         [M2-9]. ``"paper"``: at ``fit``, ``α = 0.1 · N / N_l`` (:func:`paper_alpha`, N training
         rows of which N_l labelled), the paper's ``α = 0.1 · N`` on its summed objective; before any
-        fit it is 0.1. The value in use is ``alpha_``.
+        fit it is 0.1. The value in use is ``alpha_``. Short runs learn the classes faster with a
+        larger α (docs/semisupervised.md#alpha-the-weight-of-the-labels).
     dtype : "float64" | "float32"
     seed : int or None
         Seeds ``rng``: initial weights, minibatch order and every training ``eps``. Evaluation and
