@@ -138,7 +138,7 @@ for name, s in metrics.items():
     print(f"| {name} | " + " | ".join(cell(s[:, j]) for j in range(3)) + " |")
 
 # %% figure
-def mosaic(images, n_cols=6):
+def mosaic(images, n_cols=4):
     n = images.shape[0]
     n_rows = -(-n // n_cols)
     canvas = np.ones((n_rows * (side + 1) + 1, n_cols * (side + 1) + 1))
@@ -153,8 +153,8 @@ n_show = min(24, kept.size)
 panels = [(f"{n_show} of the {kept.size} real {rare}s kept", X_train[kept[:n_show]])]
 panels += [(f"generated: {Z}-D CVAE\n(means, T={args.temperature:g})", generated[f"{Z}-D CVAE, means"][:24])
            for Z in args.latent_dims]
-fig = plotting.new_figure((3.2 * len(panels) + 6.5, 4.4))
-grid = fig.add_gridspec(1, len(panels) + 1, width_ratios=[1.0] * len(panels) + [2.2])
+fig = plotting.new_figure((2.2 * len(panels) + 5.5, 4.6))
+grid = fig.add_gridspec(1, len(panels) + 1, width_ratios=[1.0] * len(panels) + [2.6])
 for i, (title, images) in enumerate(panels):
     ax = fig.add_subplot(grid[0, i])
     ax.imshow(mosaic(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
