@@ -138,7 +138,7 @@ for name, s in metrics.items():
     print(f"| {name} | " + " | ".join(cell(s[:, j]) for j in range(3)) + " |")
 
 # %% figure
-def mosaic(images, n_cols=4):
+def mosaic(images, n_cols=6):
     n = images.shape[0]
     n_rows = -(-n // n_cols)
     canvas = np.ones((n_rows * (side + 1) + 1, n_cols * (side + 1) + 1))
@@ -151,17 +151,17 @@ def mosaic(images, n_cols=4):
 
 n_show = min(24, kept.size)
 panels = [(f"{n_show} of the {kept.size} real {rare}s kept", X_train[kept[:n_show]])]
-panels += [(f"generated: {Z}-D CVAE\n(means, T={args.temperature:g})", generated[f"{Z}-D CVAE, means"][:24])
+panels += [(f"generated: {Z}-D CVAE (means, T={args.temperature:g})", generated[f"{Z}-D CVAE, means"][:24])
            for Z in args.latent_dims]
-fig = plotting.new_figure((2.2 * len(panels) + 5.5, 4.6))
-grid = fig.add_gridspec(1, len(panels) + 1, width_ratios=[1.0] * len(panels) + [2.6])
+fig = plotting.new_figure((3.3 * len(panels) + 0.5, 8.0))
+grid = fig.add_gridspec(2, len(panels), height_ratios=[1.0, 1.05])
 for i, (title, images) in enumerate(panels):
     ax = fig.add_subplot(grid[0, i])
     ax.imshow(mosaic(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
-ax = fig.add_subplot(grid[0, len(panels)])
+ax = fig.add_subplot(grid[1, :])
 names = list(metrics)
 width = 0.27
 for j, (label, colour) in enumerate(((f"{rare}s recognised (recall)", "C3"), (f"precision of '{rare}'", "C1"),
@@ -170,11 +170,11 @@ for j, (label, colour) in enumerate(((f"{rare}s recognised (recall)", "C3"), (f"
     ax.barh(np.arange(len(names)) + (j - 1) * width, [100 * v.mean() if v.size else 0.0 for v in values],
             width, color=colour, label=label)
 ax.set_yticks(np.arange(len(names)))
-ax.set_yticklabels(names, fontsize=7)
+ax.set_yticklabels(names, fontsize=8)
 ax.invert_yaxis()
 ax.set_xlabel("test set (%)")
 ax.set_xlim(0, 100)
-ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
+ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
 ax.set_title(f"the same MLP trained on each set (mean of {repeats} seed(s))", fontsize=9)
 fig.tight_layout()
 plotting.save_figure(fig, out("unbalanced_cvae.png"))

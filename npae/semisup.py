@@ -1,9 +1,10 @@
-"""The semi-supervised model M2 of Kingma, Rezende, Mohamed & Welling (2014) as pure pairs.
+"""The semi-supervised model M2 of Kingma, Rezende, Mohamed & Welling (2014): pure pairs, then the
+model class :class:`SemiSupervisedVAE` that composes them.
 
 Generative model ``p(x|y,z) p(y) p(z)`` with a uniform class prior ``p(y) = 1/K`` and
 ``p(z) = N(0, I)``; inference model ``q(z|x,y) q(y|x)``, where the classifier ``q(y|x)`` is a
-softmax over ``K`` logits. A model class is meant to be a thin composition of these pieces and of
-the VAE pairs of :mod:`npae.latent` (reparameterization, Gaussian KL) and :mod:`npae.functional`:
+softmax over ``K`` logits. The pairs, to be composed with the VAE pairs of :mod:`npae.latent`
+(reparameterization, Gaussian KL) and :mod:`npae.functional`:
 
 * :func:`labelled_bound_forward` / :func:`labelled_bound_backward`:
   ``−L(x, y) = E_q(z|x,y)[−log p(x|y,z)] + KL(q(z|x,y) || p(z)) + log K`` [M2-1, M2-2].
