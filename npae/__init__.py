@@ -21,6 +21,7 @@ from .classifier import Classifier
 from .pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
 from .vae import VAE, ConditionalVAE
 from .hvae import TwoLayerVAE
+from .semisup import SemiSupervisedVAE
 from .layers import (ELU, Conv2D, ConvTranspose2D, Dense, Flatten, Identity, ImagePlanes, LeakyReLU,
                      ReLU, Reshape, Sequential, Sigmoid, Softplus, Tanh, make_activation)
 
@@ -28,7 +29,7 @@ __all__ = [
     "Autoencoder",
     "DenoisingAutoencoder", "SparseAutoencoder", "ContractiveAutoencoder", "PCA", "principal_angles",
     "subspace_angles", "Classifier", "greedy_pretrain", "stack_encoder", "init_autoencoder_from_stack",
-    "VAE", "ConditionalVAE", "TwoLayerVAE",
+    "VAE", "ConditionalVAE", "TwoLayerVAE", "SemiSupervisedVAE",
     "load", "ModelFileError", "DivergenceError", "TrainingInterrupted", "InputError",
     "set_backend", "get_backend", "backend",
     "Dense", "Conv2D", "ConvTranspose2D", "Flatten", "Reshape", "ImagePlanes", "Identity", "ReLU",

@@ -54,6 +54,9 @@ def _models(dtype):
         ("two-layer-vae-iwae", lambda: npae.TwoLayerVAE(64, hidden1=(12,), latent_dim1=4, hidden2=(6,),
                                                         latent_dim2=2, objective="iwae", k=3, seed=13,
                                                         dtype=dtype), False),
+        ("semisupervised-m2", lambda: npae.SemiSupervisedVAE(64, 10, hidden=(12,), latent_dim=2,
+                                                             classifier_hidden=(8,), seed=14,
+                                                             dtype=dtype), "partial"),
         ("classifier-frozen", lambda: npae.Classifier(ae, 10, hidden=(8,), seed=11, dtype=dtype), True),
         ("classifier-trainable", lambda: npae.Classifier(ae, 10, freeze_encoder=False, seed=12,
                                                          dtype=dtype), True),
@@ -63,6 +66,8 @@ def _models(dtype):
 def _train(name, factory, labelled, data, backend, dtype, **fit_kwargs):
     X, y = data
     X = X.astype(dtype)
+    if labelled == "partial":  # one row in three keeps its label, the others are unlabelled (-1)
+        y = np.where(np.arange(y.size) % 3 == 0, y, -1)
     with npae.backend(backend):
         model = factory()
         kwargs = dict(epochs=3, batch_size=32, progress=False, **fit_kwargs)

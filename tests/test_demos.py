@@ -29,6 +29,10 @@ EXPECTED = {
     "mnist_vae": ["mnist_reconstructions.png", "mnist_manifold_grid.png", "mnist_latent_scatter.png"],
     "conv_vae": ["conv_vae_reconstructions.png", "conv_vae_samples.png", "conv_vae_elbo.png"],
     "bounds": ["bounds.png", "bounds_ladder.png"],
+    "semisupervised": ["semisupervised.png", "semisupervised_samples.png"],
+    "unbalanced_cvae": ["unbalanced_cvae.png"],
+    "cvae_agreement": ["cvae_agreement.png", "cvae_samples.png", "cvae_traversal.png"],
+    "ae_vs_vae_latent": ["ae_vs_vae_latent.png"],
 }
 
 
