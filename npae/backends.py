@@ -41,10 +41,11 @@ import warnings
 
 import numpy as np
 
-from . import conv
+from . import constants, conv
 from . import functional as F
 from . import kernels
 from . import latent
+from . import threads
 from . import updates
 from .validation import InputError, check_choice
 
@@ -305,11 +306,14 @@ class FusedOps:
     @staticmethod
     def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
         """Replaces the per-step loop of an epoch by one numba call (:class:`CompiledEpoch`) when
-        the model (``model._compiled_spec()``), the optimizer and the data allow it; None
-        otherwise, and the per-step path runs, silently and correctly."""
+        the model (``model._compiled_spec()``), the optimizer and the data allow it and the model
+        is small (:data:`npae.constants.COMPILED_EPOCH_MAX_MACS`); None otherwise, and the per-step
+        path runs, silently and correctly."""
         spec = model._compiled_spec() if hasattr(model, "_compiled_spec") else None
         if spec is None or flat is None or len(data) != 1 or getattr(opt, "compiled_kind", None) is None:
             return None
+        if threads.largest_product(model, batch_size) > constants.COMPILED_EPOCH_MAX_MACS:
+            return None  # large products: NumPy's are faster than numba's (the constant says how much)
         for chain in spec["chains"]:
             for step in chain.steps:
                 if not hasattr(step, "act_name") or step.act_name not in kernels.EPOCH_ACT_CODES:
@@ -490,7 +494,8 @@ class CompiledEpoch:
                 hyper.append(step.hyper.get("slope", step.hyper.get("alpha", 0.0)))
         D = int(n_features)
         Z = spec.get("latent_dim", 1)
-        extra = [B * D, B * 2 * Z, B * D, B * Z, B * Z, B * Z, B * Z]  # xb, dh, dout, z, mask, ½σε, ½em1
+        # xb, dh, dout, z, mask, ½σε, ½em1, exp(−|s|), log1p(exp(−|s|))
+        extra = [B * D, B * 2 * Z, B * D, B * Z, B * Z, B * Z, B * Z, B * D, B * D]
         self.offs = np.zeros(len(extra), dtype=np.int64)
         for k, size in enumerate(extra):
             self.offs[k] = pos

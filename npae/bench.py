@@ -360,6 +360,9 @@ def import_jax():
         import optax
     except ImportError:
         return None
+    # JAX computes in float32 unless told otherwise: without this, its "float64" twin silently
+    # trained in float32 (arrays asked for as float32 stay float32 with it)
+    jax.config.update("jax_enable_x64", True)
     return jax, optax
 
 

@@ -146,3 +146,17 @@ def test_checkpoint_and_resume_through_compiled_epochs(digits, tmp_path):
     for key in straight.params:
         assert straight.params[key].tobytes() == resumed.params[key].tobytes()
     assert straight.history_ == resumed.history_
+
+
+def test_large_models_take_the_per_step_path():
+    """Above COMPILED_EPOCH_MAX_MACS NumPy's products beat numba's (measured, npae.constants)."""
+    from npae import constants, threads
+    small = npae.VAE(64, hidden=(16,), latent_dim=2)
+    wide = npae.VAE(784, hidden=(400,), latent_dim=20)
+    X_small, X_wide = np.zeros((8, 64)), np.zeros((8, 784))
+    assert threads.largest_product(small, 128) <= constants.COMPILED_EPOCH_MAX_MACS
+    assert threads.largest_product(wide, 128) > constants.COMPILED_EPOCH_MAX_MACS
+    with npae.backend("fused"):
+        runner = ops.epoch_runner(small, npae.optim.Adam(), small.flat_params, None, 128, (X_small,))
+        assert isinstance(runner, CompiledEpoch)
+        assert ops.epoch_runner(wide, npae.optim.Adam(), wide.flat_params, None, 128, (X_wide,)) is None
