@@ -95,7 +95,8 @@ for name, make in (("autoencoder", npae.Autoencoder), ("VAE", npae.VAE)):
     Z = np.random.default_rng(args.seed).uniform(codes.min(axis=0), codes.max(axis=0),
                                                  (1000, args.big_latent))
     images = model.decode(Z)
-    box[name] = dict(images=images, share=float(np.mean(judge.predict_proba(images).max(axis=1) > args.confident)))
+    confident = judge.predict_proba(images).max(axis=1) > args.confident
+    box[name] = dict(images=images, share=float(np.mean(confident)))
     print(f"{args.big_latent}-D {name}: {100 * box[name]['share']:.1f}% of 1,000 decodings of codes drawn "
           f"uniformly in the box of the training codes' range recognised with max softmax > {args.confident}")
 

@@ -86,14 +86,16 @@ for Z in latent_dims:
             if T == 1.0 and not draws:
                 per_class_at_1[Z] = hit.reshape(K, per_class).mean(axis=1)
     print("             " + " | ".join(f"T={T:g}: means {100 * agreement[(Z, T, False)]:.1f}%, "
-                                       f"draws {100 * agreement[(Z, T, True)]:.1f}%" for T in args.temperatures))
+                                       f"draws {100 * agreement[(Z, T, True)]:.1f}%"
+                                       for T in args.temperatures))
 
 print(f"\nclass agreement of conditional samples ({per_class} per class, judge test accuracy "
       f"{100 * judge_accuracy:.1f}%)")
 print("| latent size | " + " | ".join(f"T = {T:g} (means / draws)" for T in args.temperatures) + " |")
 for Z in latent_dims:
-    print(f"| {Z} | " + " | ".join(f"{100 * agreement[(Z, T, False)]:.1f}% / {100 * agreement[(Z, T, True)]:.1f}%"
-                                   for T in args.temperatures) + " |")
+    cells = (f"{100 * agreement[(Z, T, False)]:.1f}% / {100 * agreement[(Z, T, True)]:.1f}%"
+             for T in args.temperatures)
+    print(f"| {Z} | " + " | ".join(cells) + " |")
 
 # %% figure: agreement against temperature, and per class at T = 1
 fig = plotting.new_figure((11.0, 4.2))
@@ -139,8 +141,8 @@ Z_trav = max([Z for Z in latent_dims if Z <= 8] or [min(latent_dims)])
 plotting.latent_traversal(models[Z_trav], y=args.traversal_class, image_shape=(side, side),
                           path=out("cvae_traversal.png"))
 kl = models[Z_trav].kl_per_dimension(X_test, y_test)
-print(f"{Z_trav}-D model, KL per latent on the test digits (nats): " + ", ".join(f"z{j + 1} {v:.2f}"
-                                                                                  for j, v in enumerate(kl)))
+print(f"{Z_trav}-D model, KL per latent on the test digits (nats): "
+      + ", ".join(f"z{j + 1} {v:.2f}" for j, v in enumerate(kl)))
 print(f"wrote {out('cvae_traversal.png')}")
 with open(out("cvae_agreement.json"), "w") as fh:
     json.dump({"judge_accuracy": judge_accuracy,

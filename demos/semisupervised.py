@@ -140,7 +140,8 @@ for n in budgets:
         m2 = npae.SemiSupervisedVAE(D, K, alpha=args.alpha, dtype=dtype, seed=seed, **m2_kw)
         m2.fit(Xo, yo, epochs=m2_epochs, batch_size=batch_size, lr=1e-3, progress=False)
         results["M2"].setdefault(n, []).append(error(m2, X_test))
-        print(f"M2, {n} labels, seed {seed}: {last_line(m2.history_)} | test error {results['M2'][n][-1]:.2f}%")
+        print(f"M2, {n} labels, seed {seed}: {last_line(m2.history_)} | "
+              f"test error {results['M2'][n][-1]:.2f}%")
         if samples_model is None:
             samples_model = (m2, n)
 
@@ -231,5 +232,6 @@ print(f"wrote {out('semisupervised_samples.png')}")
 with open(out("semisupervised.json"), "w") as fh:
     json.dump({"alpha": args.alpha, "m1m2_alpha": args.m1m2_alpha, "bernoulli_m1m2_error": bernoulli_error,
                "n_train": N, "n_test": int(X_test.shape[0]), "m1_active": int(active.size),
-               "results": {k: {str(n): v for n, v in by_n.items()} for k, by_n in results.items()}}, fh, indent=1)
+               "results": {k: {str(n): v for n, v in by_n.items()} for k, by_n in results.items()}},
+              fh, indent=1)
 print(f"wrote {out('semisupervised.json')}")

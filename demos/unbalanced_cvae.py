@@ -105,15 +105,18 @@ sets = {"unbalanced, as it is": (X_unb, y_unb),
         "oversampled real 3s": (np.concatenate([X_unb, X_train[repeat]]),
                                 np.concatenate([y_unb, y_train[repeat]])),
         **{f"+ generated: {name}": (np.concatenate([X_unb, images]),
-                                     np.concatenate([y_unb, np.full(n_new, rare)]))
+                                    np.concatenate([y_unb, np.full(n_new, rare)]))
            for name, images in generated.items()},
         "full balanced set (reference)": (X_train, y_train)}
+
+
 def cell(values):
     """Mean (± std over seeds) in %; a precision is undefined (–) when nothing was predicted rare."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return "–"
-    return f"{100 * np.mean(values):.1f}" + (f" ± {100 * np.std(values, ddof=1):.1f}" if values.size > 1 else "")
+    spread = f" ± {100 * np.std(values, ddof=1):.1f}" if values.size > 1 else ""
+    return f"{100 * np.mean(values):.1f}" + spread
 
 
 metrics = {}
@@ -136,6 +139,7 @@ print(f"\ntest set, mean over {repeats} classifier seed(s)")
 print(f"| training set | {rare}s recognised (recall, %) | precision of '{rare}' (%) | overall accuracy (%) |")
 for name, s in metrics.items():
     print(f"| {name} | " + " | ".join(cell(s[:, j]) for j in range(3)) + " |")
+
 
 # %% figure
 def mosaic(images, n_cols=6):

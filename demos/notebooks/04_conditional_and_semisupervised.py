@@ -92,7 +92,8 @@ for T in (1.0, 0.7, 0.5):
     means = cvae.sample(wanted.size, y=wanted, temperature=T, seed=SEED)
     draws = cvae.sample(wanted.size, y=wanted, temperature=T, seed=SEED, draws=True)
     print(f"T = {T:3.1f}: {100 * np.mean(judge.predict(means) == wanted):5.1f}% of decoder means and "
-          f"{100 * np.mean(judge.predict(draws) == wanted):5.1f}% of Bernoulli draws show the requested digit")
+          f"{100 * np.mean(judge.predict(draws) == wanted):5.1f}% of Bernoulli draws show the "
+          f"requested digit")
 
 # %% [markdown]
 # The draws fare worse than the means. The bundled digits are grey levels (counts out of 16); a
