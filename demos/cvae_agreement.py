@@ -51,14 +51,11 @@ if args.quick:
     X_train, y_train, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
     latent_dims, per_class, epochs, hidden, side, dtype = args.latent_dims[:2], 20, 10, 128, 8, "float64"
 else:
-    try:
-        A, a, _ = datasets.load_dataset("mnist", "train5k", data_dir=args.data_dir)
-        B, b, _ = datasets.load_dataset("mnist", "t10k", data_dir=args.data_dir)
+    try:  # train5k + t10k[:8000] to train on, t10k[8000:] to test
+        X_train, y_train, X_test, y_test = datasets.load_mnist_13k(data_dir=args.data_dir)
     except (FileNotFoundError, datasets.DatasetError) as exc:
         print(f"MNIST not available, nothing to show: {exc}")
         sys.exit(0)
-    X_train, y_train = np.concatenate([A, B[:8000]]), np.concatenate([a, b[:8000]])
-    X_test, y_test = B[8000:], b[8000:]
     latent_dims, per_class, epochs, hidden, side, dtype = (args.latent_dims, args.per_class, args.epochs, 400,
                                                            28, "float32")
 D, K = X_train.shape[1], 10

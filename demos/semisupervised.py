@@ -65,14 +65,11 @@ if args.quick:
     m1_kw = dict(hidden=(64,), latent_dim=8)
     m2_epochs, m1m2_epochs, m1_epochs, batch_size = 4, 4, 10, 100
 else:
-    try:
-        A, a, _ = datasets.load_dataset("mnist", "train5k", data_dir=args.data_dir)
-        B, b, _ = datasets.load_dataset("mnist", "t10k", data_dir=args.data_dir)
+    try:  # train5k + t10k[:8000] to train on, t10k[8000:] to test
+        X_train, y_train, X_test, y_test = datasets.load_mnist_13k(data_dir=args.data_dir)
     except (FileNotFoundError, datasets.DatasetError) as exc:
         print(f"MNIST not available, nothing to show: {exc}")
         sys.exit(0)
-    X_train, y_train = np.concatenate([A, B[:8000]]), np.concatenate([a, b[:8000]])
-    X_test, y_test = B[8000:], b[8000:]
     budgets, seeds = sorted(args.labels), args.seeds
     image_side, dtype = 28, "float32"  # float32: half the time of float64 on these products
     m2_kw = dict(hidden=(300,), latent_dim=50)  # the paper's M2 for N = 100: one hidden layer of 300

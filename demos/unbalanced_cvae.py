@@ -54,14 +54,11 @@ if args.quick:
     X_train, y_train, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
     side, hidden, dtype, epochs, clf_epochs, repeats = 8, 128, "float64", 15, 15, 1
 else:
-    try:
-        A, a, _ = datasets.load_dataset("mnist", "train5k", data_dir=args.data_dir)
-        B, b, _ = datasets.load_dataset("mnist", "t10k", data_dir=args.data_dir)
+    try:  # train5k + t10k[:8000] to train on, t10k[8000:] to test
+        X_train, y_train, X_test, y_test = datasets.load_mnist_13k(data_dir=args.data_dir)
     except (FileNotFoundError, datasets.DatasetError) as exc:
         print(f"MNIST not available, nothing to show: {exc}")
         sys.exit(0)
-    X_train, y_train = np.concatenate([A, B[:8000]]), np.concatenate([a, b[:8000]])
-    X_test, y_test = B[8000:], b[8000:]
     side, hidden, dtype, epochs, clf_epochs, repeats = 28, 400, "float32", args.epochs, 15, args.repeats
 D, K, rare = X_train.shape[1], 10, args.rare
 rng = np.random.default_rng(args.seed)

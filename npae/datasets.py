@@ -1219,3 +1219,18 @@ def load_dataset(name, split="train", *, data_dir=None, download=False, seed=0, 
         X, y = make_blobs(1000, n_features=2, centers=4, seed=seed)
         X = X / 5.0
     return X, y, info
+
+
+def load_mnist_13k(*, data_dir=None, download=False, train_split="train5k", test_split="t10k",
+                   max_bytes=MAX_BYTES):
+    """``(X_train, y_train, X_test, y_test)``: the semi-supervised demos' MNIST split, 13,000
+    training images (the 5,000 of the ``train5k`` files, then ``t10k[:8000]``) and 2,000 test
+    images (``t10k[8000:]``), grey levels in [0, 1]. ``train_split`` / ``test_split`` name other
+    files (the second must hold more than 8,000 images). Raises what :func:`load_dataset` raises
+    (FileNotFoundError, DatasetError) when the files are not there."""
+    A, a, _ = load_dataset("mnist", train_split, data_dir=data_dir, download=download, max_bytes=max_bytes)
+    B, b, _ = load_dataset("mnist", test_split, data_dir=data_dir, download=download, max_bytes=max_bytes)
+    if B.shape[0] <= 8000:
+        raise DatasetError(f"MNIST split {test_split!r} holds {B.shape[0]} images; the 13k split takes "
+                           f"its first 8,000 for training and tests on the rest, so it needs more")
+    return np.concatenate([A, B[:8000]]), np.concatenate([a, b[:8000]]), B[8000:], b[8000:]

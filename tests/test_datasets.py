@@ -738,3 +738,21 @@ def test_load_dataset_by_name():
         assert info["unit_interval"] == (name == "digits") and info["files"] == ()
     with pytest.raises(ValueError, match="unknown data set 'cifar'"):
         datasets.load_dataset("cifar")
+
+
+def test_the_semisupervised_split_joins_train5k_and_the_first_8000_of_t10k(tmp_path):
+    train_images, train_labels = write_idx_set(tmp_path, "few", n=4)
+    test_images, test_labels = write_idx_set(tmp_path, "many", n=10000, seed=1, gz=False)
+    X_train, y_train, X_test, y_test = datasets.load_mnist_13k(data_dir=tmp_path, train_split="few",
+                                                               test_split="many")
+    assert X_train.shape == (8004, 784) and X_test.shape == (2000, 784)
+    np.testing.assert_array_equal(np.rint(X_train[:4] * 255), train_images.reshape(4, -1))
+    np.testing.assert_array_equal(np.rint(X_train[4:] * 255), test_images[:8000].reshape(8000, -1))
+    np.testing.assert_array_equal(np.rint(X_test * 255), test_images[8000:].reshape(2000, -1))
+    np.testing.assert_array_equal(np.concatenate([y_train, y_test]),
+                                  np.concatenate([train_labels, test_labels]))
+    with pytest.raises(FileNotFoundError):
+        datasets.load_mnist_13k(data_dir=tmp_path / "nothing here")
+    write_idx_set(tmp_path, "short", n=8000, seed=2)
+    with pytest.raises(datasets.DatasetError, match="'short' holds 8000 images"):
+        datasets.load_mnist_13k(data_dir=tmp_path, train_split="few", test_split="short")
