@@ -42,7 +42,7 @@ from .init import make_rng
 from .layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp
 from .model import (Model, _config_arch, _config_dtype, _config_int, _config_sizes, fresh_grads,
                     mlp_declared_shapes)
-from .validation import (InputError, InputTypeError, check_array, check_choice, check_dtype,
+from .validation import (InputError, check_array, check_choice, check_dtype,
                          check_labels, check_scalar, check_sizes)
 
 #: label that marks a row of a mixed batch as unlabelled
@@ -321,28 +321,7 @@ VARIANCES = ("fixed", "shared", "per_feature")
 def check_mixed_labels(name, y, n_classes, n_samples=None):
     """``y`` as int64 labels of a partly labelled set: ``0..K−1`` for a labelled row, ``−1``
     (:data:`UNLABELLED`) for an unlabelled one; raises :class:`npae.InputError` naming ``name``."""
-    if isinstance(y, (str, bytes)) or y is None:
-        raise InputTypeError(f"{name} must be an array of integer labels ({UNLABELLED} for an "
-                             f"unlabelled row), got {type(y).__name__}")
-    try:
-        arr = np.asarray(y)
-    except (ValueError, TypeError) as err:
-        raise InputError(f"{name} must be a 1-D array of integer labels ({err})") from None
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D (one label per row), got shape {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-            raise InputError(f"{name} must hold whole-number labels ({UNLABELLED} for an unlabelled row)")
-    elif arr.dtype.kind not in "biu":
-        raise InputTypeError(f"{name} must hold integer labels, got dtype {arr.dtype}")
-    if n_samples is not None and arr.shape[0] != n_samples:
-        raise InputError(f"{name} has {arr.shape[0]} labels but there are {n_samples} rows")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < UNLABELLED or arr.max() >= n_classes):
-        raise InputError(f"{name} must lie in 0..{n_classes - 1} for a labelled row or be "
-                         f"{UNLABELLED} for an unlabelled one (n_classes={n_classes}), got values in "
-                         f"[{arr.min()}, {arr.max()}]")
-    return arr
+    return check_labels(name, y, n_classes, n_samples, unlabelled=UNLABELLED)
 
 
 class SemiSupervisedVAE(Model):

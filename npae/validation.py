@@ -181,25 +181,33 @@ def check_unit_interval(name, X):
                          f"got values in [{lo:g}, {hi:g}]; rescale the data or use loss='mse'")
 
 
-def check_labels(name, y, n_classes, n_samples=None):
-    """Return integer labels of shape (n,) after checking they lie in ``0 .. n_classes - 1``."""
+def check_labels(name, y, n_classes, n_samples=None, *, unlabelled=None):
+    """Return integer labels of shape (n,) after checking they lie in ``0 .. n_classes - 1``;
+    with ``unlabelled`` (an int, e.g. −1) that value also marks an unlabelled row."""
+    what, unit = ("class labels", "sample") if unlabelled is None else ("labels", "row")
+    hint = "" if unlabelled is None else f" ({unlabelled} for an unlabelled row)"
     if isinstance(y, (str, bytes)) or y is None:
-        raise InputTypeError(f"{name} must be an array of integer class labels, got {type(y).__name__}")
+        raise InputTypeError(f"{name} must be an array of integer {what}{hint}, got {type(y).__name__}")
     try:
         arr = np.asarray(y)
     except (ValueError, TypeError) as err:
-        raise InputError(f"{name} must be a 1-D array of integer class labels ({err})") from None
+        raise InputError(f"{name} must be a 1-D array of integer {what} ({err})") from None
     if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D (one label per sample), got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D (one label per {unit}), got shape {arr.shape}")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-            raise InputError(f"{name} must hold whole-number class labels")
+            raise InputError(f"{name} must hold whole-number {what}{hint}")
     elif arr.dtype.kind not in "biu":
-        raise InputTypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name} must hold integer {what}, got dtype {arr.dtype}")
     if n_samples is not None and arr.shape[0] != n_samples:
-        raise InputError(f"{name} has {arr.shape[0]} labels but there are {n_samples} samples")
+        raise InputError(f"{name} has {arr.shape[0]} labels but there are {n_samples} {unit}s")
     arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise InputError(f"{name} must lie in 0..{n_classes - 1} (n_classes={n_classes}), "
-                         f"got values in [{arr.min()}, {arr.max()}]")
+    low = 0 if unlabelled is None else min(0, unlabelled)  # npae's marker is −1, below every class
+    if arr.size and (arr.min() < low or arr.max() >= n_classes):
+        if unlabelled is None:
+            raise InputError(f"{name} must lie in 0..{n_classes - 1} (n_classes={n_classes}), "
+                             f"got values in [{arr.min()}, {arr.max()}]")
+        raise InputError(f"{name} must lie in 0..{n_classes - 1} for a labelled row or be "
+                         f"{unlabelled} for an unlabelled one (n_classes={n_classes}), got values in "
+                         f"[{arr.min()}, {arr.max()}]")
     return arr

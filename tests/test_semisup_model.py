@@ -304,3 +304,19 @@ def test_it_learns_from_a_few_labels(digits):
     assert m2.score(X[1500:], y[1500:]) > 0.6
     assert m2.history_["classification"][-1] < 0.5 * m2.history_["classification"][0]
     assert m2.history_["unlabelled"][-1] < m2.history_["unlabelled"][0]
+
+
+@pytest.mark.parametrize("y, match", [
+    ("abc", "y must be an array of integer labels \\(-1 for an unlabelled row\\), got str"),
+    (np.zeros((6, 1), dtype=int), "y must be 1-D \\(one label per row\\)"),
+    (np.array([0, 1, 0.5, -1, 1, 0]), "y must hold whole-number labels \\(-1 for an unlabelled row\\)"),
+    (np.array([0, 1, -2, -1, 1, 0]), "y must lie in 0..2 for a labelled row or be -1 for an unlabelled one"),
+    (np.array([0, 1, 3, -1, 1, 0]), "got values in \\[-1, 3\\]"),
+    (np.array([0, 1, -1]), "y has 3 labels but there are 6 rows"),
+    (np.array(["a"] * 6), "y must hold integer labels, got dtype"),
+])
+def test_partial_labels_are_checked_and_named(y, match):
+    X = np.random.default_rng(0).random((6, 5))
+    model = npae.SemiSupervisedVAE(5, 3, hidden=(4,), latent_dim=2)
+    with pytest.raises(npae.InputError, match=match):
+        model.fit(X, y, epochs=1, progress=False)
