@@ -31,12 +31,13 @@ from .constants import LOGVAR_CLAMP_WARN_FRACTION
 from .init import make_rng
 from .layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp, param_array
 from .model import Model, _shapes_by_building, fresh_grads
-from .vae import LIKELIHOODS, OBJECTIVES, VARIANCES, CollapseWarning, DecoderLikelihood
+from .vae import (LIKELIHOODS, OBJECTIVES, VARIANCES, CollapseWarning, DecoderLikelihood,
+                  LogWeightBounds)
 from .validation import (InputError, InputTypeError, check_array, check_choice, check_dtype,
                          check_scalar, check_sizes)
 
 
-class TwoLayerVAE(DecoderLikelihood, Model):
+class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
     """Variational autoencoder with two stochastic layers z1 (near the data) and z2 (on top).
 
     The defaults are the sizes given for the IWAE paper's MNIST model: deterministic layers of 100
@@ -237,14 +238,6 @@ class TwoLayerVAE(DecoderLikelihood, Model):
                      inside=(inside1, inside2, inside_p), kl=log_px - logw)
         return logw, graph
 
-    def _objective(self, logw):
-        """``(value, cache, backward)`` of the training objective over the log-weights (K, B)."""
-        if self.objective == "iwae":
-            value, cache = bounds.iwae_objective_forward(logw)  # [IWAE-4]
-            return value, cache, bounds.iwae_objective_backward
-        value, cache = bounds.multisample_elbo_forward(logw)  # [IWAE-6]
-        return value, cache, bounds.multisample_elbo_backward
-
     # ------------------------------------------------------------------ the step
     def _logw_step(self, x, eps1, eps2):
         """Forward and backward of the objective on one batch (inputs checked), node by node in
@@ -416,27 +409,13 @@ class TwoLayerVAE(DecoderLikelihood, Model):
     # ------------------------------------------------------------------ evaluation
     def _bound(self, X, k, seed, batch_size, chunk, elbo):
         """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound."""
-        check_scalar("k", k, low=1, integer=True)
-        check_scalar("batch_size", batch_size, low=1, integer=True)
-        if chunk is not None:
-            check_scalar("chunk", chunk, low=1, integer=True)
         X = self._check_X(X)
-        rng = self._eval_rng(seed)
-        if chunk is None:  # keep one chunk of decoder outputs near 2^22 numbers
-            chunk = max(1, (1 << 22) // (min(batch_size, X.shape[0]) * self.n_features_in_))
-        out = np.empty(X.shape[0])
-        for start in range(0, X.shape[0], batch_size):
-            xb = X[start:start + batch_size]
-            acc, total = latent.StreamingLogMeanExp(), np.zeros(xb.shape[0])
-            for k0 in range(0, k, chunk):
-                eps1, eps2 = self._draw(rng, xb.shape[0], min(chunk, k - k0))
-                logw = self._log_weight_graph(xb, eps1, eps2, train=False)[0]  # (kc, b)
-                if elbo:
-                    total += logw.sum(axis=0)
-                else:
-                    acc.update(logw.astype(np.float64))  # [IWAE-3]
-            out[start:start + xb.shape[0]] = total / k if elbo else acc.result()
-        return out
+
+        def log_weights(lo, hi, kc, rng):
+            eps1, eps2 = self._draw(rng, hi - lo, kc)
+            return self._log_weight_graph(X[lo:hi], eps1, eps2, train=False)[0]  # (kc, b)
+
+        return self._chunked_bound(X, k, seed, batch_size, chunk, elbo, log_weights)
 
     def neg_elbo(self, X, y=None, *, seed=None, n_samples=1, batch_size=256, per_example=False):
         """Negative ELBO, nats per example: the mean of −log w [HIER-1] over ``n_samples`` draws of

@@ -97,7 +97,47 @@ class DecoderLikelihood:
         return out[..., :self.n_features_in_]
 
 
-class VAE(DecoderLikelihood, Model):
+class LogWeightBounds:
+    """The objectives and bounds of importance log-weights ``log p(x, z) − log q(z|x)``, shared by
+    :class:`VAE` and :class:`npae.TwoLayerVAE`: the training objective over a (K, B) block (IWAE-k
+    or the k-sample ELBO) and the chunked held-out bound. The model provides ``objective``,
+    ``n_features_in_`` and ``_eval_rng``."""
+
+    def _objective(self, logw):
+        """``(value, cache, backward)`` of the training objective over the log-weights (K, B)."""
+        if self.objective == "iwae":
+            value, cache = bounds.iwae_objective_forward(logw)  # [IWAE-4]
+            return value, cache, bounds.iwae_objective_backward
+        value, cache = bounds.multisample_elbo_forward(logw)  # [IWAE-6]
+        return value, cache, bounds.multisample_elbo_backward
+
+    def _chunked_bound(self, X, k, seed, batch_size, chunk, elbo, log_weights):
+        """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound.
+        ``log_weights(lo, hi, kc, rng)`` draws ``kc`` samples for rows ``lo:hi`` of ``X`` from
+        ``rng`` and returns their log-weights (kc, hi − lo), forward only; the k draws of a batch
+        arrive ``chunk`` at a time and meet in a streaming log-mean-exp [IWAE-3]."""
+        check_scalar("k", k, low=1, integer=True)
+        check_scalar("batch_size", batch_size, low=1, integer=True)
+        if chunk is not None:
+            check_scalar("chunk", chunk, low=1, integer=True)
+        rng = self._eval_rng(seed)
+        if chunk is None:  # keep one chunk of decoder outputs near 2^22 numbers
+            chunk = max(1, (1 << 22) // (min(batch_size, X.shape[0]) * self.n_features_in_))
+        out = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], batch_size):
+            stop = min(start + batch_size, X.shape[0])
+            acc, total = latent.StreamingLogMeanExp(), np.zeros(stop - start)
+            for k0 in range(0, k, chunk):
+                logw = log_weights(start, stop, min(chunk, k - k0), rng)  # (kc, b)
+                if elbo:
+                    total += logw.sum(axis=0)
+                else:
+                    acc.update(logw.astype(np.float64))  # [IWAE-3]
+            out[start:stop] = total / k if elbo else acc.result()
+        return out
+
+
+class VAE(DecoderLikelihood, LogWeightBounds, Model):
     """Variational autoencoder with a diagonal Gaussian posterior and a N(0, I) prior.
 
     Parameters
@@ -478,14 +518,6 @@ class VAE(DecoderLikelihood, Model):
                      px=px_cache, log_px=log_px, kl=log_q0 - (log_pz + logdet).reshape(K, B))
         return logw, graph
 
-    def _objective(self, logw):
-        """``(value, cache, backward)`` of the training objective over the log-weights (K, B)."""
-        if self.objective == "iwae":
-            value, cache = bounds.iwae_objective_forward(logw)  # [IWAE-4]
-            return value, cache, bounds.iwae_objective_backward
-        value, cache = bounds.multisample_elbo_forward(logw)  # [IWAE-6]
-        return value, cache, bounds.multisample_elbo_backward
-
     def _logw_step(self, x, eps, c=None):
         """Forward and backward of an objective of the log-weights (IWAE-k, or the k-sample ELBO
         with a flow), node by node through decoder, prior, flow, q_0 and sampler."""
@@ -739,28 +771,11 @@ class VAE(DecoderLikelihood, Model):
 
     def _bound(self, X, c, k, seed, batch_size, chunk, elbo):
         """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound."""
-        check_scalar("k", k, low=1, integer=True)
-        check_scalar("batch_size", batch_size, low=1, integer=True)
-        if chunk is not None:
-            check_scalar("chunk", chunk, low=1, integer=True)
-        rng = self._eval_rng(seed)
-        if chunk is None:  # keep one chunk of decoder outputs near 2^22 numbers
-            chunk = max(1, (1 << 22) // (min(batch_size, X.shape[0]) * self.n_features_in_))
-        out = np.empty(X.shape[0])
-        for start in range(0, X.shape[0], batch_size):
-            xb = X[start:start + batch_size]
-            cb = None if c is None else c[start:start + batch_size]
-            acc, total = latent.StreamingLogMeanExp(), np.zeros(xb.shape[0])
-            for k0 in range(0, k, chunk):
-                kc = min(chunk, k - k0)
-                eps = rng.standard_normal((kc, xb.shape[0], self.latent_dim)).astype(self.dtype)
-                logw = self._log_weights(xb, cb, eps)  # (kc, b)
-                if elbo:
-                    total += logw.sum(axis=0)
-                else:
-                    acc.update(logw.astype(np.float64))
-            out[start:start + xb.shape[0]] = total / k if elbo else acc.result()
-        return out
+        def log_weights(lo, hi, kc, rng):
+            eps = rng.standard_normal((kc, hi - lo, self.latent_dim)).astype(self.dtype)
+            return self._log_weights(X[lo:hi], None if c is None else c[lo:hi], eps)
+
+        return self._chunked_bound(X, k, seed, batch_size, chunk, elbo, log_weights)
 
     def neg_elbo(self, X, y=None, *, seed=None, n_samples=1, batch_size=256, per_example=False):
         """Negative ELBO (β = 1, whatever ``beta`` is), nats per example.
