@@ -489,6 +489,65 @@ def _ep_sq(grad):
     return s
 
 
+def _ep_output_loss(out, xb, ws, offs, Bmax, kind, dout):
+    """The reconstruction loss of the batch, summed over its rows (the caller divides by B), with
+    its gradient with respect to the decoder output ``out`` (B, D), already divided by B, written
+    into ``dout``. ``kind``: 0 BCE from logits, 1 MSE on σ(logits), 2 MSE on the logits, 3 the
+    unit-variance Gaussian negative log-likelihood. The exp(−|s|) and log1p the first two need come
+    from NumPy (:func:`exp_neg_abs_log1p`, into the workspace blocks ``offs[7]`` and ``offs[8]``).
+    References: functional.bce_with_logits_loss, functional.mse_loss, VAE's Gaussian [ELBO-3]."""
+    B, D = out.shape
+    eb = ep_view(ws, offs[7], Bmax, D)[:B]
+    l1pb = ep_view(ws, offs[8], Bmax, D)[:B]
+    if kind <= 1:  # log1p is not needed for MSE on σ(s), but one objmode block keeps LLVM happy
+        with objmode():
+            exp_neg_abs_log1p(out, eb, l1pb)
+    log2pi = math.log(2 * math.pi)
+    total = 0.0
+    for i in range(B):
+        row = 0.0
+        for j in range(D):
+            s = out[i, j]
+            t = xb[i, j]
+            if kind == 0:
+                e = eb[i, j]
+                row += float(max(s, 0) - s * t + l1pb[i, j])
+                p = (1 if s >= 0 else e) / (1 + e)
+                dout[i, j] = (p - t) / B
+            elif kind == 1:
+                e = eb[i, j]
+                p = 1 / (1 + e) if s >= 0 else e / (1 + e)
+                r = p - t
+                row += float(r * r)
+                dout[i, j] = (2 * r / B) * p * (1 - p)
+            elif kind == 2:
+                r = s - t
+                row += float(r * r)
+                dout[i, j] = 2 * r / B
+            else:
+                r = s - t
+                row += 0.5 * float(log2pi + r * r)
+                dout[i, j] = r / B
+        total += row
+    return total
+
+
+def _ep_stopped(loss, b, theta, grad, m, v, opt, coef, wd, clip, limit, counts):
+    """The end of step ``b``: the divergence checks, then the update. True when the epoch stops
+    here, with ``counts[2:4]`` saying where and why (see :func:`_vae_epoch`); reference:
+    npae.training.check_step and the optimizer."""
+    sq = ep_sq(grad)
+    if not ep_finite(loss) or not ep_finite(sq) or loss > limit:
+        counts[2] = b
+        counts[3] = 1 if not ep_finite(loss) else (2 if not ep_finite(sq) else 3)
+        return True
+    if ep_update(theta, grad, m, v, opt, coef, wd, sq, clip) > 0:
+        counts[2] = b
+        counts[3] = 4
+        return True
+    return False
+
+
 def _vae_epoch(X, perm, eps, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, Z, lik, beta, offs,
                opt, coefs, wd, clip, limit, terms, counts):
     """One epoch of VAE steps (closed-form KL, one sample, Bernoulli (``lik`` 0) or unit-variance
@@ -503,7 +562,6 @@ def _vae_epoch(X, perm, eps, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, Z, lik
     n_layers = lay.shape[0]
     Bmax = Bsz
     nb = (N + Bsz - 1) // Bsz
-    log2pi = math.log(2 * math.pi)
     for b in range(nb):
         start = b * Bsz
         B = min(Bsz, N - start)
@@ -540,27 +598,7 @@ def _vae_epoch(X, perm, eps, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, Z, lik
         counts[1] += B * Z
         out = ep_forward(zb, theta, ws, lay, hyp, n_enc, n_layers, B, Bmax)  # (B, D)
         dout = ep_view(ws, offs[2], Bmax, D)[:B]
-        eb = ep_view(ws, offs[7], Bmax, D)[:B]
-        l1pb = ep_view(ws, offs[8], Bmax, D)[:B]
-        if lik == 0:
-            with objmode():
-                exp_neg_abs_log1p(out, eb, l1pb)
-        recon = 0.0
-        for i in range(B):
-            row = 0.0
-            for j in range(D):
-                s = out[i, j]
-                t = xb[i, j]
-                if lik == 0:
-                    e = eb[i, j]
-                    row += float(max(s, 0) - s * t + l1pb[i, j])
-                    p = (1 if s >= 0 else e) / (1 + e)
-                    dout[i, j] = (p - t) / B
-                else:
-                    r = s - t
-                    row += 0.5 * float(log2pi + r * r)
-                    dout[i, j] = r / B
-            recon += row
+        recon = ep_output_loss(out, xb, ws, offs, Bmax, 0 if lik == 0 else 3, dout)
         recon /= B
         kl_mean = kl / B
         loss = recon + beta * kl_mean
@@ -576,14 +614,7 @@ def _vae_epoch(X, perm, eps, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, Z, lik
                 dh[i, j] = dz + w * h[i, j]  # the fan-in: sampler + KL
                 dh[i, Z + j] = (dz * half_std_eps[i, j] + w * half_em1[i, j]) * mask[i, j]
         ep_backward(dh, xb, theta, grad, ws, lay, hyp, 0, n_enc, B, Bmax, False)
-        sq = ep_sq(grad)
-        if not ep_finite(loss) or not ep_finite(sq) or loss > limit:
-            counts[2] = b
-            counts[3] = 1 if not ep_finite(loss) else (2 if not ep_finite(sq) else 3)
-            return b
-        if ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip) > 0:
-            counts[2] = b
-            counts[3] = 4
+        if ep_stopped(loss, b, theta, grad, m, v, opt, coefs[b], wd, clip, limit, counts):
             return b
     return nb
 
@@ -604,45 +635,12 @@ def _ae_epoch(X, perm, Bsz, theta, grad, m, v, ws, lay, hyp, n_enc, loss_kind, o
         z = ep_forward(xb, theta, ws, lay, hyp, 0, n_enc, B, Bmax)
         out = ep_forward(z, theta, ws, lay, hyp, n_enc, n_layers, B, Bmax)
         dout = ep_view(ws, offs[2], Bmax, D)[:B]
-        eb = ep_view(ws, offs[7], Bmax, D)[:B]
-        l1pb = ep_view(ws, offs[8], Bmax, D)[:B]
-        if loss_kind != 2:  # log1p is not needed for MSE on σ(s) but one block keeps LLVM happy
-            with objmode():
-                exp_neg_abs_log1p(out, eb, l1pb)
-        total = 0.0
-        for i in range(B):
-            row = 0.0
-            for j in range(D):
-                s = out[i, j]
-                t = xb[i, j]
-                if loss_kind == 0:
-                    e = eb[i, j]
-                    row += float(max(s, 0) - s * t + l1pb[i, j])
-                    p = (1 if s >= 0 else e) / (1 + e)
-                    dout[i, j] = (p - t) / B
-                elif loss_kind == 1:
-                    e = eb[i, j]
-                    p = 1 / (1 + e) if s >= 0 else e / (1 + e)
-                    r = p - t
-                    row += float(r * r)
-                    dout[i, j] = (2 * r / B) * p * (1 - p)
-                else:
-                    r = s - t
-                    row += float(r * r)
-                    dout[i, j] = 2 * r / B
-            total += row
+        total = ep_output_loss(out, xb, ws, offs, Bmax, loss_kind, dout)
         loss = total / B
         terms[b, 0] = loss
         dz = ep_backward(dout, z, theta, grad, ws, lay, hyp, n_enc, n_layers, B, Bmax, True)
         ep_backward(dz, xb, theta, grad, ws, lay, hyp, 0, n_enc, B, Bmax, False)
-        sq = ep_sq(grad)
-        if not ep_finite(loss) or not ep_finite(sq) or loss > limit:
-            counts[2] = b
-            counts[3] = 1 if not ep_finite(loss) else (2 if not ep_finite(sq) else 3)
-            return b
-        if ep_update(theta, grad, m, v, opt, coefs[b], wd, sq, clip) > 0:
-            counts[2] = b
-            counts[3] = 4
+        if ep_stopped(loss, b, theta, grad, m, v, opt, coefs[b], wd, clip, limit, counts):
             return b
     return nb
 
@@ -656,6 +654,8 @@ ep_update = _jit(_ep_update)
 ep_gather = _jit(_ep_gather)
 ep_sq = _jit(_ep_sq)
 ep_finite = njit(cache=True, error_model="numpy")(_ep_finite) if ENABLED else _ep_finite
+ep_output_loss = _jit(_ep_output_loss)
+ep_stopped = _jit(_ep_stopped)
 vae_epoch = _jit(_vae_epoch)
 ae_epoch = _jit(_ae_epoch)
 
