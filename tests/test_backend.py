@@ -11,7 +11,6 @@
 """
 import ast
 import copy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 
 import npae
 from npae import backends, datasets, functional, kernels, latent, tags, updates
+from _trace import tags_not_run
 
 PACKAGE = Path(npae.__file__).resolve().parent
 fused_only = pytest.mark.skipif("fused" not in backends.available(), reason="numba is not available")
@@ -135,33 +135,20 @@ def test_every_tagged_line_of_the_step_runs_in_a_reference_fit(digits):
     """Trace a reference fit of a VAE and of the autoencoder family line by line: each tag the
     derivations give for the training step must sit on a line that actually ran."""
     X = digits[0][:96]
-    ran = set()
 
-    def tracer(frame, event, arg):
-        if event == "line" and frame.f_code.co_filename.startswith(str(PACKAGE)):
-            ran.add((Path(frame.f_code.co_filename).name, frame.f_lineno))
-        return tracer
-
-    sys.settrace(tracer)
-    try:
+    def fits():
         with npae.backend("reference"):
             npae.VAE(64, hidden=(8,), latent_dim=2).fit(X, epochs=1, batch_size=48, progress=False,
                                                         warmup_epochs=1)
             npae.VAE(64, hidden=(8,), latent_dim=2, likelihood="gaussian").fit(X, epochs=1, batch_size=48,
                                                                                progress=False)
             npae.Autoencoder(64, hidden=(8,), latent_dim=2).fit(X, epochs=1, batch_size=48, progress=False)
-    finally:
-        sys.settrace(None)
+
     step_tags = ["DENSE-1", "DENSE-2", "DENSE-3", "DENSE-4", "ACT-2", "ACT-3", "LOSS-5", "LOSS-6",
                  "REPARAM-1", "REPARAM-2", "REPARAM-3", "REPARAM-4", "REPARAM-5", "REPARAM-6",
                  "KL-1", "KL-2", "KL-3", "ELBO-1", "ELBO-3", "ELBO-4", "ELBO-5", "ELBO-6", "ELBO-7",
                  "OPT-5", "OPT-6", "OPT-7", "CLIP-1"]
-    places = tags.code_tags()
-    not_run = {}
-    for tag in step_tags:
-        lines = [(Path(p.rsplit(":", 1)[0]).name, int(p.rsplit(":", 1)[1])) for p in places[tag]]
-        if not any(line in ran for line in lines):
-            not_run[tag] = places[tag]
+    not_run = tags_not_run(step_tags, fits)
     assert not not_run, f"tagged lines that a reference fit never ran: {not_run}"
 
 

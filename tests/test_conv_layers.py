@@ -4,8 +4,6 @@ drawn sizes, channels, kernels, strides (larger than the kernel too), paddings, 
 and activations; gradients written in place; apply == forward without a cache; the two backends'
 units equal call by call (scratch arrays recycled or not); the reading surface on the training
 path; every conv tag on a line a reference fit runs; argument errors."""
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +17,8 @@ from npae.layers import (ELU, ConvAct, ConvTranspose2D, Conv2D, Flatten, FlatPar
                          LeakyReLU, ReLU, Reshape, Sequential, Softplus, Tanh, image_planes_backward,
                          image_planes_forward)
 
-PACKAGE = Path(npae.__file__).resolve().parent
+from _trace import tags_not_run
+
 fused_only = pytest.mark.skipif("fused" not in backends.available(), reason="numba is not available")
 seeds = st.integers(0, 2**31 - 1)
 ACTS = {"identity": lambda: None, "relu": ReLU, "leaky_relu": lambda: LeakyReLU(0.2), "tanh": Tanh,
@@ -273,26 +272,15 @@ def test_the_conv_pairs_are_on_the_reference_training_path(monkeypatch, pair):
 def test_every_conv_tag_runs_in_a_reference_fit():
     X, y = npae.datasets.load_digits()
     X, y = X[:40], y[:40]
-    ran = set()
 
-    def tracer(frame, event, arg):
-        if event == "line" and frame.f_code.co_filename.startswith(str(PACKAGE)):
-            ran.add((Path(frame.f_code.co_filename).name, frame.f_lineno))
-        return tracer
-
-    sys.settrace(tracer)
-    try:
+    def fit():
         with npae.backend("reference"):
             npae.ConditionalVAE(64, 10, hidden=(), latent_dim=2, arch="conv", seed=0).fit(
                 X, y, epochs=1, batch_size=20, progress=False)
-    finally:
-        sys.settrace(None)
-    places = tags.code_tags()
-    conv_tags = sorted(t for t in places if t.startswith("CONV-"))
+
+    conv_tags = sorted(t for t in tags.code_tags() if t.startswith("CONV-"))
     assert len(conv_tags) == 14
-    lines = {t: [(Path(p.rsplit(":", 1)[0]).name, int(p.rsplit(":", 1)[1])) for p in places[t]]
-             for t in conv_tags}
-    not_run = {t: places[t] for t in conv_tags if not any(line in ran for line in lines[t])}
+    not_run = tags_not_run(conv_tags, fit)
     assert not not_run, f"tagged conv lines a reference fit never ran: {not_run}"
 
 
