@@ -7,9 +7,6 @@ import os
 import re
 import signal
 import struct
-import subprocess
-import sys
-import textwrap
 import threading
 import zipfile
 import zlib
@@ -26,8 +23,9 @@ from npae.io import ModelFileError
 from npae.training import DivergenceError, TrainingInterrupted
 from npae.validation import InputError
 
+from _measure import measure_calls
+
 X = np.random.default_rng(0).random((40, 6))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -143,28 +141,6 @@ def model_file(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # 1. memory before validation: bombs are refused from the zip directory and the headers alone
 # --------------------------------------------------------------------------------------------------
-MEASURE = textwrap.dedent("""
-    import json, resource, sys, time, tracemalloc
-    import npae
-    out = []
-    for path in sys.argv[1:]:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        try:
-            npae.load(path)
-            error = None
-        except Exception as err:
-            error = f"{type(err).__name__}: {err}"
-        seconds = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # kB on Linux
-        out.append(dict(path=path, error=error, seconds=seconds, traced=peak, rss_growth=grown * 1024))
-    print(json.dumps(out))
-""")
-
-
 @pytest.fixture(scope="module")
 def bombs(tmp_path_factory):
     """The files of the review, each a few MB or less: name -> (path, what the refusal says)."""
@@ -231,12 +207,9 @@ def test_bombs_are_refused_before_costing_memory_or_time(bombs):
     names = sorted(bombs)
     for name in names:
         assert os.path.getsize(bombs[name][0]) < 3 << 20, name  # every file is small on disk
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict(os.environ)
     env.pop(io.KEY_ENV, None)
-    proc = subprocess.run([sys.executable, "-c", MEASURE, *(str(bombs[n][0]) for n in names)],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout)
+    results = measure_calls("npae.load", [bombs[n][0] for n in names], env=env)
     for name, res in zip(names, results):
         path, match = bombs[name]
         assert res["error"] is not None and res["error"].startswith("ModelFileError: "), (name, res)
