@@ -19,7 +19,9 @@ without ``NPAE_DATA``.
 One run per output folder: ``npae train`` holds ``<out>/.npae-lock`` while it runs
 (:class:`npae.runs.RunLock`), and every file it writes is whole or absent (temporary file, fsync,
 rename). A second run into a busy folder stops at once with one line naming the folder and the
-holder.
+holder. A finished run is never replaced unasked: without ``--out`` each run takes a new folder
+(``runs/vae-digits``, then ``runs/vae-digits-2``, ...); a given ``--out`` that holds a run is refused
+unless ``--overwrite`` (replace it) or ``--resume`` (continue it).
 
 A user's mistake (a flag out of range or not applying to the model, a missing or corrupt data file,
 an output folder that cannot be written) ends with one line on stderr and a non-zero exit status;
@@ -356,16 +358,32 @@ def _say(text):
 def _train(args):
     from . import runs
 
-    out = args.out or os.path.join("runs", f"{args.model}-{_data_name(args.data)}")
-    with runs.RunLock(out) as lock:
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    default = os.path.join("runs", f"{args.model}-{_data_name(args.data)}")
+    if args.out is None and not args.resume:  # a new folder for every run: runs/vae-digits, -2, -3, ...
+        lock = runs.claim_new_folder(default)
+        out = lock.folder
+    else:
+        out = args.out or default
+        lock = runs.RunLock(out).acquire()
+    try:
         if lock.took_over is not None:
             _say(f"took over the lock of a run that no longer runs ({runs.RunLock.describe(lock.took_over)})")
+        found = runs.holds_run(out)
+        if found and not (args.resume or args.overwrite):
+            raise UserError(f"--out {out} already holds a run ({', '.join(found)}); give --overwrite to "
+                            f"replace it, --resume to continue it, or another --out")
+        if found and args.overwrite:
+            _say(f"--overwrite: the run in {out} ({', '.join(found)}) will be replaced")
         removed = runs.clean_stale_temps(out)
         if removed:
             _say(f"removed {len(removed)} temporary file(s) left in {out} by killed saves: "
                  f"{', '.join(removed)}")
         runs.check_writable(out)
         return _train_in(args, out)
+    finally:
+        lock.release()
 
 
 def _train_in(args, out):
@@ -890,7 +908,11 @@ def build_parser():
                    help="BLAS threads while training (default: one for a small model, all cores for "
                         "a large one; OMP_NUM_THREADS and the like, when set, win)")
     g.add_argument("--out", type=_nonempty("folder name"), default=None,
-                   help="output folder (default: ./runs/<model>-<data>/)")
+                   help="output folder (default: ./runs/<model>-<data>/, or the first of "
+                        "./runs/<model>-<data>-2/, -3/, ... that holds no earlier run); a given --out "
+                        "that holds a run is refused unless --overwrite or --resume")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run that --out already holds")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bar and no summary line (the per-epoch lines stay)")
     g.add_argument("--resume", action="store_true",

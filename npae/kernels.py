@@ -1,12 +1,13 @@
 """Fused loops of the ``fused`` backend, compiled with numba. The only module that imports numba.
 
 Every kernel below is a plain-Python loop body, jitted at import with ``njit(cache=True,
-fastmath=SAFE_FASTMATH)`` (minitorch's pattern). Each one fuses elementwise passes that NumPy would
-run one temporary at a time; matrix products stay on BLAS (``@``) in the callers. Model code never
-calls these: :class:`npae.backend.FusedOps` does, and each kernel's docstring names the reference
-unit it replaces and the equation tags it computes (the tags themselves sit on the reference code,
-the code the derivations describe). ``tests/test_kernels.py`` and ``tests/test_backend.py`` check
-the two agree (float64 to rtol 1e-12 per call, 1e-10 after training).
+fastmath=SAFE_FASTMATH)`` (minitorch's pattern; no fast-math flag at all, see below). Each one fuses
+elementwise passes that NumPy would run one temporary at a time; matrix products stay on BLAS
+(``@``) in the callers. Model code never calls these: :class:`npae.backend.FusedOps` does, and each
+kernel's docstring names the reference unit it replaces and the equation tags it computes (the tags
+themselves sit on the reference code, the code the derivations describe). ``tests/test_kernels.py``
+and ``tests/test_backend.py`` check the two agree (float64 to rtol 1e-12 per call, 1e-10 after
+training).
 
 Switches:
 
@@ -28,18 +29,30 @@ import numpy as np
 
 from .conv import _check_arrays, _pair, conv_output_size, conv_transpose_output_size, nchw_to_rows
 
-#: fastmath flags that keep NaN/inf semantics ("nnan"/"ninf" would delete isnan checks). Not
-#: "contract" (a*b + c fused into one FMA where LLVM may): with it, the compiled epoch gave other
-#: bits when compiled in the running process than when loaded from numba's cache; a small AE
-#: ended 1 ulp apart in a few weights between the first run after an edit and every later run, so
-#: a run killed in the first and resumed in the second did not resume exactly (numba 0.68;
-#: tests/test_checkpoint.py::test_fresh_compile_and_cached_kernels_train_the_same_bits).
-SAFE_FASTMATH = {"nsz", "arcp", "afn", "reassoc"}
+#: fastmath flags of every kernel: none. Each flag lets LLVM rewrite floating-point arithmetic in
+#: ways that depend on the machine code it chooses, so the same kernel gave other bits depending on
+#: how it was compiled: "contract" (a*b + c fused into one FMA) made a kernel compiled in the running
+#: process and the same kernel loaded from numba's cache train 1 ulp apart; "reassoc" lets a sum's
+#: order follow the vectorizer, which differs between specializations of one kernel (C-contiguous
+#: against strided arrays: 26 of 50 loss sums differed in the last bit, measured with numba 0.68),
+#: and it made a run killed on a cold cache resume with another loss history on CI. "nsz", "arcp" and
+#: "afn" (signed zeros, reciprocals, approximate functions) are transformations of the same kind.
+#: Without any of them every sum runs in the order the loop is written, on any machine and from any
+#: cache; the cost was within the noise of the main job and the MNIST-size step (docs/performance.md).
+#: tests/test_cache_bits.py compiles in one process with an empty cache, loads in another and
+#: compares the bits of every kernel's results, and checks that no kernel's result depends on its
+#: specialization.
+SAFE_FASTMATH = False
 
 try:
     if os.environ.get("NPAE_JIT", "1") == "0":
         raise ImportError("NPAE_JIT=0")
     from numba import njit, objmode
+    # numba's products (np.dot in a jitted function) call SciPy's BLAS, a second OpenBLAS beside
+    # NumPy's. Load it now, with numba, so that the thread limit of fit (npae.threads, applied
+    # after the kernels are imported) reaches it from the first step on; loaded later, inside the
+    # limit, it kept its default threads (tests/test_threads.py).
+    import scipy.linalg.cython_blas  # noqa: F401
     ENABLED = True
 except ImportError:  # the NumPy reference paths take over
     ENABLED = False
@@ -142,8 +155,7 @@ def _adam(p, g, m, v, coef):
         m[k] = mk
         v[k] = vk
         p[k] = pk
-        # |x| < inf is False for NaN and ±inf; math.isfinite would not do: with "reassoc" and "nsz"
-        # together, LLVM folds it to True (measured with numba 0.68)
+        # |x| < inf is False for NaN and ±inf (a comparison, whatever the compiler flags)
         if not (abs(mk) < math.inf and abs(vk) < math.inf and abs(pk) < math.inf):
             bad += 1
     return bad
@@ -477,8 +489,8 @@ def _ep_gather(X, perm, start, B, xb):
 
 
 def _ep_finite(x):
-    """x is neither NaN nor ±inf, by comparisons only: numba's math.isfinite is x − x == 0, which
-    the 'reassoc' fast-math flag folds to True (compiled without fast-math, see below)."""
+    """x is neither NaN nor ±inf, by comparisons only (numba's math.isfinite is x − x == 0, which a
+    fast-math flag such as 'reassoc' would fold to True)."""
     return x == x and x != math.inf and x != -math.inf
 
 
@@ -653,7 +665,7 @@ ep_backward = _jit(_ep_backward)
 ep_update = _jit(_ep_update)
 ep_gather = _jit(_ep_gather)
 ep_sq = _jit(_ep_sq)
-ep_finite = njit(cache=True, error_model="numpy")(_ep_finite) if ENABLED else _ep_finite
+ep_finite = _jit(_ep_finite)
 ep_output_loss = _jit(_ep_output_loss)
 ep_stopped = _jit(_ep_stopped)
 vae_epoch = _jit(_vae_epoch)

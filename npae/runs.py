@@ -11,6 +11,9 @@ Three things go wrong when runs share a folder or die half-way, and each has its
   flushes it to disk, then renames it over the target (``os.replace``), so a reader sees the old
   file or the new one, never a 0-byte or half-written one. A failure (disk full, no permission)
   raises :class:`OutputError` naming the target.
+* **A second run over a first.** :func:`holds_run` tells whether a folder already holds a run's
+  files; :func:`claim_new_folder` takes ``runs/vae-digits``, or ``runs/vae-digits-2``, ``-3``, ...,
+  the first that holds no run, so repeating a command never replaces what an earlier run saved.
 * **Leftovers of a killed save.** Temporary files are named ``.<target>.<random>.tmp`` (the model
   saver's :func:`npae.io._write_atomic`) or ``.<target>.<pid>.<random>.tmp`` (here).
   :func:`clean_stale_temps` removes those of processes that no longer run; call it once the
@@ -219,6 +222,41 @@ class RunLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+# ---------------------------------------------------------------------------------------- run folders
+#: The files whose presence says a folder already holds a run (finished, or stopped with a checkpoint).
+RUN_FILES = ("model.npz", "checkpoint.npz", "metrics.json")
+
+#: How many numbered folders ``claim_new_folder`` tries before it gives up.
+MAX_NUMBERED_FOLDERS = 10_000
+
+
+def holds_run(folder):
+    """The run files (names from :data:`RUN_FILES`) that ``folder`` holds; empty when none."""
+    return [name for name in RUN_FILES if os.path.lexists(os.path.join(os.fspath(folder), name))]
+
+
+def claim_new_folder(base):
+    """Lock and return (as a held :class:`RunLock`) the first of ``base``, ``base-2``, ``base-3``, ...
+    that holds no run and no other run's lock: what experiment trackers do, so that running the
+    same command twice keeps the first run's files byte for byte."""
+    base = os.fspath(base).rstrip(os.sep) or os.sep
+    for number in range(1, MAX_NUMBERED_FOLDERS + 1):
+        folder = base if number == 1 else f"{base}-{number}"
+        if holds_run(folder):
+            continue
+        lock = RunLock(folder)
+        try:
+            lock.acquire(timeout=0.5)
+        except FolderInUse:
+            continue
+        if holds_run(folder):  # another run finished there between our look and our lock
+            lock.release()
+            continue
+        return lock
+    raise OutputError(f"{base!r} and {MAX_NUMBERED_FOLDERS - 1} numbered folders beside it all hold "
+                      f"runs; give --out a new folder")
 
 
 # ---------------------------------------------------------------------------------------- writing

@@ -435,6 +435,48 @@ def test_resume_without_a_checkpoint_is_one_line(tmp_path, capsys):
     assert code == 1 and "no checkpoint" in one_line_error(err)
 
 
+def _files(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))
+            if (folder / name).is_file()}
+
+
+def test_a_second_run_keeps_the_first_runs_files_byte_for_byte(tmp_path, monkeypatch, capsys):
+    """Repeating the README's first command takes a new folder (runs/ae-digits-2); nothing the first
+    run saved changes. A third run takes -3."""
+    monkeypatch.chdir(tmp_path)
+    first_dir = tmp_path / "runs" / "ae-digits"
+    assert run(["train", "ae", *QUICK], capsys)[0] == 0
+    first = _files(first_dir)
+    assert {"model.npz", "checkpoint.npz", "metrics.json"} <= set(first)
+    for number in (2, 3):
+        code, out, err = run(["train", "ae", *QUICK, "--seed", str(number)], capsys)
+        assert code == 0, err
+        assert f"output: {os.path.join('runs', f'ae-digits-{number}')}" in out
+        assert (tmp_path / "runs" / f"ae-digits-{number}" / "model.npz").is_file()
+    assert _files(first_dir) == first
+    assert sorted(os.listdir(tmp_path / "runs")) == ["ae-digits", "ae-digits-2", "ae-digits-3"]
+
+
+def test_a_given_out_holding_a_run_is_refused_unless_overwrite(tmp_path, capsys):
+    out_dir = tmp_path / "mine"
+    assert run(["train", "ae", *QUICK, "--out", str(out_dir)], capsys)[0] == 0
+    first = _files(out_dir)
+    code, out, err = run(["train", "ae", *QUICK, "--seed", "1", "--out", str(out_dir)], capsys)
+    message = one_line_error(err)
+    assert code == 1 and "already holds a run" in message and "--overwrite" in message, err
+    assert _files(out_dir) == first
+    code, out, err = run(["train", "ae", *QUICK, "--overwrite", "--resume", "--out", str(out_dir)], capsys)
+    assert code == 1 and "give one of them" in one_line_error(err)
+    # an explicit overwrite replaces the run: other weights, other metrics
+    code, out, err = run(["train", "ae", *QUICK, "--seed", "1", "--overwrite", "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    assert "will be replaced" in err
+    second = _files(out_dir)
+    assert set(second) == set(first)
+    assert second["model.npz"] != first["model.npz"] and second["metrics.json"] != first["metrics.json"]
+    assert json.loads(second["metrics.json"])["data_spec"]["seed"] == 1
+
+
 def test_divergence_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
     from npae.training import DivergenceError
 
