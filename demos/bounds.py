@@ -33,8 +33,9 @@ import time
 import numpy as np
 
 import npae
-from npae import datasets, optim, plotting
-from npae.report import log_line
+from npae import datasets, plotting
+from npae.training import optim
+from npae.training.report import log_line
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="seconds: bundled digits, tiny networks, k <= 5")

@@ -29,7 +29,7 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.report import log_line
+from npae.training.report import log_line
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="seconds, on the bundled digits")

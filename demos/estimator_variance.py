@@ -16,8 +16,8 @@ import numpy as np
 
 import npae
 from npae import datasets, plotting
-from npae.report import print_history
-from npae.estimators import compare_estimators, encoder_gradient_estimates
+from npae.training.report import print_history
+from npae.models.estimators import compare_estimators, encoder_gradient_estimates
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")

@@ -15,8 +15,9 @@ import sys
 import numpy as np
 
 import npae
-from npae import functional as F
-from npae import latent, penalties, plotting
+from npae.pairs import functional as F
+from npae import plotting
+from npae.pairs import latent, penalties
 from npae.constants import GRADCHECK_TOL
 from npae.gradcheck import check_function, check_model, check_pair
 

@@ -86,8 +86,8 @@ def classifier(arm, encoder, seed):
     if arm == "pretrained, fine-tuned":
         return npae.Classifier(encoder, 10, freeze_encoder=False, dtype=dtype, seed=seed)
     act = "sigmoid" if arm == "sigmoid from scratch" else "relu"  # build_mlp: Glorot for sigmoid, He for ReLU
-    net = npae.layers.build_mlp([X.shape[1], *sizes], act, act, rng=np.random.default_rng(1000 + seed),
-                                dtype=np.dtype(dtype), prefix="")
+    net = npae.models.layers.build_mlp([X.shape[1], *sizes], act, act, rng=np.random.default_rng(1000 + seed),
+                                       dtype=np.dtype(dtype), prefix="")
     return npae.Classifier(net, 10, freeze_encoder=False, dtype=dtype, seed=seed)
 
 

@@ -34,8 +34,10 @@ import sys
 import numpy as np
 
 import npae
-from npae import datasets, functional, plotting, semisup
-from npae.report import log_line
+from npae import datasets, plotting
+from npae.pairs import functional
+from npae.pairs import m2 as semisup
+from npae.training.report import log_line
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="seconds, on the bundled digits")
@@ -113,10 +115,10 @@ m1 = npae.VAE(D, seed=args.seed, dtype=dtype, **m1_kw)
 m1.fit(X_train, epochs=m1_epochs, batch_size=batch_size, lr=1e-3, progress=False)
 print(f"M1 {D}-{'-'.join(map(str, m1_kw['hidden']))}-{m1_kw['latent_dim']}: {last_line(m1.history_)}")
 codes_train, codes_test = m1.transform(X_train), m1.transform(X_test)
-active = np.flatnonzero(np.var(codes_train, axis=0) > npae.latent.ACTIVE_UNIT_THRESHOLD)
+active = np.flatnonzero(np.var(codes_train, axis=0) > npae.pairs.latent.ACTIVE_UNIT_THRESHOLD)
 codes_train, codes_test = codes_train[:, active], codes_test[:, active]
 print(f"M1 uses {active.size} of its {m1_kw['latent_dim']} latents (Var_x(mu_j) > "
-      f"{npae.latent.ACTIVE_UNIT_THRESHOLD}); M1+M2 sees those {active.size} posterior means")
+      f"{npae.pairs.latent.ACTIVE_UNIT_THRESHOLD}); M1+M2 sees those {active.size} posterior means")
 
 
 def identity_encoder(width):

@@ -1,29 +1,46 @@
 """npae: autoencoders and variational autoencoders in NumPy, every backward pass derived by hand.
 
-Reading surface: :mod:`npae.functional`, :mod:`npae.latent`, :mod:`npae.penalties` and
-:mod:`npae.updates` (pure forward/backward pairs and update rules). Using surface: the classes
-re-exported here. The backend (:func:`set_backend`, ``NPAE_BACKEND``) picks which implementation
-of the fused units runs: ``reference`` (those pairs) or ``fused`` (numba). Derivations:
-``docs/derivations/``; the map of modules: ``docs/architecture.md``.
-"""
-from .version import __version__
+The sub-packages, from the bottom up (each imports only those below it):
 
-from . import conv, datasets, functional, gradcheck, latent, optim, penalties, updates
-from .backends import backend, get_backend, set_backend
-from .validation import InputError
-from .io import ModelFileError
-from .training import DivergenceError, TrainingInterrupted
-from .model import load
-from .autoencoder import Autoencoder
-from .variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
-from .pca import PCA, principal_angles, subspace_angles
-from .classifier import Classifier
-from .pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
-from .vae import VAE, ConditionalVAE
-from .hvae import TwoLayerVAE
-from .semisup import SemiSupervisedVAE
-from .layers import (ELU, Conv2D, ConvTranspose2D, Dense, Flatten, Identity, ImagePlanes, LeakyReLU,
-                     ReLU, Reshape, Sequential, Sigmoid, Softplus, Tanh, make_activation)
+* :mod:`npae.pairs`: the lecture's math, pure forward/backward pairs and update rules, each line
+  tagged with its equation (``docs/derivations/``). Read these first.
+* :mod:`npae.fast`: speed, a layer of its own: the backend switch (:func:`set_backend`,
+  ``NPAE_BACKEND``) and the numba kernels proven equal to the pairs they replace.
+* :mod:`npae.data`: everything that reads or writes bytes: model files, data sets.
+* :mod:`npae.training`: the minibatch loop, checkpoints, optimizers, the log line.
+* :mod:`npae.models`: the using surface, thin classes over the pairs (re-exported here).
+* :mod:`npae.app`: what a person runs: the ``npae`` command, figures, the benchmark.
+
+The map of modules: ``docs/architecture.md``.
+"""
+import sys
+
+from npae.version import __version__
+
+from npae import gradcheck
+from npae.pairs import conv, functional, latent, penalties, updates
+from npae.data import datasets
+from npae.training import optim
+from npae.fast.backends import backend, get_backend, set_backend
+from npae.validation import InputError
+from npae.data.io import ModelFileError
+from npae.training.loop import DivergenceError, TrainingInterrupted
+from npae.models.model import load
+from npae.models.autoencoder import Autoencoder
+from npae.models.variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
+from npae.models.pca import PCA, principal_angles, subspace_angles
+from npae.models.classifier import Classifier
+from npae.models.pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
+from npae.models.vae import VAE, ConditionalVAE
+from npae.models.hvae import TwoLayerVAE
+from npae.models.semisup import SemiSupervisedVAE
+from npae.models.layers import (ELU, Conv2D, ConvTranspose2D, Dense, Flatten, Identity, ImagePlanes,
+                                LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Softplus, Tanh,
+                                make_activation)
+
+# ``import npae.datasets`` and ``from npae.datasets import load_digits`` name the public data module,
+# which lives in npae/data/ beside the model-file format.
+sys.modules[__name__ + ".datasets"] = datasets
 
 __all__ = [
     "Autoencoder",
@@ -44,5 +61,7 @@ def __getattr__(name):
     """``npae.plotting`` on first use: matplotlib is imported only when a figure is asked for."""
     if name == "plotting":
         import importlib
-        return importlib.import_module(".plotting", __name__)
+        module = importlib.import_module("npae.app.plotting")
+        sys.modules[__name__ + ".plotting"] = module
+        return module
     raise AttributeError(f"module 'npae' has no attribute {name!r}")

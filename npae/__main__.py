@@ -1,7 +1,7 @@
 """``python -m npae`` is the ``npae`` command."""
 import sys
 
-from .cli import main
+from npae.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,7 +54,7 @@ DTYPES = ("float32", "float64")
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 # --------------------------------------------------------------------------------------------------
-# Model files (npae.io): limits checked before anything is decompressed or built. Each is looked up
+# Model files (npae.data.io): limits checked before anything is decompressed or built. Each is looked up
 # when a file is read, so a program may raise it (``npae.constants.MODEL_FILE_MAX_BYTES = 4 << 30``);
 # ``npae.load(path, max_bytes=...)`` overrides the first for one call. See docs/files.md.
 # --------------------------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ MODEL_HEADER_MAX_DEPTH = 32
 MODEL_FILE_MAX_MEMBERS = 10_000
 
 # --------------------------------------------------------------------------------------------------
-# Divergence (npae.training; docs/derivations/clip.md#clip-3)
+# Divergence (npae.training.loop; docs/derivations/clip.md#clip-3)
 # --------------------------------------------------------------------------------------------------
 
 #: Training stops with DivergenceError when a batch loss exceeds this many times the early reference

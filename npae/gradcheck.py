@@ -20,7 +20,7 @@ docs/testing.md.
 """
 import numpy as np
 
-from .constants import GRADCHECK_STEP, GRADCHECK_TOL
+from npae.constants import GRADCHECK_STEP, GRADCHECK_TOL
 
 
 def rel_error(a, n):

@@ -49,7 +49,7 @@ INITIALIZERS = {
 
 
 # --------------------------------------------------------------------------------------------------
-# Convolution kernels (npae.conv). Fans count the terms of one sum: docs/derivations/conv.md#conv-13
+# Convolution kernels (npae.pairs.conv). Fans count the terms of one sum: docs/derivations/conv.md#conv-13
 # --------------------------------------------------------------------------------------------------
 def conv_fans(weight_shape, transposed=False, stride=1):
     """``(fan_in, fan_out)`` of a conv2d or conv_transpose2d weight [CONV-13].

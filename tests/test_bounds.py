@@ -1,5 +1,5 @@
 """Decoder likelihoods with a variance, the IWAE and K-sample ELBO objectives, the log-weight's
-gradients and the two-stochastic-layer model (npae/bounds.py)."""
+gradients and the two-stochastic-layer model (npae/pairs/bounds.py)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 from scipy.stats import multivariate_normal, norm
 
-from npae import bounds as bd
-from npae import functional as F
-from npae import latent
+from npae.pairs import bounds as bd
+from npae.pairs import functional as F
+from npae.pairs import latent
 from npae.datasets import load_dataset
 from npae.gradcheck import check_function, check_pair, numerical_gradient
 

@@ -3,7 +3,7 @@ process, loaded from numba's cache, or specialized for other array layouts.
 
 Two failures of this kind reached CI: with fastmath "contract", and later "reassoc", a run killed
 on a cold cache (the child compiled the kernels) and resumed by a process that loaded them from
-the cache gave other bits in the last place. npae.kernels now compiles with no fast-math flag;
+the cache gave other bits in the last place. npae.fast.kernels now compiles with no fast-math flag;
 these tests hold it there.
 """
 import os
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 import npae
-from npae import kernels
+from npae.fast import kernels
 
-pytestmark = pytest.mark.skipif("fused" not in npae.backends.available(), reason="numba is not available")
+pytestmark = pytest.mark.skipif("fused" not in npae.fast.backends.available(),
+                                reason="numba is not available")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import npae
-from npae import io
-from npae.training import TrainingInterrupted
+from npae.data import io
+from npae.training.loop import TrainingInterrupted
 
 EPOCHS = 5
 X = np.random.default_rng(0).random((40, 6))
@@ -24,11 +24,11 @@ def _cases():
     out = [
         ("ae-adam", lambda: npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=11), (X,), {}),
         ("ae-momentum-early-stopping", lambda: npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=4),
-         (X,), dict(optimizer=npae.optim.Momentum(0.6, nesterov=True), validation_data=X[:10],
+         (X,), dict(optimizer=npae.training.optim.Momentum(0.6, nesterov=True), validation_data=X[:10],
                     patience=1, clip_norm=0.5)),  # stops early after epoch 2 (0-based)
     ]
-    from npae.vae import VAE, ConditionalVAE
-    from npae.variants import DenoisingAutoencoder
+    from npae.models.vae import VAE, ConditionalVAE
+    from npae.models.variants import DenoisingAutoencoder
     out += [("vae-warmup", lambda: VAE(6, hidden=(5,), latent_dim=2, seed=5), (X,),
              dict(warmup_epochs=3, validation_data=X[:8])),
             ("cvae", lambda: ConditionalVAE(6, 3, hidden=(5,), latent_dim=2, seed=6), (X, Y), {}),
@@ -48,7 +48,7 @@ def assert_same_params(a, b):
 
 def fit(model, args, kwargs, **more):
     kw = dict(kwargs)
-    if isinstance(kw.get("optimizer"), npae.optim.Optimizer):  # a fresh instance per run
+    if isinstance(kw.get("optimizer"), npae.training.optim.Optimizer):  # a fresh instance per run
         opt = kw["optimizer"]
         kw["optimizer"] = type(opt)(opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
     return model.fit(*args, batch_size=8, progress=False, **{**kw, **more}).history_
@@ -159,7 +159,7 @@ SCRIPT = textwrap.dedent("""
     import npae
     kind, path, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if kind == "vae":
-        from npae.vae import VAE as cls
+        from npae.models.vae import VAE as cls
         model = cls(6, hidden=(5,), latent_dim=2, seed=9)
     else:
         cls = npae.Autoencoder
@@ -177,7 +177,7 @@ SCRIPT = textwrap.dedent("""
 def _kinds():
     kinds = ["ae"]
     try:
-        import npae.vae  # noqa: F401
+        import npae.models.vae  # noqa: F401
         kinds.append("vae")
     except ImportError:
         pass
@@ -213,7 +213,7 @@ def test_run_killed_from_outside_resumes_exactly(tmp_path, kind):
     assert 3 <= done < epochs
 
     if kind == "vae":
-        from npae.vae import VAE
+        from npae.models.vae import VAE
         make = lambda: VAE(6, hidden=(5,), latent_dim=2, seed=9)  # noqa: E731
     else:
         make = lambda: npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=9)  # noqa: E731
@@ -267,7 +267,7 @@ class LossLog(npae.Autoencoder):
 def test_the_divergence_reference_travels_with_the_checkpoint(tmp_path):
     """The early loss scale of the divergence rule is that of the uninterrupted run, also after a
     resume: it is the first batches' losses, saved with the checkpoint."""
-    from npae.training import read_training_state
+    from npae.training.loop import read_training_state
     path = tmp_path / "ckpt.npz"
     first = LossLog(6, hidden=(5,), latent_dim=2, seed=4)
     first.fit(X, epochs=3, batch_size=8, progress=False, checkpoint=path)  # 15 batches

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import npae
-from npae import cli, datasets, plotting
+from npae import datasets, plotting
+from npae.app import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--epochs", "1", "--no-progress", "--max-train", "300"]
@@ -232,7 +233,7 @@ def test_likelihood_flag(tmp_path, capsys):
 def test_library_warnings_are_one_line_each(tmp_path, capsys, monkeypatch):
     import warnings
 
-    from npae.vae import VAE, CollapseWarning
+    from npae.models.vae import VAE, CollapseWarning
 
     def collapse(self, *args):
         warnings.warn("VAE ended training with no active latent unit\n (posterior collapse).",
@@ -478,22 +479,22 @@ def test_a_given_out_holding_a_run_is_refused_unless_overwrite(tmp_path, capsys)
 
 
 def test_divergence_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
-    from npae.training import DivergenceError
+    from npae.training.loop import DivergenceError
 
     def diverge(*args, **kwargs):
         raise DivergenceError("training diverged at epoch 1, batch 3: non-finite recon",
                               epoch=0, batch=2, source="loss term 'recon'")
-    monkeypatch.setattr("npae.model.Model.fit", diverge)
+    monkeypatch.setattr("npae.models.model.Model.fit", diverge)
     code, out, err = run(["train", "ae", *QUICK, "--out", str(tmp_path / "d")], capsys)
     assert code == 1 and one_line_error(err).startswith("npae: error: training diverged")
 
 
 def test_ctrl_c_exits_130_naming_the_checkpoint_and_frees_the_folder(tmp_path, capsys, monkeypatch):
-    from npae.training import TrainingInterrupted
+    from npae.training.loop import TrainingInterrupted
 
     def interrupt(self, *args, **kwargs):
         raise TrainingInterrupted("interrupted", checkpoint=kwargs["checkpoint"], epoch=0, batch=1)
-    monkeypatch.setattr("npae.model.Model.fit", interrupt)
+    monkeypatch.setattr("npae.models.model.Model.fit", interrupt)
     code, out, err = run(["train", "ae", *QUICK, "--out", str(tmp_path)], capsys)
     assert code == cli.EXIT_INTERRUPTED and "continue with --resume" in err
     assert str(tmp_path / "checkpoint.npz") in err and not (tmp_path / ".npae-lock").exists()
@@ -502,7 +503,7 @@ def test_ctrl_c_exits_130_naming_the_checkpoint_and_frees_the_folder(tmp_path, c
 def test_a_bug_shows_its_traceback(tmp_path, capsys, monkeypatch):
     def bug(*args, **kwargs):
         raise ZeroDivisionError("oops")
-    monkeypatch.setattr("npae.model.Model.fit", bug)
+    monkeypatch.setattr("npae.models.model.Model.fit", bug)
     code, out, err = run(["train", "ae", *QUICK, "--out", str(tmp_path)], capsys)
     assert code == cli.EXIT_BUG and "Traceback" in err and "this is a bug in npae" in err
 
@@ -529,7 +530,7 @@ def test_arch_conv_trains_saves_and_evaluates_an_image_model(tmp_path, capsys):
     assert code == 0, err
     assert "arch='conv'" in out  # the header's repr names every choice that is not a default
     model = npae.load(os.path.join(out_dir, "model.npz"))
-    assert isinstance(model.encoder.layers[1], npae.layers.Conv2D)
+    assert isinstance(model.encoder.layers[1], npae.models.layers.Conv2D)
     code, out, err = run(["evaluate", out_dir, "--k", "5", "--max-examples", "40"], capsys)
     assert code == 0 and "IWAE-5" in out + err, err
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import npae
-from npae import backends, datasets
-from npae.backends import CompiledEpoch, ops
+from npae import datasets
+from npae.fast import backends
+from npae.fast.backends import CompiledEpoch, ops
 
 pytestmark = pytest.mark.skipif("fused" not in backends.available(), reason="numba is not available")
 
@@ -21,10 +22,10 @@ def digits():
 
 
 def _optimizer(name):
-    return {"adam": lambda: npae.optim.Adam(2e-3, weight_decay=1e-3),
-            "sgd": lambda: npae.optim.SGD(5e-2),
-            "momentum": lambda: npae.optim.Momentum(1e-2),
-            "nesterov": lambda: npae.optim.Momentum(1e-2, nesterov=True, weight_decay=1e-2)}[name]()
+    return {"adam": lambda: npae.training.optim.Adam(2e-3, weight_decay=1e-3),
+            "sgd": lambda: npae.training.optim.SGD(5e-2),
+            "momentum": lambda: npae.training.optim.Momentum(1e-2),
+            "nesterov": lambda: npae.training.optim.Momentum(1e-2, nesterov=True, weight_decay=1e-2)}[name]()
 
 
 def _both(factory, X, dtype="float64", **fit):
@@ -132,7 +133,7 @@ def test_models_outside_its_reach_take_the_per_step_path(factory, digits):
     model = factory()
     with npae.backend("fused"):
         assert ops.epoch_runner(model, npae.optim.Adam(), model.flat_params, None, 32, (digits,)) is None
-    assert ops.epoch_runner(npae.VAE(64, hidden=(8,)), npae.optim.Adagrad(),
+    assert ops.epoch_runner(npae.VAE(64, hidden=(8,)), npae.training.optim.Adagrad(),
                             npae.VAE(64, hidden=(8,)).flat_params, None, 32, (digits,)) is None
 
 
@@ -150,7 +151,8 @@ def test_checkpoint_and_resume_through_compiled_epochs(digits, tmp_path):
 
 def test_large_models_take_the_per_step_path():
     """Above COMPILED_EPOCH_MAX_MACS NumPy's products beat numba's (measured, npae.constants)."""
-    from npae import constants, threads
+    from npae import constants
+    from npae.fast import threads
     small = npae.VAE(64, hidden=(16,), latent_dim=2)
     wide = npae.VAE(784, hidden=(400,), latent_dim=20)
     X_small, X_wide = np.zeros((8, 64)), np.zeros((8, 784))

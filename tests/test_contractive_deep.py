@@ -1,4 +1,4 @@
-"""The contractive penalty of a deep encoder (npae.penalties.contractive_penalty_deep_*): central
+"""The contractive penalty of a deep encoder (npae.pairs.penalties.contractive_penalty_deep_*): central
 differences in x and every W_k, b_k over drawn depths, widths, activations, λ and activation
 hyperparameters; the one-layer case against the closed form; the value against ||J||²_F of a
 numerically differentiated encoder; and a backward missing one path fails the check."""
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from npae import functional as F
-from npae import penalties as P
+from npae.pairs import functional as F
+from npae.pairs import penalties as P
 from npae.constants import GRADCHECK_TOL
 from npae.gradcheck import central_difference, check_pair, directional_check
 

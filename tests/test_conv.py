@@ -1,4 +1,4 @@
-"""Convolution and transposed convolution (npae.conv, the fused versions in npae.kernels, the conv
+"""Convolution and transposed convolution (npae.pairs.conv, the fused versions in npae.fast.kernels, the conv
 initializers in npae.init): central-difference gradient checks over drawn shapes, strides,
 paddings and output paddings; output sizes and their errors; the adjoint identity; direct loops
 written here; the hand-worked 1-D example of docs/derivations/conv.md; fused == reference; torch
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from npae import conv, kernels
+from npae.pairs import conv
+from npae.fast import kernels
 from npae.gradcheck import check_pair
 from npae.init import CONV_INITIALIZERS, conv_fans, he_normal_conv, make_rng
 
@@ -336,7 +337,7 @@ def test_hand_worked_1d_example():
 
 
 # --------------------------------------------------------------------------------------------------
-# Fused (npae.kernels) == reference
+# Fused (npae.fast.kernels) == reference
 # --------------------------------------------------------------------------------------------------
 def _close(a, ref, dtype):
     """rtol 1e-12 in float64 (2e-6 in float32), with an absolute floor at the same fraction of the

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import npae
-from npae.training import DivergenceError, check_step, global_norm
+from npae.training.loop import DivergenceError, check_step, global_norm
 
 X = np.random.default_rng(0).random((40, 6))
 
@@ -192,7 +192,7 @@ def test_sgd_at_lr_1e308_leaves_the_last_finite_parameters(tmp_path):
         assert loaded.params[name].tobytes() == p.tobytes()
 
 
-@pytest.mark.parametrize("backend", npae.backends.available())
+@pytest.mark.parametrize("backend", npae.fast.backends.available())
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum", "adagrad", "rmsprop"])
 def test_a_non_finite_update_is_undone_exactly(backend, optimizer):
     """At step 13 (epoch 2, batch 1 of 6) the update goes NaN/inf. Parameters, optimizer state
@@ -240,7 +240,7 @@ def test_the_rule_stays_quiet_on_healthy_runs_and_can_be_switched_off(monkeypatc
 
 
 def test_loss_reference_is_robust():
-    from npae.training import loss_reference
+    from npae.training.loop import loss_reference
     assert loss_reference(None, []) is None
     assert loss_reference(56.0, [56.0]) == 56.0
     assert loss_reference(56.0, [56.0, 40.0, 30.0]) == 56.0  # a fast learner: the first loss counts

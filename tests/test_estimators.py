@@ -4,7 +4,7 @@ import pytest
 
 from npae import ConditionalVAE, VAE
 from npae.datasets import load_digits
-from npae.estimators import compare_estimators, encoder_gradient_estimates
+from npae.models.estimators import compare_estimators, encoder_gradient_estimates
 
 S = 2000
 

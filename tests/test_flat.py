@@ -10,12 +10,13 @@ import copy
 import numpy as np
 import pytest
 
-from npae import datasets, kernels
-from npae.autoencoder import Autoencoder
-from npae.layers import FlatParams
-from npae.optim import Adam
-from npae.variants import ContractiveAutoencoder
-from npae.vae import VAE
+from npae import datasets
+from npae.fast import kernels
+from npae.models.autoencoder import Autoencoder
+from npae.models.layers import FlatParams
+from npae.training.optim import Adam
+from npae.models.variants import ContractiveAutoencoder
+from npae.models.vae import VAE
 
 
 @pytest.fixture(scope="module")

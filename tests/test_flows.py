@@ -1,4 +1,4 @@
-"""Planar flows, MADE and IAF (npae/flows.py): gradient checks of every pair, log-determinants
+"""Planar flows, MADE and IAF (npae/pairs/flows.py): gradient checks of every pair, log-determinants
 against numerical Jacobians, invertibility, the autoregressive structure and the density bookkeeping."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from npae import flows as fl
+from npae.pairs import flows as fl
 from npae.gradcheck import central_difference, check_pair
 
 seeds = st.integers(0, 2**31 - 1)

@@ -1,10 +1,10 @@
-"""Every forward/backward pair and loss of npae.functional, checked by central differences in
+"""Every forward/backward pair and loss of npae.pairs.functional, checked by central differences in
 float64 over hypothesis-drawn shapes and hyperparameters; plus the properties of the stable BCE."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from npae import functional as F
+from npae.pairs import functional as F
 from npae.gradcheck import check_function, check_pair
 from npae.init import INITIALIZERS, make_rng
 

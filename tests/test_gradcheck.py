@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import npae
-from npae import functional as F
+from npae.pairs import functional as F
 from npae.gradcheck import (GradcheckReport, check_model, check_pair, directional_check,
                             numerical_gradient, rel_error)
 

@@ -5,9 +5,9 @@ x = [1, 2] → Dense(2, 2) → sigmoid → Dense(2, 1) → ŷ, loss (ŷ − 1)²
 """
 import numpy as np
 
-from npae import functional as F
-from npae.layers import Dense, Sequential, Sigmoid
-from npae.optim import SGD
+from npae.pairs import functional as F
+from npae.models.layers import Dense, Sequential, Sigmoid
+from npae.training.optim import SGD
 
 
 def test_one_step_of_a_2_2_1_network():

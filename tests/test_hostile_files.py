@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import npae
-from npae import io
-from npae.io import ModelFileError
-from npae.training import DivergenceError, TrainingInterrupted
+from npae.data import io
+from npae.data.io import ModelFileError
+from npae.training.loop import DivergenceError, TrainingInterrupted
 from npae.validation import InputError
 
 from _measure import measure_calls
@@ -357,13 +357,13 @@ def ckpt_mid_epoch(path, at=8):
     model.at = at
     with pytest.raises(TrainingInterrupted):
         model.fit(X, epochs=3, batch_size=8, progress=False, checkpoint=path)
-    return edit(path, lambda h, a: h.update({"class": "Autoencoder", "module": "npae.autoencoder"}))
+    return edit(path, lambda h, a: h.update({"class": "Autoencoder", "module": "npae.models.autoencoder"}))
 
 
 def ckpt_early_stopping(path):
     model = make_ae()
     model.fit(X, epochs=3, batch_size=8, progress=False, checkpoint=path, validation_data=X[:10],
-              patience=5, optimizer=npae.optim.Momentum(0.1))
+              patience=5, optimizer=npae.training.optim.Momentum(0.1))
     return path
 
 

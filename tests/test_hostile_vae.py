@@ -1,5 +1,5 @@
 """Careless arguments and extreme data for the VAE's evaluation methods (issue 18, the review's
-cases in npae/vae.py). Cases still open are marked xfail(strict=True): when the fix lands, the test
+cases in npae/models/vae.py). Cases still open are marked xfail(strict=True): when the fix lands, the test
 passes, the strict mark fails the run, and the mark is removed (none is open now)."""
 import numpy as np
 import pytest

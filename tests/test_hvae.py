@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import npae
-from npae import backends, datasets, latent
+from npae import datasets
+from npae.fast import backends
+from npae.pairs import latent
 from npae.gradcheck import check_model
 
 LIKELIHOODS = [dict(likelihood="bernoulli"), dict(likelihood="gaussian", variance="fixed"),
@@ -88,7 +90,7 @@ def test_gradcheck_counts_every_parameter_and_fails_on_a_wrong_fan_in(monkeypatc
 
 
 def test_log_weight_is_the_five_densities_composed_by_hand():
-    """[HIER-1] with the networks and densities of npae.latent, written out independently."""
+    """[HIER-1] with the networks and densities of npae.pairs.latent, written out independently."""
     rng = np.random.default_rng(2)
     model = _small(likelihood="bernoulli", k=3)
     x = rng.random((4, 5))

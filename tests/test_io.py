@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import npae
-from npae import io
-from npae.io import ModelFileError
+from npae.data import io
+from npae.data.io import ModelFileError
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +83,8 @@ def test_round_trip_autoencoder(tmp_path, dtype):
 
 def _variant_factories():
     """(name, factory) for every model class of npae (an import failure fails the test module)."""
-    from npae.vae import VAE, ConditionalVAE
-    from npae.variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
+    from npae.models.vae import VAE, ConditionalVAE
+    from npae.models.variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
     return [("Autoencoder", lambda: small_ae(seed=1)),
             ("VAE", lambda: VAE(6, hidden=(5,), latent_dim=2, seed=1)),
             ("ConditionalVAE", lambda: ConditionalVAE(6, 3, hidden=(5,), latent_dim=2, seed=1)),
@@ -108,12 +108,12 @@ def test_round_trip_every_model_class(tmp_path, name, factory):
 
 
 def test_classifier_round_trips_or_is_refused_clearly(tmp_path):
-    classifier = pytest.importorskip("npae.classifier")
+    classifier = pytest.importorskip("npae.models.classifier")
     ae = small_ae(seed=2)
     clf = classifier.Classifier(ae, n_classes=3, hidden=(4,))
     path = tmp_path / "clf.npz"
     path.write_bytes(b"previous")
-    if type(clf)._from_config.__func__ is npae.model.Model._from_config.__func__:
+    if type(clf)._from_config.__func__ is npae.models.model.Model._from_config.__func__:
         with pytest.raises(TypeError, match="cannot save a Classifier.*_from_config"):
             clf.save(path)
         assert path.read_bytes() == b"previous"

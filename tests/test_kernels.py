@@ -6,11 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from npae import backends, functional as F
-from npae import kernels, latent
-from npae.layers import Dense, DenseAct, LeakyReLU, ReLU, Sequential
-from npae.optim import Adam, adam_update
-from npae.vae import VAE
+from npae.fast import backends
+from npae.pairs import functional as F
+from npae.fast import kernels
+from npae.pairs import latent
+from npae.models.layers import Dense, DenseAct, LeakyReLU, ReLU, Sequential
+from npae.training.optim import Adam, adam_update
+from npae.models.vae import VAE
 
 RTOL = {np.float64: 1e-12, np.float32: 2e-6}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -171,8 +173,9 @@ def _run(code, **env):
 CHECK = """
 import numpy as np
 import npae
-from npae import kernels, functional as F
-from npae.vae import VAE
+from npae.fast import kernels
+from npae.pairs import functional as F
+from npae.models.vae import VAE
 rng = np.random.default_rng(0)
 s, t = rng.standard_normal((3, 4)), rng.random((3, 4))
 v, ds = kernels.bce_with_logits_loss(s, t)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy.special import ndtri
 from scipy.stats import norm
 
-from npae import latent
+from npae.pairs import latent
 from npae.constants import LOGVAR_MAX, LOGVAR_MIN
 from npae.gradcheck import check_pair
 
@@ -204,7 +204,7 @@ def test_manifold_grid_inverse_cdf():
 def test_log_mean_exp_of_minus_infinities_is_minus_infinity_not_nan():
     """A column whose log-values are all −inf has log-mean-exp −inf (no NaN from −inf − (−inf));
     a later chunk with very negative finite values still gives its exact log-mean-exp."""
-    from npae.latent import StreamingLogMeanExp, logmeanexp
+    from npae.pairs.latent import StreamingLogMeanExp, logmeanexp
     a = np.array([[-np.inf, 0.0], [-np.inf, 1.0]])
     np.testing.assert_array_equal(logmeanexp(a)[0], -np.inf)
     chunk = np.array([[-800.0, -np.inf], [-801.0, -np.inf]])

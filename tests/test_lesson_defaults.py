@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import npae
-from npae.variants import RHO_FACTOR
+from npae.models.variants import RHO_FACTOR
 
 FIT = dict(lr=2e-3, batch_size=64, progress=False)
 
@@ -34,7 +34,7 @@ def test_sparse_defaults_put_every_unit_mean_near_rho(digits):
         assert 1 / RHO_FACTOR <= low and high <= RHO_FACTOR, m["mean_to_rho"]
         assert m["units_near_rho"] == 1.0
         assert m["near_zero_fraction"] > 0.5 and m["silent_units"] == 0
-        base = npae.variants.sparsity_measures(plain.encode(data), rho=0.05)
+        base = npae.models.variants.sparsity_measures(plain.encode(data), rho=0.05)
         assert base["units_near_rho"] == 0.0 and base["near_zero_fraction"] < 0.1, base
     cost = np.mean(sparse.reconstruction_error(Xt)) / np.mean(plain.reconstruction_error(Xt)) - 1
     assert 0 < cost < 0.1  # measured: +6.5%

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import npae
-from npae import autoencoder as ae_module
+from npae.models import autoencoder as ae_module
 from npae.gradcheck import central_difference
-from npae.penalties import DEEP_CONTRACTIVE_ACTIVATIONS, corrupt
-from npae.variants import sparsity_measures
+from npae.pairs.penalties import DEEP_CONTRACTIVE_ACTIVATIONS, corrupt
+from npae.models.variants import sparsity_measures
 
 from conftest import activation_inputs_off_kinks
 
@@ -79,7 +79,7 @@ def test_jacobian_in_float32_and_refusals():
     with pytest.raises(ValueError, match="X"):
         model.jacobian_frobenius(X[:, :5])
     odd = copy.deepcopy(model)
-    odd.encoder.steps.append(npae.layers.Tanh())  # a step that is no Dense + activation
+    odd.encoder.steps.append(npae.models.layers.Tanh())  # a step that is no Dense + activation
     with pytest.raises(ValueError, match="dense layers"):
         odd.jacobian_frobenius(X)
     with pytest.raises(ValueError, match="fitted"):

@@ -7,7 +7,7 @@ errors (as in the rest of the suite) and the ``npae`` of this checkout. Then, pe
 * every cell ran without error;
 * every cell tagged ``figure`` (cell metadata ``tags``; ``# %% tags=["figure"]`` in the paired
   ``.py``) displayed an ``image/png``, and no untagged cell did;
-* every training run (each ``fit``: counted by wrapping ``npae.training.fit_loop`` in the kernel)
+* every training run (each ``fit``: counted by wrapping ``npae.training.loop.fit_loop`` in the kernel)
   left exactly one summary line (``VAE: 40 epochs in 1.3 s | loss ...``) in its own cell, and no
   progress-bar debris (carriage returns);
 
@@ -44,7 +44,7 @@ EXPECTED = ["01_autoencoders_and_pca", "02_regularised_autoencoders", "03_vae_an
 #: Seconds one cell may take in quick mode before the run is declared hung.
 CELL_TIMEOUT = 180
 
-#: The summary line ``npae.report.Progress.close`` prints when a kernel shows no live bar.
+#: The summary line ``npae.training.report.Progress.close`` prints when a kernel shows no live bar.
 SUMMARY = re.compile(r"^\w+: \d+ epochs? in \d+\.\d s( \| .*)?$")
 #: A displayed live bar (tqdm's notebook widget, where ipywidgets is installed) counts as the line.
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -52,12 +52,12 @@ MARKER = "NPAE-NOTEBOOK-FITS "
 
 #: Run first in the kernel (and removed before the checks): the suite's warning rule, a check that
 #: the kernel imports this checkout's npae, and a count of training runs per cell (every module of
-#: npae that holds ``npae.training.fit_loop``, the one loop behind every ``fit``, gets a counting
+#: npae that holds ``npae.training.loop.fit_loop``, the one loop behind every ``fit``, gets a counting
 #: wrapper, so a ``fit(..., progress=False)`` is counted too).
 SETUP = f"""
 import json as _json, sys as _sys, warnings as _warnings
 _warnings.simplefilter("error", RuntimeWarning)
-import npae, npae.training as _training
+import npae, npae.training.loop as _training
 assert npae.__file__.startswith({str(ROOT)!r}), npae.__file__
 _cells_run = []  # [source, training runs] of every cell run after this one
 

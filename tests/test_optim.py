@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from npae import optim
+from npae.training import optim
 
 P0 = np.array([1.0, -2.0])
 G = np.array([0.5, 0.25])

@@ -6,7 +6,7 @@ import scipy.linalg
 from hypothesis import given, settings, strategies as st
 
 import npae
-from npae.pca import PCA, principal_angles, subspace_angles
+from npae.models.pca import PCA, principal_angles, subspace_angles
 
 
 def spectral_gap_data(N=400, D=10, k=3, seed=0):

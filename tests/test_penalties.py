@@ -1,12 +1,12 @@
-"""The penalties of npae.penalties checked alone: central-difference gradient checks (float64) over
+"""The penalties of npae.pairs.penalties checked alone: central-difference gradient checks (float64) over
 drawn shapes, weights λ and targets ρ; the KL gradient through the batch mean against the classic
 per-example mistake; the contractive value against an explicit Jacobian; the corruptions."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from npae import functional as F
-from npae import penalties as P
+from npae.pairs import functional as F
+from npae.pairs import penalties as P
 from npae.gradcheck import check_pair, rel_error
 
 from conftest import off_kink

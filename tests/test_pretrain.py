@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import npae
-from npae.pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
+from npae.models.pretrain import greedy_pretrain, init_autoencoder_from_stack, stack_encoder
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_pretrained_beats_from_scratch_with_50_labels():
     50 labels, mean held-out accuracy over three label draws, fine-tuned from the stack vs the same
     sigmoid network from random weights (measured 0.80 vs 0.76; a ReLU network from scratch, 0.78,
     is not part of the claim)."""
-    from npae.autoencoder import build_mlp
+    from npae.models.autoencoder import build_mlp
     X, y = npae.datasets.load_digits()
     perm = np.random.default_rng(0).permutation(len(X))
     Xtr, ytr, Xte, yte = X[perm[:1300]], y[perm[:1300]], X[perm[1300:]], y[perm[1300:]]

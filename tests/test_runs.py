@@ -14,15 +14,15 @@ import time
 import pytest
 
 import npae
-from npae import runs
+from npae.app import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-#: A child's first lines: npae/runs.py loaded on its own (it needs only the standard library), so
+#: A child's first lines: npae/app/runs.py loaded on its own (it needs only the standard library), so
 #: that children start in milliseconds, not after importing numpy and numba.
 LOAD_RUNS = ("import importlib.util, sys\n"
              f"spec = importlib.util.spec_from_file_location(\n"
-             f"    'runs', {os.path.join(ROOT, 'npae', 'runs.py')!r})\n"
+             f"    'runs', {os.path.join(ROOT, 'npae', 'app', 'runs.py')!r})\n"
              "runs = importlib.util.module_from_spec(spec); spec.loader.exec_module(runs)\n")
 
 

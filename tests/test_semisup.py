@@ -1,4 +1,4 @@
-"""The M2 pairs of npae.semisup: central-difference checks (float64) of every pair over drawn batch
+"""The M2 pairs of npae.pairs.m2: central-difference checks (float64) of every pair over drawn batch
 sizes, class counts and α; the bound's inequalities; the entropy's range; and the whole objective of
 a tiny M2 model (classifier q(y|x), encoder q(z|x,y), decoder p(x|y,z)) built here from the dense,
 reparameterization and KL pairs, checked against central differences on a mixed batch."""
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from npae import functional as F
-from npae import latent
-from npae import semisup as S
+from npae.pairs import functional as F
+from npae.pairs import latent
+from npae.pairs import m2 as S
 from npae.gradcheck import check_function, check_pair, rel_error
 
 seeds = st.integers(0, 2**31 - 1)

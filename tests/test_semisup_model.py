@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import npae
-from npae import backends, semisup as S
+from npae.fast import backends
+from npae.models import semisup as S
 from npae.datasets import load_digits
 from npae.gradcheck import check_model, rel_error
 from npae.validation import InputTypeError

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import npae
-from npae import threads
+from npae.fast import threads
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ print(json.dumps({"during": seen, "after": after}))
 """
 
 
-@pytest.mark.parametrize("backend", npae.backends.available())
+@pytest.mark.parametrize("backend", npae.fast.backends.available())
 def test_every_blas_is_at_one_thread_from_the_first_fit_on(backend, tmp_path):
     """In a fresh process, during the first step of the first fit of a small model, every BLAS
     library loaded (NumPy's, and SciPy's, which numba's products call) runs one thread; before, SciPy's

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from npae import ConditionalVAE, VAE
 from npae.datasets import load_digits
 from npae.gradcheck import check_model
-from npae.latent import LOG_2PI
+from npae.pairs.latent import LOG_2PI
 
 ACTS = ["tanh", "relu", "leaky_relu", "elu", "softplus", "sigmoid"]
 

@@ -13,9 +13,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import npae
-from npae import backends, datasets, latent
+from npae import datasets
+from npae.fast import backends
+from npae.pairs import latent
 from npae.gradcheck import check_model
-from npae.vae import CollapseWarning
+from npae.models.vae import CollapseWarning
 
 from conftest import activation_inputs_off_kinks
 
@@ -94,7 +96,7 @@ def test_iwae_at_k1_without_a_flow_is_the_elbo_with_a_sampled_kl():
     loss, _ = model.loss_and_grads(x, eps=eps)
     mu, logvar = model.encode_stats(x)
     z, _ = latent.reparameterize_forward(mu, logvar, eps[0])
-    log_px = -npae.functional.bce_with_logits_sum(model.decoder.apply(z), x)
+    log_px = -npae.pairs.functional.bce_with_logits_sum(model.decoder.apply(z), x)
     sampled_kl = latent.log_normal(z, mu, logvar) - latent.log_standard_normal(z)
     assert loss == pytest.approx(float(np.mean(-log_px + sampled_kl)), rel=1e-12)
 
@@ -138,7 +140,7 @@ def test_the_flow_enters_the_log_weight_with_its_log_determinant():
         J[:, j] = (model._flow_forward(z0 + e, h)[0] - model._flow_forward(z0 - e, h)[0])[0] / (2 * step)
     assert logdet[0] == pytest.approx(np.log(abs(np.linalg.det(J))), abs=1e-8)
     logw = model._log_weights(x, None, eps)[0, 0]
-    log_px = -npae.functional.bce_with_logits_sum(model.decoder.apply(zK), x)[0]
+    log_px = -npae.pairs.functional.bce_with_logits_sum(model.decoder.apply(zK), x)[0]
     want = log_px + latent.log_standard_normal(zK)[0] - latent.log_normal(z0, mu, logvar)[0] + logdet[0]
     assert logw == pytest.approx(want, rel=1e-12)
 

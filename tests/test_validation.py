@@ -18,13 +18,13 @@ def _models():
     """(id, factory, needs_labels): every model class present in this checkout."""
     out = [("ae", lambda: npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=0), False)]
     try:
-        from npae.vae import VAE, ConditionalVAE
+        from npae.models.vae import VAE, ConditionalVAE
         out += [("vae", lambda: VAE(6, hidden=(5,), latent_dim=2, seed=0), False),
                 ("cvae", lambda: ConditionalVAE(6, 3, hidden=(5,), latent_dim=2, seed=0), True)]
     except ImportError:
         pass
     try:
-        from npae.variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
+        from npae.models.variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
         out += [("dae", lambda: DenoisingAutoencoder(6, hidden=(5,), latent_dim=2, seed=0), False),
                 ("sae", lambda: SparseAutoencoder(6, hidden=(5,), latent_dim=2, seed=0), False),
                 ("cae", lambda: ContractiveAutoencoder(6, hidden=(), latent_dim=2, code_activation="sigmoid",
@@ -32,7 +32,7 @@ def _models():
     except ImportError:
         pass
     try:
-        from npae.classifier import Classifier
+        from npae.models.classifier import Classifier
         out.append(("classifier", lambda: Classifier(
             npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=0), 3, seed=0), True))
     except ImportError:
@@ -170,7 +170,7 @@ BAD_FIT = [
     (dict(lr=float("nan")), ValueError, "^lr must be finite"),
     (dict(lr=-1e-3), ValueError, "^lr must be > 0"),
     (dict(optimizer="nope"), ValueError, "^unknown optimizer 'nope'; expected one of 'sgd'"),
-    (dict(optimizer=3), TypeError, "^optimizer must be a name or an npae.optim.Optimizer"),
+    (dict(optimizer=3), TypeError, "^optimizer must be a name or an npae.training.optim.Optimizer"),
     (dict(progress="yes"), TypeError, "^progress must be True or False"),
     (dict(patience=2), ValueError, "needs validation_data"),
     (dict(patience=0, validation_data=X6), ValueError, "^patience must be >= 1"),
@@ -244,7 +244,7 @@ def test_constructor_hyperparameters():
 
 
 def test_cli_reports_bad_values_in_one_line(tmp_path, capsys):
-    cli = pytest.importorskip("npae.cli")
+    cli = pytest.importorskip("npae.app.cli")
     status = cli.main(["train", "ae", "--epochs", "0", "--no-progress", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert status not in (0, None)

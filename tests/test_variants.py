@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings, strategies as st
 
 import npae
 from npae.gradcheck import check_model
-from npae.penalties import CONTRACTIVE_ACTIVATIONS, DEEP_CONTRACTIVE_ACTIVATIONS, corrupt, masking_noise
+from npae.pairs.penalties import CONTRACTIVE_ACTIVATIONS, DEEP_CONTRACTIVE_ACTIVATIONS, corrupt, masking_noise
 
 from conftest import activation_inputs_off_kinks
 
@@ -120,7 +120,7 @@ def test_closed_form_equals_the_general_penalty_in_the_model(code_activation, B,
 def test_deep_contractive_penalty_goes_into_every_encoder_layer():
     """With hidden layers the penalty's gradient reaches every encoder W and b (not only the first),
     and nothing of the decoder: the difference from λ = 0 is exactly the deep pair's gradient."""
-    from npae.penalties import contractive_penalty_deep_backward, contractive_penalty_deep_forward
+    from npae.pairs.penalties import contractive_penalty_deep_backward, contractive_penalty_deep_forward
     x = np.random.default_rng(0).uniform(0.05, 0.95, size=(6, 5))
     kw = dict(hidden=(4, 3), latent_dim=2, activation="tanh", code_activation="softplus", seed=1)
     with_penalty = npae.ContractiveAutoencoder(5, contractive_weight=0.7, **kw)
@@ -213,7 +213,7 @@ def test_bad_input():
 
 
 def test_sparsity_weight_none_takes_the_penalty_default():
-    from npae.variants import SPARSITY_WEIGHTS
+    from npae.models.variants import SPARSITY_WEIGHTS
     x = np.random.default_rng(0).uniform(0.05, 0.95, size=(4, 5))
     for penalty in ("kl", "l1"):
         default = npae.SparseAutoencoder(5, (3,), 2, penalty=penalty, seed=0)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -39,7 +39,7 @@ import os
 import numpy as np
 
 import npae
-from npae import latent
+from npae.pairs import latent
 
 QUICK = os.environ.get("NPAE_QUICK", "0") not in ("", "0")
 SEED = 0

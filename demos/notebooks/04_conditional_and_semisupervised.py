@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -35,7 +35,7 @@ import os
 import numpy as np
 
 import npae
-from npae import semisup
+from npae.pairs import m2 as semisup
 
 QUICK = os.environ.get("NPAE_QUICK", "0") not in ("", "0")
 SEED = 0

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,14 +38,14 @@ import os
 import numpy as np
 
 import npae
-from npae import functional as F
-from npae.estimators import compare_estimators, encoder_gradient_estimates
+from npae.pairs import functional as F
+from npae.models.estimators import compare_estimators, encoder_gradient_estimates
 from npae.gradcheck import check_model, check_pair
 
 QUICK = os.environ.get("NPAE_QUICK", "0") not in ("", "0")
 SEED = 0
 rng = np.random.default_rng(SEED)
-print(f"quick mode: {QUICK}; backends available here: {npae.backends.available()}, "
+print(f"quick mode: {QUICK}; backends available here: {npae.fast.backends.available()}, "
       f"active: {npae.get_backend()!r}")
 
 # %% [markdown]
@@ -79,7 +79,7 @@ for name, g in per_draw.items():
 #
 # ## The same comparison on a VAE's encoder
 #
-# `npae.estimators.encoder_gradient_estimates` computes, for one batch of digits, S per-draw
+# `npae.models.estimators.encoder_gradient_estimates` computes, for one batch of digits, S per-draw
 # estimates of the gradient of the expected reconstruction term with respect to *every* encoder
 # parameter, with the pathwise estimator, the score function, and the score function with a
 # leave-one-out baseline (the mean of f over the other draws, subtracted to cut variance without
@@ -192,7 +192,7 @@ print(f"largest relative error {report.max_error:.1e}, tolerance {report.tol:g}"
 # same arithmetic in fewer passes. `with npae.backend(name):` switches for a block.
 #
 # To see that `reference` really runs the pair you can read, count the calls of
-# `npae.functional.relu_backward` ([ACT-3](../../docs/derivations/act.md#act-3)) during one epoch
+# `npae.pairs.functional.relu_backward` ([ACT-3](../../docs/derivations/act.md#act-3)) during one epoch
 # of a VAE with ReLU layers, under each backend:
 
 
@@ -214,8 +214,8 @@ def counting_calls(module, name):
         setattr(module, name, original)
 
 
-for name in npae.backends.available():
-    with npae.backend(name), counting_calls(npae.functional, "relu_backward") as calls:
+for name in npae.fast.backends.available():
+    with npae.backend(name), counting_calls(npae.pairs.functional, "relu_backward") as calls:
         npae.VAE(hidden=(32,), latent_dim=2, seed=SEED).fit(X_train[:640], epochs=1, batch_size=64)
     print(f"{name:>9}: functional.relu_backward ran {calls[0]} times in 10 training steps")
 
@@ -226,7 +226,7 @@ for name in npae.backends.available():
 
 # %%
 trained = {}
-for name in npae.backends.available():
+for name in npae.fast.backends.available():
     with npae.backend(name):
         trained[name] = npae.VAE(hidden=(64,), latent_dim=2, seed=SEED).fit(
             X_train, epochs=3 if QUICK else 10, lr=2e-3)

@@ -1,0 +1,709 @@
+"""Training-speed benchmark: the same VAE in npae and, when they can be imported, in PyTorch and JAX.
+
+    python -m npae.app.bench [--quick] [--json PATH] [--busy N] [--cases main tiny mnist iwae]
+
+Per case (architecture, batch, dtype) every library trains the same Bernoulli VAE (ReLU MLP
+encoder emitting [mu | logvar], ReLU MLP decoder emitting logits), from the same initial weights
+(npae's, copied into the others), with Adam and the same batch size, on the same data. The peers:
+PyTorch (eager), JAX with ``jax.jit`` of one step called per batch, and JAX with ``jax.jit`` of a
+``lax.scan`` of that step over an epoch (what an expert picks for fast small models on a CPU).
+Epochs alternate npae, torch, jax-step, jax-scan, npae, ... so drift of the machine (clock, other
+jobs) hits all alike, with an untimed pause of 0.2 s before each MNIST-size epoch so that one
+library's spinning worker threads have gone idle when the next starts (on the tiny cases, 3-15 ms
+epochs, a pause would only cool the caches). ``--busy N`` runs every case a second time with N
+busy-loop processes of its own on the machine (they stop by themselves) and reports each library's
+slowdown against the quiet run. The ``main`` case is the main job's training (``npae train vae``:
+64-128-2 on 1,527 digits, 100 epochs, batch 64, lr 2e-3, held-out data evaluated after every epoch,
+as the CLI does); ``conv`` is npae's ``arch="conv"`` VAE on MNIST (strided 3x3 convolutions to 32 and
+64 channels and transposed convolutions back, float32) against ``torch.nn.Conv2d`` /
+``ConvTranspose2d`` with the same shapes (no JAX twin); ``iwae`` times the IWAE-500 estimate of an
+MNIST-size float32 VAE and the GFLOP/s of its decoder products. Reported:
+median seconds per epoch (the first epoch, which includes compilation, is left out), the ratio
+torch/npae (> 1: npae is faster), achieved GFLOP/s of the matrix products and their fraction of this
+machine's GEMM peak measured in the same run (the best of a large ``np.dot`` timed before and after
+the cases), and for the MNIST case the test
+negative ELBO of both (one sample per test image, nats).
+
+PyTorch is never imported by npae itself: only here, and only when present.
+"""
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from npae.fast import backends
+from npae.data import datasets
+from npae.models.layers import Activation, Conv2D, ConvTranspose2D, Dense, Flatten, ImagePlanes, Reshape
+from npae.training.optim import Adam
+from npae.models.vae import VAE
+
+#: Where the benchmark looks for real MNIST: $NPAE_DATA, then a shared data folder beside the project.
+MNIST_DIRS = tuple(d for d in (os.environ.get("NPAE_DATA"),
+                               os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
+                   if d)
+
+
+# --------------------------------------------------------------------------------------------------
+# Machine
+# --------------------------------------------------------------------------------------------------
+def blas_threads():
+    """Threads npae's BLAS uses: OpenBLAS/OMP environment settings, else the usable cores."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def gemm_peak(dtype, n=2048, repeats=7):
+    """Best GFLOP/s of an (n, n) @ (n, n) product in ``dtype`` (SGEMM for float32, DGEMM for float64)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty_like(a)
+    np.dot(a, b, out=out)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.dot(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def machine_info():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "blas_threads": blas_threads(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "npae_backend": backends.get_backend()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def _read_idx_images(path):
+    """Images of a gzip IDX3 file as (N, rows·cols) floats in [0, 1]."""
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    n, rows, cols = (int.from_bytes(data[k:k + 4], "big") for k in (4, 8, 12))
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows * cols) / 255.0
+
+
+def mnist_split(seed=0):
+    """``(train, test, source)``: t10k[:8000] and t10k[8000:] of real MNIST when a data folder is
+    present, else synthetic Bernoulli images of the same shape."""
+    for folder in MNIST_DIRS:
+        path = os.path.join(folder, "t10k-images-idx3-ubyte.gz")
+        if os.path.exists(path):
+            X = _read_idx_images(path)
+            return X[:8000], X[8000:], "MNIST t10k"
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((10, 784)) ** 3  # a few blurry "digits"
+    X = (rng.random((10000, 784)) < prototypes[rng.integers(0, 10, 10000)]).astype(np.float64)
+    return X[:8000], X[8000:], "synthetic"
+
+
+# --------------------------------------------------------------------------------------------------
+# FLOP count: matrix products of one training step
+# --------------------------------------------------------------------------------------------------
+def step_flops(sizes_enc, sizes_dec, batch):
+    """Multiply-adds ×2 of forward (x W), backward (dW and dx, except dx of the first layer)."""
+    enc = list(zip(sizes_enc[:-1], sizes_enc[1:]))
+    dec = list(zip(sizes_dec[:-1], sizes_dec[1:]))
+    macs = sum(i * o for i, o in enc + dec)
+    first = enc[0][0] * enc[0][1]
+    return 2.0 * batch * (3 * macs - first)
+
+
+def model_step_flops(model, batch):
+    """``step_flops`` for any npae VAE chains (dense and convolution layers): 2 × multiply-adds of
+    the forward products, of the weight gradients, and of the input gradients except the encoder's
+    first layer with weights. A convolution's products are counted as im2col + GEMM computes them
+    (every tap of every output position, padding included)."""
+    total, first = 0, None
+    for seq, shape in ((model.encoder, (model.n_features_in_ + int(model.n_classes),)),
+                       (model.decoder, (model.latent_dim + int(model.n_classes),))):
+        for layer in seq.layers:
+            if isinstance(layer, Dense):
+                macs, shape = layer.n_in * layer.n_out, (layer.n_out,)
+            elif isinstance(layer, (Conv2D, ConvTranspose2D)):
+                out = layer.output_shape(shape)
+                kernel = layer.kernel[0] * layer.kernel[1]
+                if isinstance(layer, Conv2D):  # every output position sums C_in·k² products
+                    macs = out[0] * out[1] * out[2] * shape[0] * kernel
+                else:  # every input position stamps C_out·k² products
+                    macs = shape[0] * shape[1] * shape[2] * out[0] * kernel
+                shape = out
+            else:
+                shape = shape if isinstance(layer, Activation) else layer.output_shape(shape)
+                continue
+            total += macs
+            first = macs if first is None else first
+    return 2.0 * batch * (3 * total - first)
+
+
+# --------------------------------------------------------------------------------------------------
+# PyTorch twin
+# --------------------------------------------------------------------------------------------------
+def _torch_twin(model, torch):
+    """A torch VAE with npae ``model``'s layers and current weights."""
+    dtype = torch.float32 if np.dtype(model.dtype) == np.float32 else torch.float64
+
+    def linears(seq):
+        out = []
+        for dense in seq.dense_layers:
+            lin = torch.nn.Linear(dense.n_in, dense.n_out, dtype=dtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(dense.params["W"].T.copy()))
+                lin.bias.copy_(torch.from_numpy(dense.params["b"].copy()))
+            out.append(lin)
+        return out
+
+    class TorchVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = torch.nn.ModuleList(linears(model.encoder))
+            self.dec = torch.nn.ModuleList(linears(model.decoder))
+            self.Z = model.latent_dim
+
+        def _mlp(self, layers, h):
+            for k, lin in enumerate(layers):
+                h = lin(h)
+                if k < len(layers) - 1:
+                    h = torch.relu(h)
+            return h
+
+        def forward(self, x, eps):
+            """Per-example mean of recon (BCE sum) + KL, like npae's loss with β = 1."""
+            h = self._mlp(self.enc, x)
+            mu, logvar = h[:, :self.Z], h[:, self.Z:]
+            z = mu + torch.exp(0.5 * logvar) * eps
+            logits = self._mlp(self.dec, z)
+            B = x.shape[0]
+            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B
+            kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B
+            return recon + kl
+
+    return TorchVAE(), dtype
+
+
+#: npae activation name -> torch module (from torch.nn and the activation's hyperparameters)
+_TORCH_ACTIVATIONS = {
+    "relu": lambda nn, hyper: nn.ReLU(), "tanh": lambda nn, hyper: nn.Tanh(),
+    "sigmoid": lambda nn, hyper: nn.Sigmoid(), "identity": lambda nn, hyper: nn.Identity(),
+    "leaky_relu": lambda nn, hyper: nn.LeakyReLU(hyper["slope"]),
+    "elu": lambda nn, hyper: nn.ELU(hyper["alpha"]),
+}
+
+
+def _torch_chain(seq, torch, dtype):
+    """``torch.nn.Sequential`` of npae chain ``seq``'s layers with its current weights, and the
+    pairs ``(npae name, torch parameter, transposed)`` that hold the same numbers (a Dense ``W``
+    is the transpose of ``Linear.weight``; conv weights share PyTorch's layout)."""
+    nn = torch.nn
+    modules, pairs, k = [], [], 0
+    for layer in seq.layers:
+        if isinstance(layer, Dense):
+            mod = nn.Linear(layer.n_in, layer.n_out, dtype=dtype)
+        elif isinstance(layer, Conv2D):
+            mod = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
+                            layer.padding, dtype=dtype)
+        elif isinstance(layer, ConvTranspose2D):
+            mod = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
+                                     layer.padding, layer.output_padding, dtype=dtype)
+        elif isinstance(layer, Flatten):
+            mod = nn.Flatten()
+        elif isinstance(layer, Reshape):
+            mod = nn.Unflatten(1, layer.shape)
+        elif isinstance(layer, ImagePlanes) and layer.n_cond == 0:
+            mod = nn.Unflatten(1, layer.image_shape)
+        elif isinstance(layer, Activation) and layer.name in _TORCH_ACTIVATIONS:
+            mod = _TORCH_ACTIVATIONS[layer.name](nn, layer.hyper)
+        else:
+            raise ValueError(f"no torch twin for {layer!r}")
+        if layer.params:
+            W = layer.params["W"].T if isinstance(layer, Dense) else layer.params["W"]
+            with torch.no_grad():
+                mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
+                mod.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
+            pairs += [(f"{seq.prefix}{k}.W", mod.weight, isinstance(layer, Dense)),
+                      (f"{seq.prefix}{k}.b", mod.bias, False)]
+            k += 1
+        modules.append(mod)
+    return nn.Sequential(*modules), pairs
+
+
+def _torch_chain_twin(model, torch):
+    """A torch VAE with npae ``model``'s chains (any dense / conv layers) and current weights;
+    returns ``(module, dtype, pairs)`` (see :func:`_torch_chain`)."""
+    dtype = torch.float32 if np.dtype(model.dtype) == np.float32 else torch.float64
+    enc, enc_pairs = _torch_chain(model.encoder, torch, dtype)
+    dec, dec_pairs = _torch_chain(model.decoder, torch, dtype)
+
+    class TorchChainVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec, self.Z = enc, dec, model.latent_dim
+
+        def forward(self, x, eps):
+            """Per-example mean of recon (BCE sum) + KL, like npae's loss with β = 1."""
+            h = self.enc(x)
+            mu, logvar = h[:, :self.Z], h[:, self.Z:]
+            z = mu + torch.exp(0.5 * logvar) * eps
+            logits = self.dec(z)
+            B = x.shape[0]
+            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B
+            kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B
+            return recon + kl
+
+    return TorchChainVAE(), dtype, enc_pairs + dec_pairs
+
+
+def conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0, lr=1e-3):
+    """One training step of npae's ``arch="conv"`` VAE and of its torch twin from the same weights,
+    in float64, with the same eps: relative differences of the loss, of every gradient, of the
+    parameters after one Adam step, and of the loss after it (each ``max |a − b| / max |b|``).
+    Used by the tests when torch is installed; a check of correctness, not of speed."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((batch, image_side * image_side))
+    eps = rng.standard_normal((batch, latent_dim))
+    model = VAE(X.shape[1], hidden=(), latent_dim=latent_dim, arch="conv", seed=seed)
+    tmodel, _, pairs = _torch_chain_twin(model, torch)
+    tx, teps = torch.from_numpy(X), torch.from_numpy(eps)
+
+    def rel(a, b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+    loss, grads = model.loss_and_grads(X, eps=eps)
+    tloss = tmodel(tx, teps)
+    tloss.backward()
+    out = {"loss_rel_diff": rel(loss, tloss.item())}
+    out["grad_rel_diff"] = max(rel(grads[name], p.grad.numpy().T if tr else p.grad.numpy())
+                               for name, p, tr in pairs)
+    Adam(lr=lr).step(model.params, grads)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=lr)
+    topt.step()
+    out["param_rel_diff_after_adam"] = max(
+        rel(model.params[name], p.detach().numpy().T if tr else p.detach().numpy()) for name, p, tr in pairs)
+    with torch.no_grad():
+        out["loss_after_rel_diff"] = rel(model.loss_and_grads(X, eps=eps)[0], tmodel(tx, teps).item())
+    out["n_params"] = model.n_params
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# JAX twins
+# --------------------------------------------------------------------------------------------------
+def _jax_twin(model, jax, optax, lr):
+    """``(params, state, step, scan_epoch, loss, dtype)``: npae ``model``'s architecture and current
+    weights in JAX; ``step`` is ``jax.jit`` of one Adam step (optax, the same β and ε), ``scan_epoch``
+    ``jax.jit`` of a ``lax.scan`` of that step over stacked batches."""
+    jnp = jax.numpy
+    dtype = jnp.float32 if np.dtype(model.dtype) == np.float32 else jnp.float64
+
+    def layers(seq):
+        return [(jnp.asarray(d.params["W"], dtype=dtype), jnp.asarray(d.params["b"], dtype=dtype))
+                for d in seq.dense_layers]
+
+    params = {"enc": layers(model.encoder), "dec": layers(model.decoder)}
+    Z = model.latent_dim
+
+    def mlp(ws, h):
+        for k, (W, b) in enumerate(ws):
+            h = h @ W + b
+            if k < len(ws) - 1:
+                h = jax.nn.relu(h)
+        return h
+
+    def loss_fn(p, x, eps):
+        h = mlp(p["enc"], x)
+        mu, logvar = h[:, :Z], h[:, Z:]
+        z = mu + jnp.exp(0.5 * logvar) * eps
+        s = mlp(p["dec"], z)
+        B = x.shape[0]
+        recon = jnp.sum(jnp.maximum(s, 0) - s * x + jnp.log1p(jnp.exp(-jnp.abs(s)))) / B
+        kl = 0.5 * jnp.sum(mu * mu + jnp.expm1(logvar) - logvar) / B
+        return recon + kl
+
+    opt = optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+
+    def raw_step(p, st, x, eps):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, eps)
+        updates, st = opt.update(g, st, p)
+        return optax.apply_updates(p, updates), st, loss
+
+    def scan_epoch(p, st, xs, epss):
+        def body(carry, batch):
+            p, st = carry
+            p, st, loss = raw_step(p, st, batch[0], batch[1])
+            return (p, st), loss
+        (p, st), losses = jax.lax.scan(body, (p, st), (xs, epss))
+        return p, st, losses
+
+    return params, opt.init(params), jax.jit(raw_step), jax.jit(scan_epoch), jax.jit(loss_fn), dtype
+
+
+def import_jax():
+    try:
+        import jax
+        import optax
+    except ImportError:
+        return None
+    # JAX computes in float32 unless told otherwise: without this, its "float64" twin silently
+    # trained in float32 (arrays asked for as float32 stay float32 with it)
+    jax.config.update("jax_enable_x64", True)
+    return jax, optax
+
+
+# --------------------------------------------------------------------------------------------------
+# Peers: one epoch of each library
+# --------------------------------------------------------------------------------------------------
+class _TorchPeer:
+    name = "torch"
+
+    def __init__(self, model, X, batch, latent_dim, lr, seed, torch):
+        self.torch = torch
+        if getattr(model, "arch", "mlp") == "mlp":
+            self.model, self.dtype = _torch_twin(model, torch)
+        else:  # layer by layer: Conv2d, ConvTranspose2d, Linear
+            self.model, self.dtype, _ = _torch_chain_twin(model, torch)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.X, self.batch, self.Z = torch.from_numpy(X), batch, latent_dim
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def epoch(self):
+        torch = self.torch
+        perm = torch.randperm(self.X.shape[0], generator=self.gen)
+        for start in range(0, self.X.shape[0], self.batch):
+            xb = self.X[perm[start:start + self.batch]]
+            eps = torch.randn(xb.shape[0], self.Z, dtype=self.dtype, generator=self.gen)
+            self.opt.zero_grad()
+            self.model(xb, eps).backward()
+            self.opt.step()
+
+    def neg_elbo(self, X_test, seed):
+        torch = self.torch
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(seed)
+            eps = torch.randn(X_test.shape[0], self.Z, dtype=self.dtype, generator=gen)
+            return float(self.model(torch.from_numpy(X_test), eps))
+
+
+class _JaxPeer:
+    """``scan=False``: the jitted step called once per batch (last, smaller batch included);
+    ``scan=True``: full batches in one jitted ``lax.scan``, the last smaller batch by the step."""
+
+    def __init__(self, model, X, batch, latent_dim, lr, seed, jax_modules, scan):
+        jax, optax = jax_modules
+        self.jax, self.jnp, self.scan = jax, jax.numpy, scan
+        self.name = "jax_scan" if scan else "jax_step"
+        self.params, self.state, self.step, self.scan_epoch, self.loss, dt = _jax_twin(model, jax, optax, lr)
+        self.X = self.jnp.asarray(X, dtype=dt)
+        self.batch, self.Z, self.dt = batch, latent_dim, dt
+        self.rng = np.random.default_rng(seed)
+
+    def epoch(self):
+        n, B = self.X.shape[0], self.batch
+        perm = self.rng.permutation(n)
+        eps = self.jnp.asarray(self.rng.standard_normal((n, self.Z)), dtype=self.dt)
+        xs = self.X[self.jnp.asarray(perm)]
+        n_full = n // B
+        if self.scan and n_full:
+            self.params, self.state, losses = self.scan_epoch(
+                self.params, self.state, xs[:n_full * B].reshape(n_full, B, -1),
+                eps[:n_full * B].reshape(n_full, B, -1))
+            start = n_full * B
+        else:
+            start, losses = 0, None
+        for s in range(start, n, B):
+            self.params, self.state, losses = self.step(self.params, self.state, xs[s:s + B], eps[s:s + B])
+        self.jax.block_until_ready(self.params)
+
+    def neg_elbo(self, X_test, seed):
+        eps = np.random.default_rng(seed).standard_normal((X_test.shape[0], self.Z))
+        return float(self.loss(self.params, self.jnp.asarray(X_test, dtype=self.dt),
+                               self.jnp.asarray(eps, dtype=self.dt)))
+
+
+# --------------------------------------------------------------------------------------------------
+# One training case
+# --------------------------------------------------------------------------------------------------
+def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torch=None, jax=None, seed=0,
+             settle=0.0, validation=False, arch="mlp"):
+    """Train npae and each peer for ``epochs`` alternating epochs; return a dict of results.
+
+    ``settle``: seconds to wait, untimed, before each epoch, so that the worker threads of the
+    library that ran last (OpenBLAS and OpenMP threads spin for a while after their work) are idle
+    and do not steal the cores from the next one. ``validation``: npae evaluates ``X_test`` after
+    every epoch, as ``npae train`` does (timed with the epoch). ``arch``: the VAE's layers
+    (``"conv"``: the convolutional VAE; its torch twin is made layer by layer, there is no JAX twin).
+    """
+    X = X.astype(dtype)
+    X_test = None if X_test is None else X_test.astype(dtype)
+    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed, arch=arch)
+    peers = []
+    if torch is not None:
+        peers.append(_TorchPeer(model, X, batch, latent_dim, lr, seed, torch))
+    if jax is not None and arch == "mlp":
+        peers.append(_JaxPeer(model, X, batch, latent_dim, lr, seed, jax, scan=False))
+        peers.append(_JaxPeer(model, X, batch, latent_dim, lr, seed, jax, scan=True))
+    times = {"npae": [], **{p.name: [] for p in peers}}
+
+    def peer_epochs():
+        for peer in peers:
+            time.sleep(settle)
+            t0 = time.perf_counter()
+            peer.epoch()
+            times[peer.name].append(time.perf_counter() - t0)
+
+    # npae trains in one fit(epochs=...) call, as a user would; its per-epoch hook closes the timer
+    # of the previous epoch, runs one epoch of every peer (untimed for npae), and starts the next.
+    npae_epoch_begin, started = model._epoch_begin, []
+
+    def epoch_begin(epoch, n_epochs):
+        if started:
+            times["npae"].append(time.perf_counter() - started[-1])
+            peer_epochs()
+        time.sleep(settle)
+        started.append(time.perf_counter())
+        npae_epoch_begin(epoch, n_epochs)
+
+    model._epoch_begin = epoch_begin
+    model.fit(X, epochs=epochs, batch_size=batch, optimizer=Adam(lr=lr), progress=False,
+              validation_data=X_test if validation else None)
+    times["npae"].append(time.perf_counter() - started[-1])
+    del model._epoch_begin
+    peer_epochs()
+
+    n_full, rest = divmod(X.shape[0], batch)
+    flops = n_full * model_step_flops(model, batch) + (model_step_flops(model, rest) if rest else 0.0)
+
+    def median(ts):  # leave out the first epoch (compilation, warm caches) when there are others
+        return statistics.median(ts[1:] if len(ts) > 1 else ts)
+
+    res = {"case": name, "dtype": np.dtype(dtype).name, "batch": batch, "epochs": epochs,
+           "n_train": int(X.shape[0]), "npae_epoch_s": times["npae"], "npae_s": median(times["npae"]),
+           "npae_total_s": float(sum(times["npae"])), "npae_gflops": flops / median(times["npae"]) / 1e9,
+           "peers": [p.name for p in peers]}
+    for peer in peers:
+        res[f"{peer.name}_epoch_s"] = times[peer.name]
+        res[f"{peer.name}_s"] = median(times[peer.name])
+        res[f"{peer.name}_gflops"] = flops / res[f"{peer.name}_s"] / 1e9
+        res[f"{peer.name}_ratio"] = res[f"{peer.name}_s"] / res["npae_s"]
+    if X_test is not None:
+        res["npae_test_nelbo"] = model.neg_elbo(X_test, seed=seed + 1)
+        for peer in peers:
+            res[f"{peer.name}_test_nelbo"] = peer.neg_elbo(X_test, seed + 1)
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# The IWAE estimate
+# --------------------------------------------------------------------------------------------------
+def run_iwae_case(X_test, dtype="float32", k=500, n=200, hidden=(400,), latent_dim=20, seed=0, repeats=3):
+    """Time ``log_likelihood_estimate(X_test[:n], k=k)`` of an MNIST-size VAE (its decoder products
+    dominate: (n·k, Z) @ (Z, H) and (n·k, H) @ (H, D)); GFLOP/s of those products over the whole
+    estimate's time (the best of ``repeats``)."""
+    X = X_test[:n].astype(dtype)
+    model = VAE(X.shape[1], hidden=hidden, latent_dim=latent_dim, dtype=dtype, seed=seed)
+    model.log_likelihood_estimate(X[:2], k=4, seed=0)  # compile the kernels
+    best = np.inf
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        model.log_likelihood_estimate(X, k=k, seed=r)
+        best = min(best, time.perf_counter() - t0)
+    H, D = hidden[-1], X.shape[1]
+    flops = 2.0 * n * k * (latent_dim * H + H * D)
+    return {"case": f"IWAE-{k} of {n} images, 784-400-20", "dtype": np.dtype(dtype).name, "k": k,
+            "n": n, "seconds": best, "decoder_gflops": flops / best / 1e9}
+
+
+# --------------------------------------------------------------------------------------------------
+# Busy machines
+# --------------------------------------------------------------------------------------------------
+_BUSY = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def start_busy(n, seconds=900):
+    """``n`` busy-loop processes (pure Python spinning) that stop by themselves after ``seconds``."""
+    import subprocess
+    import sys
+    return [subprocess.Popen([sys.executable, "-c", _BUSY.format(seconds=seconds)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+
+
+def stop_busy(procs):
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
+
+
+def import_torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def _cases(quick, epochs):
+    """(key, label, X, X_test, setup, epochs, settle, validation) of every training case."""
+    out = {}
+    X, X_test, source = mnist_split()
+    out["mnist"] = (f"784-400-20 b128 ({source})", X, X_test,
+                    dict(hidden=(400,), latent_dim=20, batch=128, lr=1e-3),
+                    epochs or (3 if quick else 10), 0.2, False)
+    digits, _ = datasets.load_digits()
+    out["tiny"] = ("64-32-2 b64 (digits)", digits, None, dict(hidden=(32,), latent_dim=2, batch=64, lr=1e-3),
+                   epochs or (6 if quick else 30), 0.0, False)
+    perm = np.random.default_rng(0).permutation(digits.shape[0])  # npae train vae's split
+    n_test = int(round(0.15 * digits.shape[0]))
+    out["main"] = ("main job: 64-128-2 b64, 1527 digits", digits[perm[n_test:]], digits[perm[:n_test]],
+                   dict(hidden=(128,), latent_dim=2, batch=64, lr=2e-3),
+                   epochs or (20 if quick else 100), 0.0, True)
+    out["conv"] = (f"conv 32-64 ch, Z 16 b128 ({source})", X, X_test,
+                   dict(hidden=(), latent_dim=16, batch=128, lr=1e-3, arch="conv"),
+                   epochs or (2 if quick else 5), 0.2, False)
+    return out
+
+
+def run(quick=False, use_torch=True, use_jax=True, cases=("main", "tiny", "mnist", "iwae"),
+        dtypes=("float32", "float64"), epochs=None, busy=0):
+    """Run the benchmark; returns ``{"machine": ..., "peak_gflops": ..., "results": [...]}``."""
+    threads = blas_threads()
+    torch = import_torch(threads) if use_torch else None
+    jax = import_jax() if use_jax else None
+    info = machine_info()
+    info["torch"] = torch.__version__ if torch is not None else None
+    info["jax"] = jax[0].__version__ if jax is not None else None
+    n_peak = 1024 if quick else 2048
+    peak = {dt: gemm_peak(np.dtype(dt), n=n_peak) for dt in ("float32", "float64")}
+    defs = _cases(quick, epochs)
+    results = []
+    for case in cases:
+        for load in ([0, busy] if busy else [0]):
+            procs = start_busy(load) if load else []
+            try:
+                if case == "iwae":
+                    res = run_iwae_case(defs["mnist"][2], k=100 if quick else 500, n=50 if quick else 200)
+                    res["busy"] = load
+                    results.append(res)
+                    continue
+                label, X, X_test, setup, n_epochs, settle, validation = defs[case]
+                for dt in (("float32",) if case in ("main", "conv") else dtypes):
+                    res = run_case(label, X, X_test, dtype=dt, epochs=n_epochs, torch=torch, jax=jax,
+                                   settle=settle if torch is not None or jax is not None else 0.0,
+                                   validation=validation, **setup)
+                    res["busy"] = load
+                    res["key"] = case
+                    results.append(res)
+            finally:
+                stop_busy(procs)
+    for dt in peak:
+        peak[dt] = max(peak[dt], gemm_peak(np.dtype(dt), n=n_peak))
+    for res in results:
+        dt = res["dtype"]
+        res["peak_gflops"] = peak[dt]
+        if "npae_gflops" in res:
+            res["peak_fraction"] = res["npae_gflops"] / peak[dt]
+        else:
+            res["peak_fraction"] = res["decoder_gflops"] / peak[dt]
+    _slowdowns(results)
+    return {"machine": info, "peak_gflops": peak, "results": results}
+
+
+def _slowdowns(results):
+    """Each busy result gets, per library, its median epoch time over the quiet run's."""
+    quiet = {(r.get("key", r["case"]), r["dtype"]): r for r in results if not r.get("busy")}
+    for r in results:
+        if not r.get("busy"):
+            continue
+        q = quiet.get((r.get("key", r["case"]), r["dtype"]))
+        if q is None:
+            continue
+        for lib in ["npae", *r.get("peers", [])]:
+            key = "seconds" if lib == "npae" and "seconds" in r else f"{lib}_s"
+            if key in r and key in q:
+                r[f"{lib}_slowdown"] = r[key] / q[key]
+
+
+def format_table(report):
+    """The report as Markdown tables: training cases, then the IWAE estimate."""
+    def f(value, spec):
+        return "–" if value is None else format(value, spec)
+
+    peers = ["torch", "jax_step", "jax_scan"]
+    head = ("| case | dtype | busy | npae s/epoch | " + " | ".join(f"{p} / npae" for p in peers)
+            + " | npae % GEMM peak | slowdown npae / " + " / ".join(peers)
+            + " | test −ELBO npae / torch / jax |")
+    lines = [head, "|" + "---|" * (7 + len(peers))]
+    for r in report["results"]:
+        if "npae_s" not in r:
+            continue
+        slow = (" / ".join(f(r.get(f"{lib}_slowdown"), ".2f") for lib in ["npae", *peers])
+                if r.get("busy") else "–")
+        nelbo = " / ".join(f(r.get(f"{lib}_test_nelbo"), ".2f") for lib in ("npae", "torch", "jax_scan"))
+        lines.append(f"| {r['case']} | {r['dtype']} | {r.get('busy', 0)} | {f(r['npae_s'], '.4f')} | "
+                     + " | ".join(f(r.get(f"{p}_ratio"), ".2f") for p in peers)
+                     + f" | {f(100 * r['peak_fraction'], '.0f')} | {slow} | {nelbo} |")
+    iwae = [r for r in report["results"] if "decoder_gflops" in r]
+    if iwae:
+        lines += ["", "| IWAE estimate | dtype | busy | seconds | decoder GFLOP/s | % GEMM peak |",
+                  "|---|---|---|---|---|---|"]
+        for r in iwae:
+            lines.append(f"| {r['case']} | {r['dtype']} | {r.get('busy', 0)} | {r['seconds']:.3f} | "
+                         f"{r['decoder_gflops']:.1f} | {100 * r['peak_fraction']:.0f} |")
+    main_rows = [r for r in report["results"] if r.get("key") == "main"]
+    for r in main_rows:
+        lines.append(f"\nmain job, busy {r.get('busy', 0)}: npae trained {r['epochs']} epochs in "
+                     f"{r['npae_total_s']:.3f} s (validation included)")
+    m = report["machine"]
+    peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items())
+    lines.append("")
+    lines.append(f"{m['cpu']}, {m['cores']} cores, BLAS threads {m['blas_threads']}, numpy "
+                 f"{m['numpy']}, torch {m['torch']}, jax {m.get('jax')}, npae backend {m['npae_backend']}; "
+                 f"GEMM peak: {peaks}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m npae.app.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, smaller peak test (< 1 min)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
+    parser.add_argument("--cases", nargs="+", choices=["main", "tiny", "mnist", "conv", "iwae"],
+                        default=["main", "tiny", "mnist", "conv", "iwae"],
+                        help="conv: the convolutional VAE on MNIST, float32 only")
+    parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
+                        default=["float32", "float64"])
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per library and case")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="run every case again with N busy-loop processes on the machine")
+    args = parser.parse_args(argv)
+    report = run(quick=args.quick, use_torch=not args.no_torch, use_jax=not args.no_jax,
+                 cases=tuple(args.cases), dtypes=tuple(args.dtypes), epochs=args.epochs, busy=args.busy)
+    print(format_table(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,559 @@
+"""The backend layer: the few units a training step is written against, in two implementations.
+
+Model code calls ``ops.<unit>(...)`` and never asks which implementation answers (minitorch's
+``SimpleOps`` / ``FastOps``). Each unit is a piece of the step that can be fused:
+
+=====================================  ============================================================
+unit                                   reference implementation (the derived pairs it composes)
+=====================================  ============================================================
+``dense_act_forward / _backward``      functional.dense_forward + an activation pair
+                                       ([DENSE-1..4], [ACT-*])
+``bce_with_logits_loss``               functional.bce_with_logits_loss ([LOSS-5], [LOSS-6])
+``reparam_kl_forward / _backward``     latent.reparameterize_* + latent.gaussian_kl_* ([REPARAM-1..4],
+                                       [KL-1..3]); the two gradients come back *apart*: the model
+                                       sums them on its own tagged fan-in line [ELBO-5]
+``adam_update``                        updates.adam_update ([OPT-5..7])
+``conv2d_act_forward / _backward``     conv.conv2d_forward / _backward + an activation pair
+                                       ([CONV-1..7], [ACT-*])
+``conv_transpose2d_act_forward /       conv.conv_transpose2d_forward / _backward + an activation
+_backward``                            pair ([CONV-8..11], [CONV-5], [ACT-*])
+=====================================  ============================================================
+
+* ``reference``: :class:`ReferenceOps`, every unit is the composition of the readable pairs
+  (CS231n's ``affine_relu_forward`` pattern), looked up in their modules at call time. Running
+  with ``NPAE_BACKEND=reference`` runs exactly the code the derivations describe, tags included.
+* ``fused``: :class:`FusedOps`, the numba kernels of :mod:`npae.fast.kernels`; each is proven equal to
+  the reference unit it replaces (``tests/test_backend.py``: one call, and whole models trained
+  under both backends, float64 parameters equal to rtol 1e-10). Where no kernel pays (smooth
+  activations, several samples per example, non-contiguous arrays) a fused unit does the same
+  NumPy arithmetic as the reference.
+
+The choice is made once: :func:`set_backend`, the :func:`backend` context manager, or the
+environment variable ``NPAE_BACKEND`` (``reference`` | ``fused``) read at import. ``NPAE_JIT=0``
+still means ``reference``; without numba only ``reference`` exists. ``fused`` is the default when
+numba imports. This module and :mod:`npae.fast.kernels` are the only ones that know whether numba is
+there.
+"""
+import contextlib
+import math
+import os
+import warnings
+
+import numpy as np
+
+from npae import constants
+from npae.pairs import conv
+from npae.pairs import functional as F
+from npae.fast import kernels
+from npae.pairs import latent
+from npae.fast import threads
+from npae.pairs import updates
+from npae.validation import InputError, check_choice
+
+BACKENDS = ("reference", "fused")
+
+
+class DenseActCache:
+    """What a dense+activation unit keeps for its backward: the input ``x``, the weights ``W``, the
+    pre-activation ``a = x W + b`` (inspected by tests that keep inputs off kinks), the activation's
+    name and hyperparameters and its own cache. The same fields in both backends."""
+
+    __slots__ = ("x", "W", "a", "act", "hyper", "act_cache")
+
+    def __init__(self, x, W, a, act, hyper, act_cache):
+        self.x, self.W, self.a, self.act, self.hyper, self.act_cache = x, W, a, act, hyper, act_cache
+
+
+class ConvActCache:
+    """What a convolution+activation unit keeps for its backward, the same fields in both backends:
+    the pre-activation ``a`` (B, C_out, Ho, Wo), the activation's name, hyperparameters and cache,
+    the cache of the convolution pair (:func:`npae.pairs.conv.conv2d_forward` or
+    :func:`npae.pairs.conv.conv_transpose2d_forward`, so the two backends' caches can be mixed), and
+    ``work``: scratch arrays the fused unit recycles at the next forward (empty for ``reference``)."""
+
+    __slots__ = ("a", "act", "hyper", "act_cache", "conv_cache", "work")
+
+    def __init__(self, a, act, hyper, act_cache, conv_cache, work=None):
+        self.a, self.act, self.hyper, self.act_cache = a, act, hyper, act_cache
+        self.conv_cache, self.work = conv_cache, {} if work is None else work
+
+
+def _work_of(reuse):
+    """The scratch dict of a previous :class:`ConvActCache` (``reuse``), else a new one (which an
+    evaluation throws away with its cache)."""
+    return reuse.work if isinstance(reuse, ConvActCache) else {}
+
+
+def activation_pair(name):
+    """The ``(forward, backward)`` pair of activation ``name``, looked up in :mod:`npae.pairs.functional`
+    now (not at import), so that the pair a reader edits is the pair that runs."""
+    return getattr(F, f"{name}_forward"), getattr(F, f"{name}_backward")
+
+
+# --------------------------------------------------------------------------------------------------
+# reference: the derived pairs, composed
+# --------------------------------------------------------------------------------------------------
+class NonFiniteUpdate(FloatingPointError):
+    """Raised by the ``adam_update`` units when the step wrote a NaN or an inf (``count`` entries).
+    The arrays are left as written; :func:`npae.training.loop.fit_loop` puts the parameters and the
+    optimizer back to their values before the step and raises ``DivergenceError``."""
+
+    def __init__(self, message, *, count):
+        super().__init__(message)
+        self.count = count
+
+
+class ReferenceOps:
+    """Every unit as the composition of the readable pairs (see the module docstring)."""
+
+    name = "reference"
+
+    @staticmethod
+    def dense_act_forward(x, W, b, act, hyper):
+        """``h = f(x W + b)``: :func:`~npae.pairs.functional.dense_forward` then the activation's forward.
+        Returns ``(h, cache)``."""
+        fwd, _ = activation_pair(act)
+        a, (x, W) = F.dense_forward(x, W, b)  # (B, n_out)
+        h, act_cache = fwd(a, **hyper)  # (B, n_out)
+        return h, DenseActCache(x, W, a, act, hyper, act_cache)
+
+    @staticmethod
+    def dense_act_backward(dh, cache, dW, db, input_grad=True):
+        """The activation's backward then :func:`~npae.pairs.functional.dense_backward`; writes the
+        parameter gradients into ``dW`` and ``db`` (in place) and returns ``dx`` (None when
+        ``input_grad`` is False)."""
+        _, bwd = activation_pair(cache.act)
+        da = bwd(dh, cache.act_cache)  # (B, n_out)
+        dx, dW[...], db[...] = F.dense_backward(da, (cache.x, cache.W))
+        return dx if input_grad else None
+
+    @staticmethod
+    def bce_with_logits_loss(logits, target):
+        """:func:`~npae.pairs.functional.bce_with_logits_loss`: ``(value, dlogits)``, the per-row sum over
+        features averaged over the rows."""
+        return F.bce_with_logits_loss(logits, target)
+
+    @staticmethod
+    def bernoulli_log_likelihood(logits, target):
+        """``log p(x | z) = −bce_with_logits_sum(logits, target)`` per row (forward only; the
+        IWAE estimate's hot loop); ``target`` broadcasts over leading sample axes."""
+        return -F.bce_with_logits_sum(logits, target)
+
+    @staticmethod
+    def reparam_kl_forward(mu, logvar, eps):
+        """``z = mu + exp(½ logvar) eps`` and the KL to N(0, I) summed over the batch.
+        Returns ``(z, kl_sum, cache)``; ``eps`` may carry a sample axis (L, B, Z)."""
+        z, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (B, Z) or (L, B, Z)
+        kl, kl_cache = latent.gaussian_kl_forward(mu, logvar)  # (B,)
+        return z, float(np.sum(kl)), (rep_cache, kl_cache)
+
+    @staticmethod
+    def reparam_kl_backward(dz, cache):
+        """The sampler's gradient and the gradient of ``Σ_i KL_i``, kept apart:
+        ``(dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl)``, each (B, Z). The caller weights the
+        KL part and sums the two on its fan-in line [ELBO-5]."""
+        rep_cache, kl_cache = cache
+        dmu_sampler, dlogvar_sampler = latent.reparameterize_backward(dz, rep_cache)
+        mu = kl_cache[0]
+        dmu_kl, dlogvar_kl = latent.gaussian_kl_backward(np.ones(mu.shape[0], dtype=mu.dtype), kl_cache)
+        return dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl
+
+    @staticmethod
+    def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
+        """:func:`npae.pairs.updates.adam_update`, in place; raises :class:`NonFiniteUpdate` if it wrote a
+        NaN or an inf into ``p``, ``m`` or ``v`` (the caller restores them: npae.training.loop)."""
+        updates.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
+        bad = sum(a.size - np.count_nonzero(np.isfinite(a)) for a in (p, m, v))
+        if bad:
+            raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=bad)
+
+    @staticmethod
+    def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
+        """The reference backend runs every epoch step by step: no compiled epoch (None)."""
+        return None
+
+    # ---------------------------------------------------------------- convolution + activation
+    @staticmethod
+    def conv2d_act_forward(x, W, b, stride, padding, act, hyper, reuse=None):
+        """``h = f(conv2d(x, W, b))``: :func:`npae.pairs.conv.conv2d_forward` [CONV-1] then the
+        activation's forward. Returns ``(h, cache)``. ``reuse`` (the layer's previous cache) is
+        ignored here; the fused unit recycles its scratch arrays."""
+        fwd, _ = activation_pair(act)
+        a, conv_cache = conv.conv2d_forward(x, W, b, stride, padding)  # (B, C_out, Ho, Wo)
+        h, act_cache = fwd(a, **hyper)  # (B, C_out, Ho, Wo)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache)
+
+    @staticmethod
+    def conv2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """The activation's backward then :func:`npae.pairs.conv.conv2d_backward` [CONV-4..7]; writes
+        ``dW`` and ``db`` in place and returns ``dx`` (None when ``input_grad`` is False: the pair
+        still computes it, the fused unit skips it)."""
+        _, bwd = activation_pair(cache.act)
+        da = bwd(dh, cache.act_cache)  # (B, C_out, Ho, Wo)
+        dx, dW[...], db[...] = conv.conv2d_backward(da, cache.conv_cache)
+        return dx if input_grad else None
+
+    @staticmethod
+    def conv_transpose2d_act_forward(x, W, b, stride, padding, output_padding, act, hyper, reuse=None):
+        """``h = f(conv_transpose2d(x, W, b))``: :func:`npae.pairs.conv.conv_transpose2d_forward`
+        [CONV-8] then the activation's forward. Returns ``(h, cache)``; ``reuse`` is ignored."""
+        fwd, _ = activation_pair(act)
+        a, conv_cache = conv.conv_transpose2d_forward(x, W, b, stride, padding,
+                                                      output_padding)  # (B, C_out, Ho, Wo)
+        h, act_cache = fwd(a, **hyper)  # (B, C_out, Ho, Wo)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache)
+
+    @staticmethod
+    def conv_transpose2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """The activation's backward then :func:`npae.pairs.conv.conv_transpose2d_backward`
+        [CONV-10, CONV-11, CONV-5]; writes ``dW`` and ``db`` in place, returns ``dx`` (None when
+        ``input_grad`` is False)."""
+        _, bwd = activation_pair(cache.act)
+        da = bwd(dh, cache.act_cache)  # (B, C_out, Ho, Wo)
+        dx, dW[...], db[...] = conv.conv_transpose2d_backward(da, cache.conv_cache)
+        return dx if input_grad else None
+
+
+# --------------------------------------------------------------------------------------------------
+# fused: the numba kernels
+# --------------------------------------------------------------------------------------------------
+def _contiguous(*arrays):
+    return all(a.flags.c_contiguous for a in arrays)
+
+
+class FusedOps:
+    """The same units from the numba kernels of :mod:`npae.fast.kernels` (see the module docstring)."""
+
+    name = "fused"
+
+    @staticmethod
+    def dense_act_forward(x, W, b, act, hyper):
+        """Replaces :meth:`ReferenceOps.dense_act_forward`: ``x @ W`` on BLAS, then bias and a
+        piecewise-linear activation in one pass (:func:`npae.fast.kernels.bias_act_forward`); smooth
+        activations add the bias in place and run their NumPy pair."""
+        a = x @ W  # (B, n_out), becomes the pre-activation in place
+        code = kernels.ACT_CODES.get(act)
+        if code is None:
+            a += b
+            h, act_cache = activation_pair(act)[0](a, **hyper)
+            return h, DenseActCache(x, W, a, act, hyper, act_cache)
+        h = a if code == 0 else np.empty_like(a)  # (B, n_out)
+        kernels.bias_act_forward(a, b, h, code, kernels.scalar(hyper.get("slope", 0.0), a))
+        return h, DenseActCache(x, W, a, act, hyper, None)
+
+    @staticmethod
+    def dense_act_backward(dh, cache, dW, db, input_grad=True):
+        """Replaces :meth:`ReferenceOps.dense_act_backward`: activation and bias gradients in one
+        pass (:func:`npae.fast.kernels.act_backward`), the two products on BLAS written into ``dW``
+        and ``dx``; ``dx`` is not computed when ``input_grad`` is False."""
+        code = kernels.ACT_CODES.get(cache.act)
+        a = cache.a
+        if code is None:
+            da = activation_pair(cache.act)[1](dh, cache.act_cache)  # (B, n_out)
+            np.sum(da, axis=0, out=db)
+        elif code == 0:
+            da = dh
+            np.sum(dh, axis=0, out=db)
+        else:
+            da = np.empty_like(a)  # (B, n_out)
+            kernels.act_backward(np.ascontiguousarray(dh), a, da, db, code,
+                                 kernels.scalar(cache.hyper.get("slope", 0.0), a))
+        np.matmul(cache.x.T, da, out=dW)  # (n_in, n_out)
+        return da @ cache.W.T if input_grad else None  # (B, n_in)
+
+    @staticmethod
+    def bce_with_logits_loss(logits, target):
+        """Replaces :meth:`ReferenceOps.bce_with_logits_loss`: one exp and one log1p per entry,
+        value and gradient in one pass (:func:`npae.fast.kernels.bce_with_logits_loss`)."""
+        return kernels.bce_with_logits_loss(logits, target)
+
+    @staticmethod
+    def bernoulli_log_likelihood(logits, target):
+        """Replaces :meth:`ReferenceOps.bernoulli_log_likelihood`: the SIMD exp and log1p in
+        place, then one fused pass (:func:`npae.fast.kernels.bernoulli_log_likelihood`)."""
+        return kernels.bernoulli_log_likelihood(logits, target)
+
+    @staticmethod
+    def reparam_kl_forward(mu, logvar, eps):
+        """Replaces :meth:`ReferenceOps.reparam_kl_forward` for one sample per example (sampler and
+        KL in one pass, :func:`npae.fast.kernels.reparam_kl_forward_fused`); several samples run the
+        reference arithmetic."""
+        if eps.ndim != 2:
+            return ReferenceOps.reparam_kl_forward(mu, logvar, eps)
+        return kernels.reparam_kl_forward_fused(mu, logvar, eps)
+
+    @staticmethod
+    def reparam_kl_backward(dz, cache):
+        """Replaces :meth:`ReferenceOps.reparam_kl_backward`: the two logvar gradients in one pass
+        (:func:`npae.fast.kernels.reparam_kl_backward_fused`); with one sample the mu gradients are
+        ``dz`` and ``mu`` themselves (returned, not copied)."""
+        if len(cache) == 2:  # the reference cache (several samples)
+            return ReferenceOps.reparam_kl_backward(dz, cache)
+        return kernels.reparam_kl_backward_fused(dz, cache)
+
+    @staticmethod
+    def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
+        """Replaces :meth:`ReferenceOps.adam_update`: moments and step in one pass over each array
+        (:func:`npae.fast.kernels.adam`), which also counts the NaN/inf entries it wrote (then
+        :class:`NonFiniteUpdate`, as the reference); non-contiguous arrays run the reference."""
+        g = np.ascontiguousarray(g)
+        if not _contiguous(p, m, v):
+            return ReferenceOps.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
+        coef = kernels.adam_coefficients(lr, beta1, beta2, eps, t, p.dtype)
+        bad = kernels.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), coef)
+        if bad:  # counted by the kernel in its one pass
+            raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=int(bad))
+
+    @staticmethod
+    def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
+        """Replaces the per-step loop of an epoch by one numba call (:class:`CompiledEpoch`) when
+        the model (``model._compiled_spec()``), the optimizer and the data allow it and the model
+        is small (:data:`npae.constants.COMPILED_EPOCH_MAX_MACS`); None otherwise, and the per-step
+        path runs, silently and correctly."""
+        spec = model._compiled_spec() if hasattr(model, "_compiled_spec") else None
+        if spec is None or flat is None or len(data) != 1 or getattr(opt, "compiled_kind", None) is None:
+            return None
+        if threads.largest_product(model, batch_size) > constants.COMPILED_EPOCH_MAX_MACS:
+            return None  # large products: NumPy's are faster than numba's (the constant says how much)
+        for chain in spec["chains"]:
+            for step in chain.steps:
+                if not hasattr(step, "act_name") or step.act_name not in kernels.EPOCH_ACT_CODES:
+                    return None
+        return CompiledEpoch(model, spec, opt, flat, clip_norm, batch_size, data[0].shape[1])
+
+    # ---------------------------------------------------------------- convolution + activation
+    @staticmethod
+    def conv2d_act_forward(x, W, b, stride, padding, act, hyper, reuse=None):
+        """Replaces :meth:`ReferenceOps.conv2d_act_forward`: im2col, one BLAS product, and the
+        NCHW layout with bias and ReLU / leaky ReLU in one pass
+        (:func:`npae.fast.kernels.conv2d_act_forward_fused`); smooth activations run their NumPy pair
+        on the convolution's output. ``reuse``: the layer's previous cache, whose scratch arrays
+        (im2col matrix, rows) are written again instead of allocated (None: new ones)."""
+        work = _work_of(reuse)
+        code = kernels.ACT_CODES.get(act)
+        h, a, conv_cache = kernels.conv2d_act_forward_fused(
+            x, W, b, stride, padding, 0 if code is None else code, hyper.get("slope", 0.0), work)
+        act_cache = None
+        if code is None:
+            h, act_cache = activation_pair(act)[0](a, **hyper)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache, work)
+
+    @staticmethod
+    def conv2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """Replaces :meth:`ReferenceOps.conv2d_act_backward`: f', the rows layout and ``db`` in one
+        pass, ``dW`` on BLAS written in place, and ``dx`` (patch gradients on BLAS, col2im) only
+        when ``input_grad`` (:func:`npae.fast.kernels.conv2d_act_backward_fused`)."""
+        code = kernels.ACT_CODES.get(cache.act)
+        if code is None:
+            dh, code = activation_pair(cache.act)[1](dh, cache.act_cache), 0
+        return kernels.conv2d_act_backward_fused(dh, cache.a, code, cache.hyper.get("slope", 0.0),
+                                                 cache.conv_cache, dW, db, input_grad, cache.work)
+
+    @staticmethod
+    def conv_transpose2d_act_forward(x, W, b, stride, padding, output_padding, act, hyper, reuse=None):
+        """Replaces :meth:`ReferenceOps.conv_transpose2d_act_forward`: one BLAS product, col2im
+        onto the bias, one activation pass (:func:`npae.fast.kernels.conv_transpose2d_act_forward_fused`);
+        ``reuse`` as in :meth:`conv2d_act_forward`."""
+        work = _work_of(reuse)
+        code = kernels.ACT_CODES.get(act)
+        h, a, conv_cache = kernels.conv_transpose2d_act_forward_fused(
+            x, W, b, stride, padding, output_padding, 0 if code is None else code,
+            hyper.get("slope", 0.0), work)
+        act_cache = None
+        if code is None:
+            h, act_cache = activation_pair(act)[0](a, **hyper)
+        return h, ConvActCache(a, act, hyper, act_cache, conv_cache, work)
+
+    @staticmethod
+    def conv_transpose2d_act_backward(dh, cache, dW, db, input_grad=True):
+        """Replaces :meth:`ReferenceOps.conv_transpose2d_act_backward`: f' and ``db`` in one pass,
+        one im2col of the result for both ``dW`` (in place) and ``dx`` (only when ``input_grad``)
+        (:func:`npae.fast.kernels.conv_transpose2d_act_backward_fused`)."""
+        code = kernels.ACT_CODES.get(cache.act)
+        if code is None:
+            dh, code = activation_pair(cache.act)[1](dh, cache.act_cache), 0
+        return kernels.conv_transpose2d_act_backward_fused(
+            dh, cache.a, code, cache.hyper.get("slope", 0.0), cache.conv_cache, dW, db, input_grad,
+            cache.work)
+
+
+# --------------------------------------------------------------------------------------------------
+# the switch
+# --------------------------------------------------------------------------------------------------
+IMPLEMENTATIONS = {"reference": ReferenceOps, "fused": FusedOps}
+UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "bernoulli_log_likelihood",
+         "reparam_kl_forward", "reparam_kl_backward", "adam_update", "epoch_runner",
+         "conv2d_act_forward", "conv2d_act_backward", "conv_transpose2d_act_forward",
+         "conv_transpose2d_act_backward")
+
+
+class Ops:
+    """The one object model code calls (``ops.dense_act_forward(...)``). :func:`set_backend` copies
+    the chosen implementation's units onto it, so a call is a plain attribute lookup."""
+
+    name = None
+
+    def __repr__(self):
+        return f"<npae ops: {self.name}>"
+
+
+ops = Ops()
+
+
+def available():
+    """The backends this installation can run: ``("reference", "fused")``, or ``("reference",)``
+    without numba (or with ``NPAE_JIT=0``)."""
+    return BACKENDS if kernels.ENABLED else ("reference",)
+
+
+def set_backend(name):
+    """Make ``name`` (``"reference"`` or ``"fused"``) the implementation behind :data:`ops`; returns
+    the previous name. ``"fused"`` needs numba (and ``NPAE_JIT`` not 0)."""
+    check_choice("backend", name, BACKENDS)
+    if name not in available():
+        raise InputError("backend 'fused' needs numba (and NPAE_JIT not set to 0); only "
+                         "'reference' is available here")
+    previous = ops.name
+    impl = IMPLEMENTATIONS[name]
+    for unit in UNITS:
+        setattr(ops, unit, getattr(impl, unit))
+    ops.name = name
+    return previous
+
+
+def get_backend():
+    """The name of the active backend: ``"reference"`` or ``"fused"``."""
+    return ops.name
+
+
+@contextlib.contextmanager
+def backend(name):
+    """``with npae.backend("reference"): ...`` runs the block under ``name``, then restores the
+    backend that was active before."""
+    previous = set_backend(name)
+    try:
+        yield ops
+    finally:
+        set_backend(previous)
+
+
+def _initial_backend():
+    requested = os.environ.get("NPAE_BACKEND", "").strip().lower()
+    default = "fused" if kernels.ENABLED else "reference"
+    if not requested:
+        return default
+    if requested not in available():
+        warnings.warn(f"NPAE_BACKEND={requested!r} is not available here (choose from "
+                      f"{', '.join(available())}); using {default!r}", stacklevel=2)
+        return default
+    return requested
+
+
+# --------------------------------------------------------------------------------------------------
+# the compiled epoch (fused backend only)
+# --------------------------------------------------------------------------------------------------
+class CompiledEpoch:
+    """One numba call per epoch for the models whose whole step the kernels express
+    (``model._compiled_spec()``: a plain MLP Autoencoder, or a VAE with the closed-form KL, one
+    sample, no condition and a Bernoulli or unit-variance Gaussian decoder) with SGD, momentum,
+    Nesterov or Adam (weight decay and clipping included).
+
+    Reference: the per-step path of :func:`npae.training.loop.fit_loop`; the epoch draws the same random
+    numbers from ``model.rng`` in the same order (the permutation, then each batch's eps), so both
+    give the same parameters and history (``tests/test_compiled_epoch.py``). The workspace (every
+    activation and gradient buffer of a step) is allocated once, here.
+    """
+
+    def __init__(self, model, spec, opt, flat, clip_norm, batch_size, n_features):
+        self.model, self.opt, self.flat = model, opt, flat
+        self.kind = spec["kind"]
+        self.clip = float(clip_norm) if clip_norm is not None else 0.0
+        theta = flat.param_data
+        self.dtype = theta.dtype
+        offsets = {name: off for name, off, _ in flat.layout}
+        rows, hyper, pos = [], [], 0
+        B = int(batch_size)
+        encoder, decoder = spec["chains"]
+        self.n_enc = len(encoder.steps)
+        for chain in (encoder, decoder):
+            names = {id(layer): name for name, layer, key in chain.entries if key == "W"}
+            for step in chain.steps:
+                dense = step.dense
+                name = names[id(dense)]
+                nin, nout = dense.n_in, dense.n_out
+                code = kernels.EPOCH_ACT_CODES[step.act_name]
+                offA = pos
+                pos += B * nout
+                if code == 0:
+                    offH = offA
+                else:
+                    offH = pos
+                    pos += 2 * B * nout  # H, then the activation's gradient
+                offD = pos
+                pos += B * nin
+                rows.append([offsets[name], offsets[name[:-1] + "b"], nin, nout, code, offA, offH, offD])
+                hyper.append(step.hyper.get("slope", step.hyper.get("alpha", 0.0)))
+        D = int(n_features)
+        Z = spec.get("latent_dim", 1)
+        # xb, dh, dout, z, mask, ½σε, ½em1, exp(−|s|), log1p(exp(−|s|))
+        extra = [B * D, B * 2 * Z, B * D, B * Z, B * Z, B * Z, B * Z, B * D, B * D]
+        self.offs = np.zeros(len(extra), dtype=np.int64)
+        for k, size in enumerate(extra):
+            self.offs[k] = pos
+            pos += size
+        self.ws = np.zeros(pos, dtype=self.dtype)
+        self.lay = np.array(rows, dtype=np.int64)
+        self.hyp = np.array(hyper, dtype=self.dtype)
+        self.spec = spec
+        self.batch_size = B
+        slots = opt.flat_state(flat) if opt.slots else []
+        self.m = slots[0] if slots else np.zeros(1, dtype=self.dtype)
+        self.v = slots[1] if len(slots) > 1 else np.zeros(1, dtype=self.dtype)
+        self.opt_code = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}[opt.compiled_kind]
+        self.term_names = ("loss", "recon", "kl") if self.kind == "vae" else ("loss",)
+
+    def _coefficients(self, n_batches):
+        """Each step's optimizer coefficients, computed as the per-step path computes them."""
+        opt, dt = self.opt, self.dtype
+        if self.opt_code == 3:
+            return np.stack([kernels.adam_coefficients(opt.lr, opt.beta1, opt.beta2, opt.eps,
+                                                       opt.t + 1 + b, dt)
+                             for b in range(n_batches)])
+        momentum = getattr(opt, "momentum", 0.0)
+        return np.tile(np.array([opt.lr, momentum, 0, 0, 0, 0], dtype=dt), (n_batches, 1))
+
+    def run(self, perm, X, limit=math.inf):
+        """Train one epoch on ``X`` in the order ``perm``; returns ``(terms, steps, bad)``: the
+        per-batch loss terms (n_batches, n_terms), the number of steps applied and, when a step
+        diverged, ``(batch, kind)``: kinds 1–3 (non-finite loss or gradient, loss above ``limit``)
+        left that step's parameters untouched and its gradients in the flat array; kind 4 (the
+        update wrote NaN or inf) took it."""
+        model, n = self.model, X.shape[0]
+        n_batches = -(-n // self.batch_size)
+        spec = model._compiled_spec()
+        coefs = self._coefficients(n_batches)
+        wd = self.dtype.type(self.opt.weight_decay)
+        counts = np.array([0, 0, -1, 0], dtype=np.int64)
+        theta, grad = self.flat.param_data, self.flat.grad_data
+        X = np.ascontiguousarray(X)
+        perm = np.ascontiguousarray(perm, dtype=np.int64)
+        if self.kind == "vae":
+            eps = model.rng.standard_normal((n, spec["latent_dim"])).astype(self.dtype, copy=False)
+            terms = np.zeros((n_batches, 3))
+            steps = kernels.vae_epoch(X, perm, eps, self.batch_size, theta, grad, self.m, self.v,
+                                      self.ws, self.lay, self.hyp, self.n_enc, spec["latent_dim"],
+                                      spec["likelihood"], self.dtype.type(spec["beta"]), self.offs,
+                                      self.opt_code, coefs, wd, self.clip, float(limit), terms, counts)
+            model.clamp_count_ += int(counts[0])
+            model.clamp_entries_ += int(counts[1])
+        else:
+            terms = np.zeros((n_batches, 1))
+            steps = kernels.ae_epoch(X, perm, self.batch_size, theta, grad, self.m, self.v, self.ws,
+                                     self.lay, self.hyp, self.n_enc, spec["loss"], self.offs,
+                                     self.opt_code, coefs, wd, self.clip, float(limit), terms, counts)
+        self.opt.t += int(steps) + (1 if counts[3] == 4 else 0)  # a taken step counts
+        bad = (int(counts[2]), int(counts[3])) if counts[2] >= 0 else None
+        return terms, int(steps), bad
+
+
+set_backend(_initial_backend())

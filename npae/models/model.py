@@ -1,0 +1,691 @@
+"""What every npae model shares: the estimator protocol, building, ``fit``, forward-only evaluation,
+model files (saving, the class registry, :func:`load`).
+
+A model's life:
+
+* The constructor stores its arguments and nothing else (scikit-learn's rule). A model given
+  ``input_dim`` builds its network on first use, so that it can be used before ``fit``
+  (``VAE(64).loss_and_grads(x)``, gradient checks); without ``input_dim`` the network is built
+  by ``fit`` from the data (``n_features_in_``). Bad hyperparameters are reported when the
+  network is built.
+* :meth:`Model._build` (each subclass) checks the hyperparameters and makes the layers, the flat
+  parameter arrays and the training generator ``rng``; :meth:`Model._setup` calls it and derives
+  the evaluation streams from the seed.
+* ``fit(X, y=None)`` rebuilds from the current parameters (fresh initial weights from the seed)
+  unless ``warm_start=True`` and nothing changed, trains with :func:`npae.training.loop.fit_loop`, keeps
+  the history in ``history_`` and returns ``self``.
+* Training calls ``_train_batch(*batch) -> (loss, grads)``, the model's one step, written once
+  against the backend's units (:mod:`npae.backend`). Evaluation (``evaluate``, ``score``, validation,
+  the CLI's metrics) calls ``_loss_terms(*batch, rng=...)``: **forward only**. It touches no
+  gradient buffer and no counter, and draws its noise from an evaluation stream, never from ``rng``,
+  so that watching a held-out curve never changes what is learned.
+
+Every subclass is registered (by module and class name) so that :func:`load` can rebuild it from
+the ``config`` stored in a model file (:mod:`npae.data.io`, the file format).
+"""
+import contextlib
+import importlib
+import inspect
+import json
+import re
+
+import numpy as np
+
+from npae import constants
+from npae.data import io
+from npae.constants import DTYPES
+from npae.models.sklearn_protocol import ParamsMixin
+from npae.training.loop import check_checkpoint_listing, fit_loop, read_training_state
+from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_scalar,
+                             check_unit_interval)
+from npae.version import __version__
+
+#: Every Model subclass, keyed ``"<module>:<qualname>"`` (filled by ``Model.__init_subclass__``).
+MODEL_CLASSES = {}
+
+#: Attributes that exist once a model is built; asking for one earlier gets a clear message.
+_BUILT_ATTRIBUTES = ("params", "flat_params", "encoder", "decoder", "head", "rng", "n_features_in_",
+                     "last_terms")
+
+#: Mixed into a seed to make the evaluation and the sampling streams (any fixed numbers would do).
+_EVAL_STREAM, _SAMPLE_STREAM = 0x65766C, 0x73616D
+
+
+def fresh_grads(result):
+    """``(loss, grads)`` with every gradient copied, for the public ``loss_and_grads`` methods.
+
+    Layers overwrite their gradient arrays at every backward (no allocation per training step),
+    so what a caller keeps must be a copy, or the next call would change it.
+    """
+    loss, grads = result
+    return loss, {name: g.copy() for name, g in grads.items()}
+
+
+def seed_key(seed):
+    """The integers an evaluation stream is derived from: the seed itself, or fresh entropy when the
+    seed is None or a Generator (then estimates are reproducible only with an explicit ``seed=``)."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return [int(seed)]
+    return [int(np.random.SeedSequence().entropy)]
+
+
+class Model(ParamsMixin):
+    """Base class. Subclasses store their constructor arguments, implement ``_build(n_features)``
+    (set ``params``, ``dtype``, ``rng``, ...), ``_loss_and_grads`` (the step) and ``_loss_terms``
+    (forward only)."""
+
+    #: names of ``loss_and_grads`` arguments that are random when omitted (see gradcheck.check_model)
+    stochastic_inputs = ()
+    #: whether the training targets must lie in [0, 1] (a Bernoulli / BCE reconstruction)
+    needs_unit_targets = False
+    #: whether fit and the evaluation methods take labels ``y`` (a conditional VAE, a classifier)
+    takes_labels = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        MODEL_CLASSES[_class_key(cls)] = cls
+
+    def __getattr__(self, name):  # only reached when the attribute does not exist
+        """Build on first use: a model constructed with ``input_dim`` makes its network the first
+        time something of it is asked for (``model.params``, ``loss_and_grads``, ...), so the
+        constructor itself only stores its arguments (scikit-learn's rule) and a bad argument is
+        reported when the network is made. Without ``input_dim``, ``fit`` builds."""
+        state = object.__getattribute__(self, "__dict__")
+        if (not name.startswith("__") and "params" not in state and state.get("input_dim") is not None
+                and not state.get("_building")):
+            self._require_built()
+            return object.__getattribute__(self, name)
+        if name in _BUILT_ATTRIBUTES:
+            raise AttributeError(f"{type(self).__name__} has no {name!r} yet: it is built by "
+                                 f"fit(X), or on first use when constructed with input_dim")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # ------------------------------------------------------------------ building
+    def _build(self, n_features):
+        raise NotImplementedError
+
+    def _setup(self, n_features):
+        """Build the network for ``n_features`` inputs from the current parameters."""
+        self._building = True
+        try:
+            self._build(int(n_features))
+        finally:
+            self._building = False
+        self.n_features_in_ = int(n_features)
+        key = seed_key(self._seed())
+        self._eval_key = key + [_EVAL_STREAM]
+        self.sample_rng_ = np.random.default_rng(key + [_SAMPLE_STREAM])
+        self._built_with = self._param_snapshot()
+        self.last_terms = {}
+        return self
+
+    def _seed(self):
+        """The seed in effect: ``random_state`` when given (scikit-learn's name), else ``seed``."""
+        random_state = getattr(self, "random_state", None)
+        return self.seed if random_state is None else random_state
+
+    def _param_snapshot(self):
+        return {k: v for k, v in self.get_params(deep=False).items() if k != "warm_start"}
+
+    def _params_changed(self):
+        self._built_with = None  # the next fit rebuilds
+
+    @property
+    def is_built(self):
+        return "params" in self.__dict__
+
+    def _require_built(self):
+        if not self.is_built:
+            if self.__dict__.get("input_dim") is None:
+                raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X) first "
+                                     f"(or construct it with input_dim)")
+            self._setup(check_scalar("input_dim", self.input_dim, low=1, integer=True))
+
+    def __sklearn_is_fitted__(self):
+        return self.is_built
+
+    # ------------------------------------------------------------------ input checks
+    def _check_X(self, X, name="X", *, targets=True):
+        """``X`` checked against the built model: 2-D, finite, ``n_features_in_`` columns, in the
+        model's dtype. ``targets``: X is also what the model reconstructs, so a Bernoulli / BCE
+        model needs it in [0, 1]; encoding alone accepts any finite data."""
+        self._require_built()
+        X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
+                        owner=type(self).__name__)
+        if targets and self.needs_unit_targets:
+            check_unit_interval(name, X)
+        return X
+
+    def _fit_data(self, X, y=None):
+        """The checked training arrays, as a tuple sharing their first axis. Unsupervised here: ``y``
+        is ignored (scikit-learn's convention: a Pipeline hands it to every step). Labelled models
+        (ConditionalVAE, Classifier) override it to return ``(X, y)``."""
+        return (self._check_X(X),)
+
+    # ------------------------------------------------------------------ training
+    def _epoch_begin(self, epoch, epochs):
+        """Hook called at the start of each training epoch (no-op here)."""
+
+    def _train_batch(self, *batch):
+        """One training step on a batch: ``(loss, grads)``, with ``last_terms`` set."""
+        return self._loss_and_grads(*batch)
+
+    def _step_is(self, owner, *names):
+        """True when this object's training step is ``owner``'s own: neither ``_train_batch`` nor
+        any of ``names`` is overridden by a subclass (a compiled epoch would bypass an override)."""
+        cls = type(self)
+        if cls._train_batch is not Model._train_batch:
+            return False
+        return all(getattr(cls, name) is getattr(owner, name) for name in names)
+
+    def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
+            progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
+            resume=None, clip_norm=None, threads=None):
+        """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator; returns
+        ``self`` (the per-epoch history is in ``history_``).
+
+        Parameters
+        ----------
+        X : (N, n_features) array
+        y : (N,) int array, for the models that take labels (ConditionalVAE, Classifier); the
+            unsupervised models accept only None (scikit-learn's convention).
+        epochs, batch_size : int
+            ``epochs`` counts from the start of training, also when resuming.
+        optimizer : str or npae.training.optim.Optimizer
+            ``"sgd" | "momentum" | "adam" | "adagrad" | "rmsprop"`` (built with ``lr``) or an instance.
+        lr : float
+        validation_data : array, or tuple of arrays shaped like the training data, optional
+            Evaluated after every epoch, forward only, with noise from the evaluation stream:
+            passing it never changes the parameters training ends with.
+        progress : bool
+            Show progress: a live tqdm bar on a terminal (or a widget in a Jupyter kernel with
+            ipywidgets), and in every case one summary line when training ends.
+        verbose : bool
+            Print the per-epoch log line (``epoch  3/100 | loss ...``) as each epoch ends: every
+            epoch of a short run, about 20 lines of a long one, always the last.
+        patience : int, optional
+            Early stopping on the validation loss (see :func:`npae.training.loop.fit_loop`).
+        checkpoint : str or os.PathLike, optional
+            Write a checkpoint (model, optimizer, generator state, epoch, history) there every
+            ``checkpoint_every`` epochs, after the last epoch, and on Ctrl-C.
+        checkpoint_every : int
+        resume : str or os.PathLike, optional
+            Continue from this checkpoint (written by a model of the same class and config; its
+            optimizer replaces ``optimizer``/``lr``). The result is bit-identical to an
+            uninterrupted run.
+        clip_norm : float, optional
+            Rescale the gradients so their global norm is at most this.
+        threads : int, optional
+            BLAS threads while fitting. Default: one for a small model (its products are too small
+            to gain from a second thread, which on a busy machine costs a lot), BLAS's default for
+            a large one; ``OMP_NUM_THREADS`` and the like, when set, win (see :mod:`npae.fast.threads`).
+
+        The model is rebuilt (initial weights drawn again from the seed) unless ``warm_start`` is
+        True, the model is built and its parameters did not change since; then training continues
+        from the current weights.
+
+        Raises
+        ------
+        npae.training.loop.DivergenceError
+            A loss term or gradient became NaN or inf; the parameters keep their last finite values.
+        npae.training.loop.TrainingInterrupted
+            Ctrl-C (a KeyboardInterrupt), raised after the current batch and after the checkpoint
+            is written.
+        """
+        warm = check_bool("warm_start", getattr(self, "warm_start", False))
+        unchanged = self.is_built and self._built_with == self._param_snapshot()
+        # resuming overwrites the weights from the checkpoint; a refused one must leave them as they are
+        if not (unchanged and (warm or resume is not None)):
+            X = check_array(X, "X", dtype=check_dtype(getattr(self, "dtype", "float64")))
+            n = getattr(self, "input_dim", None)
+            if n is not None and X.shape[1] != n:
+                raise InputError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{n} features as input (input_dim={n})")
+            self._setup(X.shape[1])  # fresh initial weights from the seed
+        data = self._fit_data(X, y)
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple):
+                validation_data = (validation_data,)
+            try:
+                validation_data = self._fit_data(*validation_data)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"validation_data: {err}") from None
+        self.history_ = fit_loop(self, data, epochs=epochs, batch_size=batch_size,
+                                 optimizer=optimizer, lr=lr, validation_data=validation_data,
+                                 progress=progress, verbose=verbose, patience=patience,
+                                 checkpoint=checkpoint,
+                                 checkpoint_every=checkpoint_every, resume=resume,
+                                 clip_norm=clip_norm, threads=threads)
+        return self
+
+    # ------------------------------------------------------------------ evaluation (forward only)
+    def evaluation_rng(self, seed=None):
+        """The generator an evaluation draws its noise from: ``np.random.default_rng(seed)`` for an
+        explicit seed, else the model's evaluation stream started afresh (the same numbers at every
+        call). Never the training generator ``rng``."""
+        return self._eval_rng(seed)
+
+    def _eval_rng(self, seed=None):
+        """The generator of one evaluation: ``np.random.default_rng(seed)`` for an explicit seed,
+        else the model's evaluation stream started afresh (the same numbers at every call, and
+        never the training generator)."""
+        if seed is not None:
+            return np.random.default_rng(seed)
+        return np.random.default_rng(self._eval_key)
+
+    def _loss_terms(self, *batch, rng):
+        """The loss terms of a batch (``{"loss": ..., ...}``, batch means), forward only."""
+        raise NotImplementedError
+
+    def _evaluate(self, *data, batch_size=1024, seed=None):
+        """Loss terms averaged over all of ``data`` (already checked), computed in batches with
+        :meth:`_loss_terms`; noise from the evaluation stream (or ``seed``)."""
+        rng = self._eval_rng(seed)
+        sums, n = {}, data[0].shape[0]
+        for start in range(0, n, batch_size):
+            batch = tuple(a[start:start + batch_size] for a in data)
+            for key, value in self._loss_terms(*batch, rng=rng).items():
+                sums[key] = sums.get(key, 0.0) + value * batch[0].shape[0]
+        return {key: total / n for key, total in sums.items()}
+
+    def evaluate(self, X, y=None, *, seed=None, batch_size=1024):
+        """The loss terms on ``X`` (``{"loss": ..., "recon": ..., ...}``: means over the examples of
+        per-example sums, nats per example for the probabilistic models), computed forward only;
+        noise, if the model has any, from the evaluation stream or ``seed``."""
+        return self._evaluate(*self._fit_data(X, y), seed=seed, batch_size=batch_size)
+
+    def score(self, X, y=None):
+        """Higher is better: minus the loss of :meth:`evaluate` (scikit-learn's convention)."""
+        return -self.evaluate(X, y)["loss"]
+
+    @property
+    def n_params(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    # ------------------------------------------------------------------ model files
+    @property
+    def config(self):
+        """The constructor arguments that rebuild this model (JSON-able; ``input_dim`` resolved)."""
+        config = self.get_params(deep=False)
+        if "input_dim" in config:
+            config["input_dim"] = self.n_features_in_ if self.is_built else config["input_dim"]
+        return io.encode_json(config)
+
+    @classmethod
+    def _from_config(cls, config):
+        """Rebuild a model from its ``config`` (used by :func:`load`); its weights are then
+        overwritten from the file. Override when the constructor does not take ``**config``."""
+        return cls(**config)
+
+    def _saved_arrays(self):
+        """The arrays a model file stores (``param/<name>``) and :func:`load` writes back in
+        place: ``params``, plus any array outside ``params`` that the model needs (override)."""
+        return self.params
+
+    @classmethod
+    def _declared_shapes(cls, config):
+        """``{name: (shape, dtype)}`` of every array :meth:`_saved_arrays` holds for a model of this
+        class built from ``config``, computed **without building it** (no array is allocated).
+
+        :func:`load` compares this with the arrays a file lists before it decompresses or builds
+        anything, so that a small file cannot make it build a huge network; :meth:`save` checks it
+        against the model's own arrays. The default sizes npae's MLP families (autoencoders, VAEs,
+        the classifier) from ``input_dim``, ``hidden``, ``latent_dim``, ``n_classes`` (see
+        :func:`mlp_declared_shapes`). A class whose arrays follow another rule overrides it; a
+        config it cannot size raises ValueError (or TypeError) naming the field.
+        """
+        if not isinstance(config, dict):
+            raise ValueError(f"config must be an object, got {config!r:.60}")
+        layered = config.get("arch", "mlp") != "mlp" or any(
+            config.get(name) is not None for name in ("encoder_layers", "decoder_layers"))
+        if not layered or cls.__name__ == "Classifier":
+            for klass in cls.__mro__:
+                sizer = _SIZERS.get(_class_key(klass))
+                if sizer is not None:
+                    return sizer(config)
+            raise ValueError(f"{cls.__name__} does not say how its arrays follow from its config: "
+                             f"define the classmethod {cls.__name__}._declared_shapes(config)")
+        return _shapes_by_building(cls, config)
+
+    def _write(self, path, *, training=None, arrays=None, key=None):
+        """Write this model (and, for a checkpoint, ``training`` state and extra ``arrays``);
+        ``key`` signs the file (:func:`npae.data.io.write`)."""
+        self._require_built()
+        _check_rebuildable(self)
+        _check_declarable(self)
+        cls = type(self)
+        header = {"npae_version": __version__, "class": cls.__qualname__, "module": cls.__module__,
+                  "config": self.config,
+                  "rng_state": io.encode_json(self.rng.bit_generator.state, "rng state"),
+                  "training": training}
+        out = {f"param/{name}": p for name, p in self._saved_arrays().items()}
+        out.update(arrays or {})
+        return io.write(path, header, out, key=key)
+
+    def save(self, path, *, key=None):
+        """Write the model (class, config, parameters, generator state) to ``path`` atomically.
+
+        One ``.npz`` of plain arrays with a JSON header; ``path`` is used as given (``.npz`` is the
+        convention but is not appended). ``key`` (bytes or str; default the environment variable
+        ``NPAE_MODEL_KEY``) signs the file with HMAC-SHA256, and :func:`npae.load` then needs the
+        same key. Parameters holding a NaN or an inf are refused (:class:`~npae.data.io.ModelFileError`
+        naming the array). Load with :func:`npae.load`; see :mod:`npae.data.io` and docs/files.md.
+        """
+        return self._write(path, key=key)
+
+    def _check_compatible(self, mf):
+        """Raise :class:`~npae.data.io.ModelFileError` unless the file ``mf`` holds a model of this class
+        and config (the seed may differ) whose arrays match this model's. Changes nothing."""
+        cls = type(self)
+        if mf.header["class"] != cls.__qualname__:
+            raise io.ModelFileError(f"{mf.path}: holds a {mf.header['class']}, not a {cls.__name__}")
+        ignore = ("seed", "random_state", "warm_start")  # the generator state comes from the file
+        saved_config = {k: v for k, v in mf.header["config"].items() if k not in ignore}
+        model_config = {k: v for k, v in json.loads(json.dumps(self.config)).items() if k not in ignore}
+        if saved_config != model_config:
+            diff = sorted(k for k in set(saved_config) | set(model_config)
+                          if saved_config.get(k) != model_config.get(k))
+            raise io.ModelFileError(f"{mf.path}: config differs from this model's in {diff[:10]}: "
+                                    f"saved { {k: saved_config.get(k) for k in diff[:10]} }"[:400]
+                                    + f", model { {k: model_config.get(k) for k in diff[:10]} }"[:400])
+        saved = {k[len("param/"):]: v for k, v in mf.listing.items() if k.startswith("param/")}
+        target = self._saved_arrays()
+        missing = [k for k in target if k not in saved]
+        extra = [k for k in saved if k not in target]
+        if missing or extra:
+            raise io.ModelFileError(f"{mf.path}: parameters do not match a {cls.__name__} with this "
+                                    f"config: missing {missing[:10]}, unexpected {extra[:10]}")
+        for name, p in target.items():
+            shape, dtype = saved[name]
+            if shape != p.shape or dtype != p.dtype:
+                raise io.ModelFileError(f"{mf.path}: parameter {name!r} has shape {shape} {dtype}; "
+                                        f"a {cls.__name__} with this config needs {p.shape} {p.dtype}")
+
+    def _restore(self, mf):
+        """Copy the parameters and generator state of ``mf`` into this model in place, after
+        :meth:`_check_compatible`; returns ``self``. A refused file changes nothing."""
+        self._check_compatible(mf)
+        state = _checked_rng_state(mf, self.rng)
+        self.rng.bit_generator.state = state
+        for name, p in self._saved_arrays().items():
+            p[...] = mf.params[name]
+        return self
+
+
+def _class_key(cls):
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizing a model from its config, without building it
+# --------------------------------------------------------------------------------------------------
+def _config_int(config, field, low=1, default=None):
+    value = config.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"config field {field!r} must be an integer >= {low}, got {value!r:.60}")
+    return value
+
+
+def _config_sizes(config, field):
+    value = config.get(field, ())
+    sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(sizes, list) or len(sizes) > constants.MODEL_FILE_MAX_MEMBERS:
+        raise ValueError(f"config field {field!r} must be a list of layer widths, got {value!r:.60}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ValueError(f"config field {field!r} must hold positive integers, got {s!r:.60}")
+    return sizes
+
+
+def _config_dtype(config):
+    dtype = config.get("dtype", "float64")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ValueError(f"config field 'dtype' must be one of {DTYPES}, got {dtype!r:.60}")
+    return np.dtype(dtype)
+
+
+def _config_arch(config):
+    arch = config.get("arch", "mlp")
+    if arch != "mlp":
+        raise ValueError(f"config field 'arch' is {arch!r:.60}; this npae sizes only arch='mlp' from "
+                         f"a config (a class with another architecture overrides _declared_shapes)")
+
+
+def mlp_declared_shapes(widths, prefix, dtype):
+    """``{name: (shape, dtype)}`` of the Dense layers of :func:`npae.models.layers.build_mlp` through
+    ``widths``: ``<prefix><k>.W`` of shape (n_in, n_out) and ``<prefix><k>.b`` of shape (n_out,)."""
+    out = {}
+    for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        out[f"{prefix}{k}.W"] = ((n_in, n_out), dtype)
+        out[f"{prefix}{k}.b"] = ((n_out,), dtype)
+    return out
+
+
+def _shapes_by_building(cls, config):
+    """The arrays of a model with convolutions or explicit layer stacks (``arch="conv"``,
+    ``encoder_layers=...``), read off a build under :func:`npae.models.layers.shapes_only`: every
+    parameter is a zero-stride stand-in, so nothing of the declared size is allocated, whatever the
+    config says. The lists of the config are bounded first (a million layers would be objects)."""
+    from npae.models import layers
+
+    for name in ("hidden", "hidden1", "hidden2", "encoder_layers", "decoder_layers", "image_shape"):
+        value = config.get(name)
+        if isinstance(value, list) and len(value) > constants.MODEL_FILE_MAX_MEMBERS:
+            raise ValueError(f"config field {name!r} has {len(value)} entries, more than a file can hold")
+    with layers.shapes_only():
+        model = cls._from_config(dict(config))
+        model._require_built()
+        return {name: (tuple(p.shape), p.dtype) for name, p in model._saved_arrays().items()}
+
+
+def _mlp_autoencoder(config, code_width, n_classes, code_extra=0, out_width=1):
+    """Encoder ``[D + C, *hidden, code_width · Z + code_extra]`` and decoder
+    ``[Z + C, *reversed(hidden), out_width · D]``."""
+    _config_arch(config)
+    D, Z = _config_int(config, "input_dim"), _config_int(config, "latent_dim")
+    hidden, dtype = _config_sizes(config, "hidden"), _config_dtype(config)
+    return {**mlp_declared_shapes([D + n_classes, *hidden, code_width * Z + code_extra], "encoder.", dtype),
+            **mlp_declared_shapes([Z + n_classes, *hidden[::-1], out_width * D], "decoder.", dtype)}
+
+
+def _autoencoder_shapes(config):
+    return _mlp_autoencoder(config, 1, 0)
+
+
+def _vae_shapes(config):
+    """The encoder emits [mu | logvar] (2 · latent_dim), plus the IAF's context (latent_dim); a
+    ConditionalVAE's one-hot label (n_classes columns) joins the encoder's input and the code; a
+    Gaussian decoder with ``variance="learned"`` emits [mean | logvar] (2 · input_dim), with
+    ``"shared"`` / ``"per_feature"`` it has ``decoder.logvar`` of shape (1,) / (input_dim,); a flow
+    adds ``flow.<step>.<key>`` arrays (docs/derivations/flow.md)."""
+    n_classes = 0 if config.get("n_classes") is None else _config_int(config, "n_classes")
+    D, Z, dtype = _config_int(config, "input_dim"), _config_int(config, "latent_dim"), _config_dtype(config)
+    flow, variance = config.get("flow"), config.get("variance", "fixed")
+    gaussian = config.get("likelihood", "bernoulli") == "gaussian"
+    if flow not in (None, "planar", "iaf") or variance not in ("fixed", "shared", "per_feature", "learned"):
+        raise ValueError(f"config fields 'flow' / 'variance' are {flow!r:.20} / {variance!r:.20}")
+    out = _mlp_autoencoder(config, 2, n_classes, code_extra=Z if flow == "iaf" else 0,
+                           out_width=2 if gaussian and variance == "learned" else 1)
+    if gaussian and variance in ("shared", "per_feature"):
+        out["decoder.logvar"] = ((1,) if variance == "shared" else (D,), dtype)
+    if flow is not None:
+        steps = _config_int(config, "flow_steps", default=2)
+        if steps > constants.MODEL_FILE_MAX_MEMBERS:
+            raise ValueError(f"config field 'flow_steps' is {steps}, more than a file can hold")
+        hidden = config.get("flow_hidden")
+        H = max(2 * Z, 8) if hidden is None else _config_int(config, "flow_hidden")
+        for t in range(steps):
+            if flow == "planar":
+                out.update({f"flow.{t}.u": ((Z,), dtype), f"flow.{t}.w": ((Z,), dtype),
+                            f"flow.{t}.b": ((1,), dtype)})
+            else:
+                out.update({f"flow.{t}.W1": ((Z, H), dtype), f"flow.{t}.b1": ((H,), dtype),
+                            f"flow.{t}.W2": ((H, 2 * Z), dtype), f"flow.{t}.b2": ((2 * Z,), dtype),
+                            f"flow.{t}.Wc": ((Z, H), dtype)})
+    return out
+
+
+def _classifier_shapes(config):
+    """The copied encoder (``encoder_layers``: ``["dense", n_in, n_out]`` or ``[activation,
+    {...}]`` entries) then the head ``[code_dim, *hidden, n_classes]``."""
+    dtype, layers = _config_dtype(config), config.get("encoder_layers")
+    if not isinstance(layers, list) or len(layers) > constants.MODEL_FILE_MAX_MEMBERS:
+        raise ValueError(f"config field 'encoder_layers' must be a list, got {layers!r:.60}")
+    widths = []
+    for spec in layers:
+        if isinstance(spec, list) and len(spec) == 3 and spec[0] == "dense":
+            n_in, n_out = spec[1], spec[2]
+            if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (n_in, n_out)):
+                raise ValueError(f"config field 'encoder_layers' has a dense layer {spec!r:.60}")
+            if widths and widths[-1] != n_in:
+                raise ValueError(f"config field 'encoder_layers': a dense layer of {n_in} inputs "
+                                 f"follows one of {widths[-1]} outputs")
+            widths += [n_in, n_out] if not widths else [n_out]
+        elif not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str)
+                  and isinstance(spec[1], dict)):
+            raise ValueError(f"config field 'encoder_layers' has an entry {spec!r:.60}; expected "
+                             f"['dense', n_in, n_out] or [activation, {{...}}]")
+    if not widths:
+        raise ValueError("config field 'encoder_layers' holds no dense layer")
+    head = [widths[-1], *_config_sizes(config, "hidden"), _config_int(config, "n_classes", low=2)]
+    return {**mlp_declared_shapes(widths, "encoder.", dtype),
+            **mlp_declared_shapes(head, "head.", dtype)}
+
+
+#: How npae's own model families lay out their arrays (classes are looked up along their MRO).
+_SIZERS = {"npae.models.autoencoder:Autoencoder": _autoencoder_shapes, "npae.models.vae:VAE": _vae_shapes,
+           "npae.models.classifier:Classifier": _classifier_shapes}
+
+
+def _check_declared(cls, mf):
+    """Refuse the file ``mf`` (read so far: header and array list) unless its ``param/`` arrays are
+    exactly those a ``cls`` built from its config has, by name, shape and dtype. Builds nothing."""
+    try:
+        declared = cls._declared_shapes(mf.header["config"])
+    except (TypeError, ValueError) as err:
+        raise io.ModelFileError(f"{mf.path}: cannot size a {cls.__name__} from the saved config: "
+                                f"{err}") from None
+    listed = {k[len("param/"):]: v for k, v in mf.listing.items() if k.startswith("param/")}
+    missing = sorted(set(declared) - set(listed))
+    extra = sorted(set(listed) - set(declared))
+    if missing or extra:
+        raise io.ModelFileError(f"{mf.path}: parameters do not match a {cls.__name__} with this "
+                                f"config: missing {missing[:10]}, unexpected {extra[:10]}")
+    for name, (shape, dtype) in declared.items():
+        if listed[name] != (tuple(shape), np.dtype(dtype)):
+            got_shape, got_dtype = listed[name]
+            raise io.ModelFileError(f"{mf.path}: parameter {name!r} has shape {got_shape} {got_dtype}; "
+                                    f"a {cls.__name__} with this config needs {tuple(shape)} "
+                                    f"{np.dtype(dtype)}")
+
+
+def _check_declarable(model):
+    """Refuse, before writing anything, a model whose arrays differ from what its class's
+    :meth:`Model._declared_shapes` says (then :func:`load` would refuse the file)."""
+    cls = type(model)
+    try:
+        declared = cls._declared_shapes(model.config)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"cannot save a {cls.__name__}: {err}") from None
+    actual = {name: (p.shape, p.dtype) for name, p in model._saved_arrays().items()}
+    declared = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in declared.items()}
+    if declared != actual:
+        diff = sorted(k for k in set(declared) | set(actual) if declared.get(k) != actual.get(k))
+        raise TypeError(f"cannot save a {cls.__name__}: {cls.__name__}._declared_shapes(config) "
+                        f"disagrees with its arrays in {diff[:6]} (declared "
+                        f"{ {k: declared.get(k) for k in diff[:3]} }, built "
+                        f"{ {k: actual.get(k) for k in diff[:3]} }), so load would refuse the file; "
+                        f"the class must override Model._declared_shapes")
+
+
+def _checked_rng_state(mf, rng):
+    """The generator state of the file ``mf``, checked by setting it on a copy of ``rng``."""
+    state = mf.header.get("rng_state")
+    name = type(rng.bit_generator).__name__
+    if not isinstance(state, dict) or state.get("bit_generator") != name:
+        raise io.ModelFileError(f"{mf.path}: bad generator state: rng_state must be the state of a "
+                                f"{name} generator, got {str(state)[:80]}")
+    trial = type(rng.bit_generator)()
+    try:
+        trial.state = state
+    except (TypeError, ValueError, KeyError, OverflowError, AttributeError, IndexError) as err:
+        raise io.ModelFileError(f"{mf.path}: bad generator state ({type(err).__name__}: "
+                                f"{str(err)[:120]})") from None
+    return state
+
+
+def _check_rebuildable(model):
+    """Refuse, before writing anything, a model that :func:`load` could not rebuild from its config."""
+    cls = type(model)
+    if getattr(cls._from_config, "__func__", None) is not getattr(Model._from_config, "__func__", None):
+        return  # the class rebuilds itself
+    try:
+        inspect.signature(cls).bind(**model.config)
+    except TypeError as err:
+        raise TypeError(f"cannot save a {cls.__name__}: its config (keys {sorted(model.config)}) does "
+                        f"not match its constructor ({err}), so it could not be loaded back; the class "
+                        f"must override Model._from_config (and Model._saved_arrays for weights kept "
+                        f"outside params)") from None
+
+
+#: npae modules :func:`_find_class` may import to find a class a file names: ``npae.<name>``.
+_NPAE_MODULE = re.compile(r"npae(\.[a-z][a-z0-9_]*)+")
+
+
+def _find_class(name, module, path):
+    """The registered class ``module:name``; a model module of npae (``npae.<name>``) is imported
+    if needed, never any other module a file names."""
+    key = f"{module}:{name}"
+    if key not in MODEL_CLASSES and _NPAE_MODULE.fullmatch(module):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    if key in MODEL_CLASSES:
+        return MODEL_CLASSES[key]
+    same_name = [cls for cls in MODEL_CLASSES.values() if cls.__qualname__ == name]
+    if len(same_name) == 1:
+        return same_name[0]
+    raise io.ModelFileError(f"{path}: unknown model class {name!r} (module {module!r}); import the "
+                            f"module that defines it before loading")
+
+
+def build_model(mf):
+    """A fresh model of the class and config in the file ``mf`` (its own random initial weights),
+    after :func:`_check_declared` has compared the config with the file's arrays."""
+    cls = _find_class(mf.header["class"], mf.header["module"], mf.path)
+    _check_declared(cls, mf)
+    try:
+        model = cls._from_config(dict(mf.header["config"]))
+        model._require_built()
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as err:
+        raise io.ModelFileError(f"{mf.path}: cannot rebuild {cls.__name__} from the saved config: "
+                                f"{str(err)[:300]}") from None
+    return model
+
+
+def check_file(mf):
+    """The ``check`` :func:`load` and ``fit(resume=...)`` give :func:`npae.data.io.read`: the class is
+    known and its config declares exactly the file's parameter arrays (and, for a checkpoint, the
+    optimizer and training arrays match them), all before any array is read."""
+    cls = _find_class(mf.header["class"], mf.header["module"], mf.path)
+    _check_declared(cls, mf)
+    check_checkpoint_listing(mf)
+
+
+def load(path, *, key=None, max_bytes=None):
+    """Load a model saved with :meth:`Model.save` (or a checkpoint written by ``fit``).
+
+    Returns a model of the saved class, rebuilt from its config, holding the saved parameters and
+    generator state. ``key`` (default ``NPAE_MODEL_KEY``) verifies the file's HMAC signature: with
+    a key, a file signed with another key or not signed at all is refused; without one, a signed
+    file is refused. ``max_bytes`` caps the total size of the arrays (default
+    ``npae.constants.MODEL_FILE_MAX_BYTES``). Nothing is built or decompressed before the header,
+    the list of arrays and the architecture the config declares agree (docs/files.md).
+
+    Raises :class:`~npae.data.io.ModelFileError` (a ValueError) naming the file and the problem, for
+    every malformed, tampered or unsafe file; FileNotFoundError when there is none.
+    """
+    mf = io.read(path, key=key, max_bytes=max_bytes, check=check_file)
+    model = build_model(mf)
+    if mf.is_checkpoint:
+        read_training_state(mf, model)  # a checkpoint is loaded only if all of it is sound
+    return model._restore(mf)

@@ -1,0 +1,85 @@
+"""scikit-learn's estimator conventions, followed without importing scikit-learn.
+
+The constructor of an estimator stores its arguments under their own names and does nothing else
+that a later ``set_params`` could contradict; :meth:`ParamsMixin.get_params` reads them back from
+the constructor's signature, :meth:`ParamsMixin.set_params` writes them. That is all
+``sklearn.base.clone``, ``Pipeline`` and ``GridSearchCV`` need. Learned state ends in ``_``.
+"""
+import inspect
+
+from npae.validation import InputError
+
+
+class ParamsMixin:
+    """``get_params`` / ``set_params`` from the constructor's signature (no ``*args``/``**kwargs``)."""
+
+    @classmethod
+    def _get_param_names(cls):
+        """The constructor's parameter names, sorted (scikit-learn's order)."""
+        signature = inspect.signature(cls.__init__)
+        names = [p.name for p in signature.parameters.values()
+                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return sorted(names)
+
+    def get_params(self, deep=True):
+        """The constructor's arguments as currently set, ``{name: value}``. With ``deep``, an
+        argument that is itself an estimator contributes its own parameters as ``name__param``."""
+        out = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update({f"{name}__{k}": v for k, v in value.get_params().items()})
+            out[name] = value
+        return out
+
+    def set_params(self, **params):
+        """Set constructor arguments (``name=value``, or ``name__param=value`` for a nested
+        estimator); returns ``self``. Takes effect at the next ``fit``, which rebuilds the model."""
+        valid = self._get_param_names()
+        nested = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise InputError(f"invalid parameter {name!r} for {type(self).__name__}; valid "
+                                 f"parameters: {', '.join(valid)}")
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            getattr(self, name).set_params(**sub_params)
+        self._params_changed()
+        return self
+
+    def _params_changed(self):
+        """Hook: called by :meth:`set_params` (models mark themselves for a rebuild at ``fit``)."""
+
+    def __sklearn_tags__(self):
+        """The tags scikit-learn's tools read (only they call this, so scikit-learn is there): a
+        transformer (every npae estimator has ``transform``), no target required, float data
+        without NaN; ``preserves_dtype`` the model's dtype."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        dtype = getattr(self, "dtype", "float64")
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=[str(dtype)]),
+                    input_tags=InputTags(allow_nan=False))
+
+    def __repr__(self):
+        """``Class(arg=value, ...)`` for the arguments that differ from the constructor's defaults,
+        in the constructor's order (scikit-learn's convention: the repr says what was chosen)."""
+        shown = []
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            value = getattr(self, p.name)
+            if not _same(value, p.default):
+                shown.append(f"{p.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return a is b

@@ -1,0 +1,867 @@
+"""Variational autoencoders with every backward pass written out.
+
+``VAE``: x → encoder → (mu, logvar) → z = mu + std·eps → decoder → p(x|z).
+``ConditionalVAE``: the same with a one-hot label joined to the encoder input and to z
+(``n_classes`` > 0). Both are one class's code: every method that sees data takes ``y=None``; a
+conditional model requires it, a plain one refuses it (:meth:`VAE._condition`, the one hook).
+
+Loss (what ``loss_and_grads`` returns and ``fit`` minimises), in nats per example::
+
+    loss = (1/(L·B)) Σ_l Σ_i NLL(x_i | z_li)  +  β · (1/B) Σ_i KL_i           [ELBO-1]
+
+With β = 1 this is the negative ELBO, a real upper bound on −log p(x) (the Gaussian likelihood
+keeps its constant 0.5·D·log 2π). Derivations: docs/derivations/elbo.md, reparam.md, kl.md,
+iwae.md.
+"""
+import numpy as np
+
+import warnings
+
+from npae.pairs import bounds
+from npae.pairs import flows
+from npae.pairs import functional as F
+from npae.pairs import latent
+from npae.fast.backends import ops
+from npae.constants import DECODER_LOGVAR_FLOOR, LOGVAR_CLAMP_WARN_FRACTION
+from npae.init import make_rng
+from npae.models import layers
+from npae.models.architectures import build_chains
+from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams
+from npae.models.model import Model, fresh_grads
+from npae.validation import (InputError, check_array, check_choice, check_dtype, check_labels,
+                             check_scalar, check_sizes)
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+VARIANCES = bounds.VARIANCES
+OBJECTIVES = ("elbo", "iwae")
+FLOWS = ("planar", "iaf")
+PLANAR_START = float(np.log(np.e - 1.0))  # the wᵀu at which the planar margin m(wᵀu) is 0
+
+
+class CollapseWarning(UserWarning):
+    """A VAE ended training with no active latent unit: its codes carry no information about x."""
+
+
+class DecoderLikelihood:
+    """The decoder's p(x | z), shared by :class:`VAE` and :class:`npae.TwoLayerVAE`: Bernoulli on
+    logits, or Gaussian with the variance ``fixed`` (1), ``shared`` / ``per_feature`` (a parameter
+    ``decoder_logvar``) or ``learned`` (a second decoder head), through the smooth floor
+    [GAUSSDEC-5]. The model provides ``likelihood``, ``variance``, ``n_features_in_`` and
+    ``decoder_logvar`` (None unless shared or per feature)."""
+
+    def _gaussian_head(self, out):
+        """``(mean, logvar_x, floor_cache)`` of the Gaussian decoder from its output ``out``."""
+        D = self.n_features_in_
+        if self.variance == "fixed":
+            return out, np.zeros((), dtype=out.dtype), None  # [ELBO-3] σ² = 1, no parameter
+        if self.variance == "learned":  # a second head: [mean | raw log-variance]
+            logvar_x, floor_cache = bounds.logvar_floor_forward(out[..., D:], DECODER_LOGVAR_FLOOR)
+            return out[..., :D], logvar_x, floor_cache  # [ELBO-3]
+        logvar_x, floor_cache = bounds.logvar_floor_forward(self.decoder_logvar.params["logvar"],
+                                                            DECODER_LOGVAR_FLOOR)
+        return out, logvar_x, floor_cache  # [ELBO-3] shared (1,) or per feature (D,), floored
+
+    def _log_px_forward(self, out, x):
+        """``log p(x | z)`` per row (sum over features), shape ``out.shape[:-1]``, and the cache of
+        :meth:`_log_px_backward`. ``x`` (B, D) broadcasts against ``out`` (..., B, D)."""
+        if self.likelihood == "bernoulli":
+            return ops.bernoulli_log_likelihood(out, x), (out, x)  # [LOSS-5]
+        mean, logvar_x, floor_cache = self._gaussian_head(out)
+        nll, nll_cache = bounds.gaussian_nll_forward(mean, logvar_x, x)  # [GAUSSDEC-1]
+        return -nll, (nll_cache, floor_cache)
+
+    def _log_px_backward(self, dlog_px, cache):
+        """Gradient with respect to the decoder output of ``Σ dlog_px · log p(x|z)`` (shape of
+        ``out``); a shared or per-feature log-variance gets its gradient written in place."""
+        if self.likelihood == "bernoulli":
+            out, x = cache
+            return -dlog_px[..., None] * (F.sigmoid(out) - x)  # [ELBO-2] dNLL/ds = σ(s) − x
+        nll_cache, floor_cache = cache
+        dmean, dlogvar_x = bounds.gaussian_nll_backward(-dlog_px, nll_cache)  # [GAUSSDEC-2..4]
+        if self.variance == "learned":
+            draw = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [GAUSSDEC-6]
+            return np.concatenate([dmean, draw], axis=-1)  # [ELBO-4] both heads of the decoder
+        if self.decoder_logvar is not None:  # a parameter of its own, back through the floor
+            self.decoder_logvar.grads["logvar"][...] = bounds.logvar_floor_backward(
+                dlogvar_x, floor_cache)  # [ELBO-4]
+        return dmean  # [ELBO-4]
+
+    def _log_px(self, out, x):
+        """``log p(x | z)`` per row from the decoder output (forward only)."""
+        return self._log_px_forward(out, x)[0]
+
+    def _output(self, out):
+        """What ``decode`` returns: Bernoulli probabilities σ(logits), or the Gaussian mean."""
+        if self.likelihood == "bernoulli":
+            return F.sigmoid(out)
+        return out[..., :self.n_features_in_]
+
+
+class LogWeightBounds:
+    """The objectives and bounds of importance log-weights ``log p(x, z) − log q(z|x)``, shared by
+    :class:`VAE` and :class:`npae.TwoLayerVAE`: the training objective over a (K, B) block (IWAE-k
+    or the k-sample ELBO) and the chunked held-out bound. The model provides ``objective``,
+    ``n_features_in_`` and ``_eval_rng``."""
+
+    def _objective(self, logw):
+        """``(value, cache, backward)`` of the training objective over the log-weights (K, B)."""
+        if self.objective == "iwae":
+            value, cache = bounds.iwae_objective_forward(logw)  # [IWAE-4]
+            return value, cache, bounds.iwae_objective_backward
+        value, cache = bounds.multisample_elbo_forward(logw)  # [IWAE-6]
+        return value, cache, bounds.multisample_elbo_backward
+
+    def _chunked_bound(self, X, k, seed, batch_size, chunk, elbo, log_weights):
+        """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound.
+        ``log_weights(lo, hi, kc, rng)`` draws ``kc`` samples for rows ``lo:hi`` of ``X`` from
+        ``rng`` and returns their log-weights (kc, hi − lo), forward only; the k draws of a batch
+        arrive ``chunk`` at a time and meet in a streaming log-mean-exp [IWAE-3]."""
+        check_scalar("k", k, low=1, integer=True)
+        check_scalar("batch_size", batch_size, low=1, integer=True)
+        if chunk is not None:
+            check_scalar("chunk", chunk, low=1, integer=True)
+        rng = self._eval_rng(seed)
+        if chunk is None:  # keep one chunk of decoder outputs near 2^22 numbers
+            chunk = max(1, (1 << 22) // (min(batch_size, X.shape[0]) * self.n_features_in_))
+        out = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], batch_size):
+            stop = min(start + batch_size, X.shape[0])
+            acc, total = latent.StreamingLogMeanExp(), np.zeros(stop - start)
+            for k0 in range(0, k, chunk):
+                logw = log_weights(start, stop, min(chunk, k - k0), rng)  # (kc, b)
+                if elbo:
+                    total += logw.sum(axis=0)
+                else:
+                    acc.update(logw.astype(np.float64))  # [IWAE-3]
+            out[start:stop] = total / k if elbo else acc.result()
+        return out
+
+
+class VAE(DecoderLikelihood, LogWeightBounds, Model):
+    """Variational autoencoder with a diagonal Gaussian posterior and a N(0, I) prior.
+
+    Parameters
+    ----------
+    input_dim : int or None
+        Number of input features; None: learned from the data at ``fit`` (``n_features_in_``).
+    hidden : tuple of int
+        Encoder hidden widths; the decoder mirrors them.
+    latent_dim : int
+    activation : str
+        Hidden-layer activation (identity, relu, leaky_relu, sigmoid, tanh, softplus, elu).
+    likelihood : "bernoulli" | "gaussian"
+        ``"bernoulli"``: the decoder outputs logits, NLL = binary cross-entropy summed over features
+        (training data must lie in [0, 1]; grey levels are allowed). ``"gaussian"``: the decoder
+        outputs the mean of N(x; m, diag σ²), NLL = 0.5 Σ_d (log 2π + log σ²_d + (x_d − m_d)²/σ²_d).
+    beta : float >= 0
+        Weight of the KL term (β-VAE); 1 gives the ELBO. Objectives computed from log-weights
+        (``objective="iwae"`` or a ``flow``) need β = 1.
+    variance : "fixed" | "shared" | "per_feature" | "learned"
+        The Gaussian decoder's σ² (ignored by the Bernoulli one): ``"fixed"`` σ² = 1;
+        ``"shared"`` one learned log σ² for all features; ``"per_feature"`` one per feature;
+        ``"learned"`` a second decoder head, σ²(z) per example and feature. Learned log-variances
+        pass through a smooth floor (σ² > 1e-4, ``npae.constants.DECODER_LOGVAR_FLOOR``).
+        docs/derivations/gaussdec.md.
+    objective : "elbo" | "iwae"
+        What training minimises: the negative ELBO ([ELBO-1], closed-form KL, averaged over ``k``
+        samples) or the negative IWAE-k bound of Burda et al. ([IWAE-4], its gradient the
+        normalised-weight average of the per-sample gradients [IWAE-5]).
+    k : int >= 1
+        Samples of z per example and training step.
+    flow : None | "planar" | "iaf"
+        A normalising flow on the posterior sample: ``flow_steps`` planar flows (Rezende &
+        Mohamed 2015; global parameters) or inverse autoregressive steps (Kingma et al. 2016;
+        MADE networks that also read a context vector the encoder emits). With a flow the KL has no
+        closed form: the loss is computed from the log-weights (docs/derivations/flow.md).
+    flow_steps : int >= 1
+    flow_hidden : int or None
+        Hidden width of each IAF step's MADE (default ``max(2 * latent_dim, 8)``; the context has
+        ``latent_dim`` entries).
+    dtype : "float64" | "float32"
+    seed : int or None
+        Seeds ``self.rng``: initial weights, minibatch order and every training ``eps``. Evaluation
+        and sampling draw from streams of their own derived from it (never from ``self.rng``).
+    slope, alpha : float
+        Leak slope of leaky_relu, α of elu.
+    random_state : int or None
+        scikit-learn's name for ``seed``; when given it wins.
+    warm_start : bool
+        ``fit`` continues from the current weights instead of starting again from the seed.
+    arch, encoder_layers, decoder_layers, image_shape
+        The layers, as for :class:`npae.Autoencoder`: ``arch="conv"`` for convolutional chains,
+        or stacks of your own (:mod:`npae.models.architectures`). A conditional model's label reaches a
+        convolutional encoder as constant planes, one per class (docs/derivations/conv.md#conv-14).
+
+    Attributes
+    ----------
+    params : dict
+        ``encoder.<k>.W``/``.b`` (the last encoder layer has 2·latent_dim outputs: the first half is
+        ``mu``, the second half the raw ``logvar``), then ``decoder.<k>.W``/``.b``, in forward order.
+    clamp_count_ : int
+        Total number of logvar entries the clamp has changed in training steps (see
+        npae.constants.LOGVAR_MIN).
+    last_terms : dict
+        ``loss``, ``recon`` (NLL, per example) and ``kl`` (per example) of the last step.
+    """
+
+    stochastic_inputs = ("eps",)
+    #: number of classes of the condition (0: unconditional); ConditionalVAE takes it as an argument
+    n_classes = 0
+
+    def __init__(self, input_dim=None, hidden=(400,), latent_dim=20, activation="relu",
+                 likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *, variance="fixed",
+                 objective="elbo", k=1, flow=None, flow_steps=2, flow_hidden=None, slope=0.01,
+                 alpha=1.0, random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
+                 decoder_layers=None, image_shape=None):
+        self._store(locals())
+
+    def _store(self, args):
+        """Store the constructor's arguments under their own names (scikit-learn's rule); the
+        network is built by ``fit``, or on first use when ``input_dim`` is given."""
+        for name in self._get_param_names():
+            setattr(self, name, args[name])
+
+    @property
+    def takes_labels(self):
+        """True for a conditional model (its methods need ``y``)."""
+        return bool(self.n_classes)
+
+    # ------------------------------------------------------------------ building
+    def _build(self, n_features):
+        hidden = check_sizes("hidden", self.hidden)
+        Z = check_scalar("latent_dim", self.latent_dim, low=1, integer=True)
+        check_choice("activation", self.activation, ACTIVATION_NAMES)
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        check_scalar("beta", self.beta, low=0.0)
+        check_choice("variance", self.variance, VARIANCES)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_scalar("k", self.k, low=1, integer=True)
+        if self.flow is not None:
+            check_choice("flow", self.flow, FLOWS)
+            check_scalar("flow_steps", self.flow_steps, low=1, integer=True)
+            if self.flow_hidden is not None:
+                check_scalar("flow_hidden", self.flow_hidden, low=1, integer=True)
+        if self.uses_log_weights and self.beta != 1:
+            raise InputError(f"beta={self.beta} needs the closed-form KL: objective='iwae' and flows "
+                             f"train on log-weights, where the KL is not a separate term; use beta=1")
+        check_scalar("slope", self.slope, low=0.0)
+        check_scalar("alpha", self.alpha, low=0.0, low_open=True)
+        check_scalar("n_classes", self.n_classes, low=0, integer=True)
+        dtype = check_dtype(self.dtype)
+        C = int(self.n_classes)
+        self.needs_unit_targets = self.likelihood == "bernoulli"
+        self.rng = make_rng(self._seed())
+        self.context_dim_ = Z if self.flow == "iaf" else 0  # the IAF's context h from the encoder
+        gaussian = self.likelihood == "gaussian"
+        learned_variance = gaussian and self.variance == "learned"
+        code_out = 2 * Z + self.context_dim_  # [mu | logvar_raw | h]
+        out_dim = 2 * n_features if learned_variance else n_features  # [mean | logvar_raw] or one head
+        kw = dict(rng=self.rng, dtype=dtype, slope=self.slope, alpha=self.alpha)
+        # One trunk whose last layer emits [mu | logvar_raw]: one matmul, and the params stay a
+        # plain chain encoder.0 ... encoder.K (docs/derivations/elbo.md#elbo-6); arch="conv" or
+        # explicit stacks put convolutions before it (npae.models.architectures).
+        self.encoder, self.decoder = build_chains(
+            self.arch, n_features, code_out, Z, C, hidden=hidden, activation=self.activation,
+            image_shape=self.image_shape, encoder_layers=self.encoder_layers,
+            decoder_layers=self.decoder_layers, n_out=out_dim, **kw)
+        chains = [self.encoder, self.decoder]
+        self.decoder_logvar = None  # the shared / per-feature log σ² of a Gaussian decoder
+        if gaussian and self.variance in ("shared", "per_feature"):
+            shape = (1,) if self.variance == "shared" else (n_features,)
+            self.decoder_logvar = FreeParams(
+                {"logvar": layers.param_array(shape, dtype, lambda: np.zeros(shape, dtype=dtype))},
+                "decoder.")
+            chains.append(self.decoder_logvar)
+        self.flow_params = self._make_flow(Z, dtype)
+        if self.flow_params is not None:
+            chains.append(self.flow_params)
+        self.flat_params = FlatParams(chains)  # one array each, see FlatParams
+        self.params = dict(self.flat_params.params)
+        self.clamp_count_ = 0
+        self.clamp_entries_ = 0
+        self.warmup_factor_ = 1.0  # min(1, e / n) during a KL warm-up of n epochs, else 1
+        self.beta_schedule_ = []
+
+    @property
+    def uses_log_weights(self):
+        """True when training minimises an objective of the log-weights (IWAE, or any flow): the KL
+        then has no closed form, and β must be 1."""
+        return self.objective == "iwae" or self.flow is not None
+
+    def _make_flow(self, Z, dtype):
+        """The flow's parameters as :class:`FreeParams` named ``flow.<step>.<key>``, or None.
+
+        Planar: ``u``, ``w`` (Z,) and ``b`` (1,) per step, placed so that û is small (the flow
+        starts near the identity). IAF: a MADE per step (:func:`npae.pairs.flows.made_init`), the variable
+        order reversed from one step to the next so that every latent gets to depend on every
+        other; the masks (not parameters) are kept in ``flow_masks_``.
+        """
+        if self.flow is None:
+            self.flow_masks_ = None
+            return None
+        arrays = {}
+        H = int(self.flow_hidden) if self.flow_hidden is not None else max(2 * Z, 8)
+        if layers.is_shapes_only():  # sizing a model file's config: shapes, no draws
+            shapes = ({"u": (Z,), "w": (Z,), "b": (1,)} if self.flow == "planar" else
+                      {"W1": (Z, H), "b1": (H,), "W2": (H, 2 * Z), "b2": (2 * Z,), "Wc": (Z, H)})
+            self.flow_masks_ = None
+            return FreeParams({f"{t}.{key}": layers.param_array(shape, dtype, None)
+                               for t in range(int(self.flow_steps)) for key, shape in shapes.items()},
+                              "flow.")
+        if self.flow == "planar":
+            for t in range(int(self.flow_steps)):
+                # w of unit scale; u such that wᵀu ≈ log(e − 1), where m(wᵀu) ≈ 0 and so
+                # û = u + (m(wᵀu) − wᵀu) w/‖w‖² is about the small noise only: a step near the
+                # identity (docs/derivations/flow.md#flow-1)
+                w = self.rng.standard_normal(Z) / np.sqrt(Z)
+                noise = 0.01 * self.rng.standard_normal(Z)  # small along w and across it
+                arrays[f"{t}.u"] = PLANAR_START * w / (w @ w) + noise
+                arrays[f"{t}.w"] = w
+                arrays[f"{t}.b"] = np.zeros(1)
+            self.flow_masks_ = None
+        else:
+            self.flow_masks_ = []
+            for t in range(int(self.flow_steps)):
+                order = np.arange(1, Z + 1) if t % 2 == 0 else np.arange(Z, 0, -1)
+                M1, M2 = flows.made_masks(Z, H, order=order)
+                self.flow_masks_.append((M1.astype(dtype), M2.astype(dtype)))
+                for key, value in flows.made_init(self.rng, Z, H, context_dim=self.context_dim_).items():
+                    arrays[f"{t}.{key}"] = value
+        return FreeParams({key: value.astype(dtype) for key, value in arrays.items()}, "flow.")
+
+    # ------------------------------------------------------------------ the condition (one hook)
+    def _condition(self, y, n, name="y"):
+        """The one-hot condition (n, n_classes) of labels ``y``, or None for an unconditional model.
+        A conditional model requires ``y``; a plain VAE refuses it."""
+        if not self.n_classes:
+            if y is not None:
+                raise InputError(f"{type(self).__name__} is unconditional: {name} must be None "
+                                 f"(use ConditionalVAE for labelled data)")
+            return None
+        if y is None:
+            raise InputError(f"the conditional VAE needs the labels {name} (one per example; "
+                             f"validation_data=(X, y) for fit)")
+        labels = check_labels(name, y, int(self.n_classes), n_samples=n)
+        c = np.zeros((n, int(self.n_classes)), dtype=self.dtype)  # (n, C)
+        c[np.arange(n), labels] = 1.0
+        return c
+
+    def _fit_data(self, X, y=None):
+        """``(X,)`` for a plain VAE (``y`` ignored, scikit-learn's convention for ``fit`` and
+        ``score``: a Pipeline hands y to every step), ``(X, y)`` for a conditional one (required)."""
+        X = self._check_X(X)
+        if not self.n_classes:
+            return (X,)
+        self._condition(y, X.shape[0])  # refuses a missing or bad y
+        return X, check_labels("y", y, int(self.n_classes), n_samples=X.shape[0])
+
+    def _onehot(self, labels):
+        """One-hot rows for integer labels already checked (training batches)."""
+        c = np.zeros((labels.shape[0], int(self.n_classes)), dtype=self.dtype)  # (B, C)
+        c[np.arange(labels.shape[0]), labels] = 1.0
+        return c
+
+    # ------------------------------------------------------------------ checks
+    def _check_eps(self, eps, B):
+        Z = self.latent_dim
+        want = f"(B, Z) = ({B}, {Z}) or (L, {B}, {Z})"
+        eps = check_array(eps, "eps", ndim=(2, 3), dtype=self.dtype)
+        if eps.shape[-2:] != (B, Z):
+            raise InputError(f"eps must have shape {want} for a batch of {B} examples and "
+                             f"latent_dim={Z}, got shape {eps.shape}")
+        return eps
+
+    # ------------------------------------------------------------------ pieces of the graph
+    def _join(self, a, c):
+        """``a`` with the condition ``c`` (B, C) appended on the last axis (``a`` may be (L, B, .))."""
+        if c is None:
+            return a
+        c = np.broadcast_to(c, a.shape[:-1] + c.shape[-1:])
+        return np.concatenate([a, c], axis=-1)  # [ELBO-8]
+
+    def _posterior(self, x, c=None, *, train=False):
+        """Encoder forward: ``(mu, logvar, inside, h)``: logvar clamped, inside = the clamp's mask,
+        h the IAF's context (None without an IAF). ``train``: keep the caches for a backward pass
+        (else forward only)."""
+        xc = self._join(x, c)
+        out = self.encoder.forward(xc) if train else self.encoder.apply(xc)  # (B, 2Z + C_h)
+        Z = self.latent_dim
+        mu, logvar_raw = out[:, :Z], out[:, Z:2 * Z]  # (B, Z), (B, Z)
+        h = out[:, 2 * Z:] if self.context_dim_ else None  # (B, C_h)
+        logvar, inside = latent.logvar_clamp_forward(logvar_raw)  # (B, Z)
+        return mu, logvar, inside, h
+
+    def _decode_out(self, z, c=None, *, train=False):
+        """Decoder output for codes of shape (..., Z): Bernoulli logits, Gaussian means, or
+        [means | raw log-variances] for a learned variance."""
+        zc = self._join(z, c)
+        zc = zc.reshape(-1, zc.shape[-1])  # (L·B, Z + C)
+        out = self.decoder.forward(zc) if train else self.decoder.apply(zc)  # (L·B, D or 2D)
+        return out.reshape(z.shape[:-1] + (out.shape[-1],))
+
+    def decoder_variance(self, Z=None, y=None):
+        """The Gaussian decoder's σ² (after the floor): shape (1,) for ``variance="shared"``, (D,)
+        for ``"per_feature"``, 1 for ``"fixed"``; for ``"learned"`` it depends on z: σ²(z) for the
+        codes ``Z`` (N, latent_dim), shape (N, D)."""
+        self._require_built()
+        if self.likelihood != "gaussian":
+            raise InputError("decoder_variance: a Bernoulli decoder has no variance parameter")
+        if self.variance == "learned":
+            if Z is None:
+                raise InputError("decoder_variance: a learned (per-example) variance needs the codes Z")
+            Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype)
+            out = self._decode_out(Z, self._condition(y, Z.shape[0]))
+        else:
+            out = np.zeros((1, self.n_features_in_), dtype=self.dtype)
+        return np.exp(self._gaussian_head(out)[1])
+
+    def _recon_loss(self, out, x):
+        """``(recon_mean, dout)`` for decoder outputs ``out`` (R, D) of R = L·B rows against their
+        targets ``x`` (R, D): the NLL summed over features, averaged over the rows, and its gradient."""
+        if self.likelihood == "bernoulli":
+            return ops.bce_with_logits_loss(out, x)  # [ELBO-2]
+        R = out.shape[0]
+        log_px, cache = self._log_px_forward(out, x)  # (R,)
+        recon = -float(np.sum(log_px)) / R  # recon_mean
+        return recon, self._log_px_backward(np.full(R, -1.0 / R, dtype=out.dtype), cache)
+
+    # ------------------------------------------------------------------ the flow
+    def _flow_step_params(self, t):
+        P = self.flow_params.params
+        keys = ("u", "w", "b") if self.flow == "planar" else ("W1", "b1", "W2", "b2", "Wc")
+        return {key: P[f"{t}.{key}"] for key in keys if f"{t}.{key}" in P}
+
+    def _flow_forward(self, z0, h):
+        """``(z_K, Σ logdet, cache)`` for samples ``z0`` (N, Z) through the flow (the identity, with
+        logdet 0, without one); ``h`` (N, C_h) is the IAF's context."""
+        if self.flow is None:
+            return z0, np.zeros(z0.shape[0], dtype=z0.dtype), None
+        z, logdet_sum, caches = z0, np.zeros(z0.shape[0], dtype=z0.dtype), []
+        for t in range(int(self.flow_steps)):
+            p = self._flow_step_params(t)
+            if self.flow == "planar":
+                (z, logdet), cache = flows.planar_forward(z, p["u"], p["w"], p["b"])  # [FLOW-3]
+            else:
+                (z, logdet), cache = flows.iaf_forward(z, p, self.flow_masks_[t], context=h)  # [FLOW-13]
+            logdet_sum = logdet_sum + logdet  # (N,) [FLOW-7]
+            caches.append(cache)
+        return z, logdet_sum, caches
+
+    def _flow_backward(self, dz, dlogdet, caches):
+        """Back through the flow: returns ``(dz0, dh)`` and writes the flow's parameter gradients in
+        place. Every step's logdet enters the sum with weight 1, so each gets ``dlogdet``."""
+        if self.flow is None:
+            return dz, None
+        G = self.flow_params.grads
+        dh = None
+        for t in range(int(self.flow_steps) - 1, -1, -1):
+            if self.flow == "planar":
+                dz, du, dw, db = flows.planar_backward((dz, dlogdet), caches[t])  # [FLOW-5], [FLOW-6]
+                grads = {"u": du, "w": dw, "b": db}
+            else:
+                dz, grads, dctx = flows.iaf_backward((dz, dlogdet), caches[t])  # [FLOW-15]
+                if dctx is not None:
+                    dh = dctx if dh is None else dh + dctx  # (N, C_h): h feeds every step
+            for key, g in grads.items():
+                G[f"{t}.{key}"][...] = g
+        return dz, dh
+
+    # ------------------------------------------------------------------ the steps
+    def _elbo_step(self, x, eps, c=None):
+        """Forward and backward of the β-weighted negative ELBO on one batch (inputs checked)."""
+        B, Z, D = x.shape[0], self.latent_dim, self.n_features_in_
+        if eps is None:
+            shape = (B, Z) if int(self.k) == 1 else (int(self.k), B, Z)
+            eps = self.rng.standard_normal(shape).astype(self.dtype, copy=False)  # (B, Z) or (k, B, Z)
+        L = eps.shape[0] if eps.ndim == 3 else 1
+
+        # forward
+        mu, logvar, inside, _ = self._posterior(x, c, train=True)  # (B, Z) each
+        self._count_clamps(inside)
+        z, kl_sum, sampler_cache = ops.reparam_kl_forward(mu, logvar, eps)  # [REPARAM-2], [KL-1]
+        out = self._decode_out(z, c, train=True)  # (B, D) or (L, B, D)
+        target = x if L == 1 else np.broadcast_to(x, (L, B, D))  # each draw reconstructs its x
+        recon, dout = self._recon_loss(out.reshape(L * B, -1), target.reshape(L * B, D))
+        kl_mean = kl_sum / B
+        beta = float(self.beta) * self.warmup_factor_  # β (times the warm-up factor [ELBO-7])
+        loss = recon + beta * kl_mean  # [ELBO-1]
+
+        # backward
+        dzc = self.decoder.backward(dout)  # (L·B, Z + C)
+        dz = dzc[:, :Z].reshape(z.shape)  # (B, Z) or (L, B, Z) [ELBO-8] the label columns stop here
+        dmu_from_sampler, dlogvar_from_sampler, dmu_kl, dlogvar_kl = ops.reparam_kl_backward(
+            dz, sampler_cache)
+        dmu = dmu_from_sampler + (beta / B) * dmu_kl  # (B, Z) [ELBO-5]
+        dlogvar = dlogvar_from_sampler + (beta / B) * dlogvar_kl  # (B, Z) [ELBO-5]
+        dlogvar_raw = latent.logvar_clamp_backward(dlogvar, inside)  # (B, Z)
+        dh = np.concatenate([dmu, dlogvar_raw], axis=1)  # (B, 2Z) [ELBO-6]
+        self.encoder.backward(dh, input_grad=False)
+
+        self.last_terms = {"loss": loss, "recon": recon, "kl": kl_mean}
+        return loss, self._grads()
+
+    def _log_weight_graph(self, x, c, eps, *, train):
+        """The log-weights ``log p(x|z_K) + log p(z_K) − log q_0(z_0) + Σ logdet`` (K, B) of K draws
+        per example [IWAE-1], [FLOW-7], with z_0 = mu + σ·eps and z_K the flow's output (z_0 itself
+        without a flow), and everything the backward needs. ``eps``: (K, B, Z)."""
+        K, B, Z = eps.shape
+        mu, logvar, inside, h = self._posterior(x, c, train=train)  # (B, Z) each; h (B, C_h)
+        z0, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (K, B, Z) [REPARAM-2]
+        log_q0, q_cache = bounds.log_normal_forward(z0, mu, logvar)  # (K, B) [GAUSS-1]
+        hK = None if h is None else np.broadcast_to(h, (K,) + h.shape).reshape(K * B, -1)
+        zK, logdet, flow_cache = self._flow_forward(z0.reshape(K * B, Z), hK)  # (K·B, Z), (K·B,)
+        log_pz, p_cache = bounds.log_standard_normal_forward(zK)  # (K·B,) [GAUSS-2]
+        out = self._decode_out(zK.reshape(K, B, Z), c, train=train)  # (K, B, D or 2D)
+        log_px, px_cache = self._log_px_forward(out, x)  # (K, B)
+        logw = log_px + (log_pz + logdet).reshape(K, B) - log_q0  # (K, B) [IWAE-1] [FLOW-7]
+        graph = dict(inside=inside, rep=rep_cache, q=q_cache, flow=flow_cache, p=p_cache,
+                     px=px_cache, log_px=log_px, kl=log_q0 - (log_pz + logdet).reshape(K, B))
+        return logw, graph
+
+    def _logw_step(self, x, eps, c=None):
+        """Forward and backward of an objective of the log-weights (IWAE-k, or the k-sample ELBO
+        with a flow), node by node through decoder, prior, flow, q_0 and sampler."""
+        B, Z = x.shape[0], self.latent_dim
+        if eps is None:
+            eps = self.rng.standard_normal((int(self.k), B, Z)).astype(self.dtype, copy=False)
+        elif eps.ndim == 2:
+            eps = eps[None]  # (1, B, Z)
+        K = eps.shape[0]
+
+        logw, g = self._log_weight_graph(x, c, eps, train=True)  # (K, B)
+        self._count_clamps(g["inside"])
+        loss, obj_cache, objective_backward = self._objective(logw)
+        dlogw = objective_backward(1.0, obj_cache)  # (K, B) [IWAE-5] or [IWAE-7]
+
+        dout = self._log_px_backward(dlogw, g["px"])  # (K, B, D or 2D): through log p(x|z_K)
+        dzc = self.decoder.backward(dout.reshape(K * B, -1))  # (K·B, Z + C)
+        dz_prior = bounds.log_standard_normal_backward(dlogw.reshape(-1), g["p"])  # (K·B, Z) [IWAE-9]
+        dzK = dzc[:, :Z] + dz_prior  # (K·B, Z): z_K feeds the decoder and the prior [IWAE-10]
+        dz0, dh = self._flow_backward(dzK, dlogw.reshape(-1), g["flow"])  # (K·B, Z), dlogdet = dlogw
+        dz_q, dmu_q, dlogvar_q = bounds.log_normal_backward(-dlogw, g["q"])  # from −log q_0 [IWAE-8]
+        dz0 = dz0.reshape(K, B, Z) + dz_q  # (K, B, Z): z_0 feeds the flow and q_0 [IWAE-10]
+        dmu_sampler, dlogvar_sampler = latent.reparameterize_backward(dz0, g["rep"])  # [REPARAM-3,4]
+        dmu = dmu_sampler + dmu_q  # (B, Z): the sampler and q_0's own dependence [IWAE-10]
+        dlogvar = dlogvar_sampler + dlogvar_q  # (B, Z) [IWAE-10]
+        dlogvar_raw = latent.logvar_clamp_backward(dlogvar, g["inside"])  # (B, Z)
+        parts = [dmu, dlogvar_raw]
+        if self.context_dim_:
+            parts.append(dh.reshape(K, B, -1).sum(axis=0))  # (B, C_h): the K draws share h
+        self.encoder.backward(np.concatenate(parts, axis=1), input_grad=False)  # [ELBO-6]
+
+        recon = -float(np.mean(g["log_px"]))
+        kl = float(np.mean(g["kl"]))  # a sampled KL of the flow posterior to the prior
+        self.last_terms = {"loss": loss, "recon": recon, "kl": kl}
+        return loss, self._grads()
+
+    def _grads(self):
+        return {name: g for name, g in self.flat_params.grads.items()}
+
+    def _count_clamps(self, inside):
+        self.clamp_count_ += int(inside.size - np.count_nonzero(inside))
+        self.clamp_entries_ += int(inside.size)
+
+    def _compiled_spec(self):
+        """What a compiled epoch needs to run this model's step (closed-form KL, one sample, no
+        condition, a Bernoulli or unit-variance Gaussian decoder), or None."""
+        if (self.uses_log_weights or int(self.k) != 1 or self.n_classes
+                or (self.likelihood == "gaussian" and self.variance != "fixed")
+                or not self._step_is(VAE, "_loss_and_grads", "_elbo_step", "_recon_loss")):
+            return None
+        return {"kind": "vae", "chains": (self.encoder, self.decoder), "latent_dim": int(self.latent_dim),
+                "likelihood": 0 if self.likelihood == "bernoulli" else 1,
+                "beta": float(self.beta) * self.warmup_factor_}
+
+    def _loss_and_grads(self, x, y=None, eps=None):
+        c = None if y is None else self._onehot(y)
+        if self.uses_log_weights:
+            return self._logw_step(x, eps, c)
+        return self._elbo_step(x, eps, c)
+
+    def loss_and_grads(self, x, y=None, eps=None):
+        """The training loss on the batch ``x`` and its gradient for every parameter.
+
+        The loss is the β-weighted negative ELBO ([ELBO-1], closed-form KL) or, for
+        ``objective="iwae"`` or a flow, the objective of the log-weights ([IWAE-4] / [IWAE-6]).
+
+        Parameters
+        ----------
+        x : (B, n_features) array
+        y : (B,) int labels, for a conditional model only
+        eps : (B, latent_dim) or (L, B, latent_dim) array, optional
+            Standard-normal noise of the sampler. Given: the step is deterministic and the loss
+            averages (or, for IWAE, combines) the ``L`` samples. Omitted: ``k`` samples are drawn
+            from ``self.rng``.
+
+        Returns
+        -------
+        loss : float
+            Nats per example.
+        grads : dict
+            Same keys and shapes as ``params``.
+        """
+        x = self._check_X(x, "x")
+        c = self._condition(y, x.shape[0])
+        if eps is not None:
+            eps = self._check_eps(eps, x.shape[0])
+        step = self._logw_step if self.uses_log_weights else self._elbo_step
+        return fresh_grads(step(x, eps, c))
+
+    def _loss_terms(self, x, y=None, *, rng):
+        """Forward only: ``loss``, ``recon`` and ``kl`` of one batch, with ``k`` draws of eps from
+        ``rng``; the closed-form KL at the configured β, or the objective of the log-weights."""
+        B, Z, k = x.shape[0], self.latent_dim, int(self.k)
+        c = None if y is None else self._onehot(y)
+        eps = rng.standard_normal((k, B, Z)).astype(self.dtype, copy=False)  # (k, B, Z)
+        if self.uses_log_weights:
+            logw, g = self._log_weight_graph(x, c, eps, train=False)
+            return {"loss": self._objective(logw)[0], "recon": -float(np.mean(g["log_px"])),
+                    "kl": float(np.mean(g["kl"]))}
+        mu, logvar, _, _ = self._posterior(x, c)
+        z, _ = latent.reparameterize_forward(mu, logvar, eps)  # (k, B, Z)
+        recon = -float(np.mean(self._log_px(self._decode_out(z, c), x)))
+        kl = float(np.mean(latent.gaussian_kl_forward(mu, logvar)[0]))
+        return {"loss": recon + float(self.beta) * kl, "recon": recon, "kl": kl}
+
+    # ------------------------------------------------------------------ training
+    def _epoch_begin(self, epoch, epochs):
+        """KL warm-up: β_e = β · min(1, e / n) for epoch e (0-based) and n warm-up epochs [ELBO-7]."""
+        n = getattr(self, "_warmup_epochs", 0)
+        self.warmup_factor_ = min(1.0, epoch / n) if n > 0 else 1.0  # [ELBO-7]
+        self.beta_schedule_.append(float(self.beta) * self.warmup_factor_)
+
+    def fit(self, X, y=None, *, warmup_epochs=0, **fit_kwargs):
+        """Train with shuffled minibatches (see :meth:`npae.models.model.Model.fit` for ``fit_kwargs``);
+        ``y``: the labels of a conditional model. Returns ``self``.
+
+        ``warmup_epochs=n`` raises β linearly from 0 at the first epoch to its configured value at
+        epoch ``n`` [ELBO-7]; ``beta_schedule_`` records the β of every epoch. ``history_`` holds
+        per-epoch means of ``loss``, ``recon`` and ``kl`` (and ``val_*``).
+        """
+        check_scalar("warmup_epochs", warmup_epochs, low=0, integer=True)
+        if warmup_epochs and self.uses_log_weights:
+            raise InputError("warmup_epochs needs the closed-form KL (objective='elbo' without a "
+                             "flow): a KL warm-up weights a term that log-weight objectives do not have")
+        self._warmup_epochs = int(warmup_epochs)
+        clamps = (self.clamp_count_, self.clamp_entries_) if self.is_built else (0, 0)
+        try:
+            super().fit(X, y, **fit_kwargs)
+        finally:
+            self._warmup_epochs = 0
+            if self.is_built:
+                self.warmup_factor_ = 1.0
+        if self.clamp_count_ < clamps[0]:  # rebuilt by this fit: its counters started at 0
+            clamps = (0, 0)
+        self._warn_after_fit(X, y, self.clamp_count_ - clamps[0], self.clamp_entries_ - clamps[1])
+        return self
+
+    def _warn_after_fit(self, X, y, clamped, entries):
+        """Say so (a warning, never silence) when training ended with no active latent unit, or
+        when the logvar clamp held a large share of the encoder's outputs during this fit (its
+        gradient is 0 there: those entries cannot move back)."""
+        if entries and clamped / entries > LOGVAR_CLAMP_WARN_FRACTION:
+            warnings.warn(f"the logvar clamp [{latent.LOGVAR_MIN:g}, {latent.LOGVAR_MAX:g}] held "
+                          f"{clamped} of {entries} encoder log-variances ({100 * clamped / entries:.1f}%) "
+                          f"during this fit; they get no gradient while clamped. Lower the learning "
+                          f"rate or check the data scale.", RuntimeWarning, stacklevel=3)
+        X = np.asarray(X)
+        n = min(X.shape[0], 2000)
+        active = self.active_units(X[:n], None if y is None or not self.n_classes else np.asarray(y)[:n])
+        if active == 0:
+            hint = (" For real-valued data a Gaussian decoder with a learned variance "
+                    "(variance='shared', 'per_feature' or 'learned') gives the reconstruction term "
+                    "its proper weight; a fixed unit variance is too weak for data of scale ~1."
+                    if self.likelihood == "gaussian" and self.variance == "fixed" else
+                    " Try more epochs, a KL warm-up (warmup_epochs) or a smaller beta.")
+            warnings.warn(f"{type(self).__name__} ended training with no active latent unit "
+                          f"(Var_x of every posterior mean <= {latent.ACTIVE_UNIT_THRESHOLD}): the "
+                          f"codes carry no information about x (posterior collapse).{hint}",
+                          CollapseWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ using the model
+    def encode_stats(self, X, y=None):
+        """Posterior parameters ``(mu, logvar)`` of q(z | x[, y]), each (N, latent_dim); any finite X."""
+        X = self._check_X(X, targets=False)
+        mu, logvar, _, _ = self._posterior(X, self._condition(y, X.shape[0]))
+        return mu.copy(), logvar.copy()
+
+    def encode(self, X, y=None):
+        """Posterior mean ``mu`` (N, latent_dim)."""
+        return self.encode_stats(X, y)[0]
+
+    def decode(self, Z, y=None):
+        """Bernoulli probabilities or Gaussian means (N, n_features) of p(x | z[, y])."""
+        self._require_built()
+        Z = check_array(Z, "Z", n_features=self.latent_dim, dtype=self.dtype,
+                        owner=f"{type(self).__name__}.decode")
+        return self._output(self._decode_out(Z, self._condition(y, Z.shape[0])))
+
+    def reconstruct(self, X, y=None):
+        """decode(encode(X)): the decoder's output at the posterior mean."""
+        return self.decode(self.encode(X, y), y)
+
+    def transform(self, X, y=None):
+        """The posterior mean, as :meth:`encode` (scikit-learn's name; a Pipeline step)."""
+        return self.encode(X, y)
+
+    def inverse_transform(self, Z, y=None):
+        """Same as :meth:`decode`."""
+        return self.decode(Z, y)
+
+    def fit_transform(self, X, y=None, **fit_kwargs):
+        """``fit(X, y, **fit_kwargs)`` then ``transform(X)`` (the labels are used only by a
+        conditional model)."""
+        self.fit(X, y, **fit_kwargs)
+        return self.transform(X, y if self.n_classes else None)
+
+    def score(self, X, y=None):
+        """Higher is better: the ELBO per example (nats), i.e. −:meth:`neg_elbo`, one draw per
+        example from the evaluation stream. ``y`` is used by a conditional model only (ignored
+        otherwise, as in scikit-learn)."""
+        return -self.neg_elbo(X, y if self.n_classes else None)
+
+    def sample(self, n, y=None, *, seed=None, temperature=1.0, draws=False):
+        """``n`` draws from the model, (n, n_features): z ~ N(0, T² I), then decode.
+
+        Parameters
+        ----------
+        n : int
+        y : conditional model only: an int (all the same class), an array of ``n`` labels, or None
+            (labels drawn uniformly).
+        seed : int, optional
+            ``None`` draws from the model's sampling stream (new draws at every call; never the
+            training generator).
+        temperature : float > 0
+            T, the standard deviation of the prior draws relative to N(0, I): T < 1 keeps z where
+            the posteriors put their mass (sharper, less varied samples), T = 1 samples the model.
+        draws : bool
+            False: the decoder's mean (Bernoulli probabilities / Gaussian means), the usual picture.
+            True: draws x ~ p(x | z) as well (0/1 pixels for a Bernoulli decoder; mean plus noise of
+            the decoder's σ for a Gaussian one), what the model really generates.
+        """
+        check_scalar("n", n, low=1, integer=True)
+        check_scalar("temperature", temperature, low=0.0, low_open=True)
+        self._require_built()
+        rng = self.sample_rng_ if seed is None else make_rng(seed)
+        if self.n_classes:
+            if y is None:
+                y = rng.integers(0, int(self.n_classes), size=n)
+            elif np.ndim(y) == 0:
+                y = np.full(n, y) if isinstance(y, (int, np.integer)) else np.array([y])
+        Z = (float(temperature) * rng.standard_normal((n, self.latent_dim))).astype(self.dtype)
+        out = self._decode_out(Z, self._condition(y, n))  # (n, D or 2D)
+        mean = self._output(out)
+        if not draws:
+            return mean
+        if self.likelihood == "bernoulli":
+            return (rng.random(mean.shape) < mean).astype(self.dtype)  # x_d ~ Bernoulli(σ(s_d))
+        _, logvar_x, _ = self._gaussian_head(out)
+        noise = rng.standard_normal(mean.shape).astype(self.dtype)
+        return mean + np.exp(0.5 * logvar_x) * noise  # x ~ N(mean, σ²)
+
+    # ------------------------------------------------------------------ evaluation
+    def _check_Xc(self, X, y):
+        X = self._check_X(X)
+        return X, self._condition(y, X.shape[0])
+
+    def _log_weights(self, x, c, eps):
+        """Importance log-weights ``log p(x, z) − log q(z|x)`` [IWAE-1] of the draws ``eps``
+        (K, B, Z), forward only, the flow included; shape (K, B)."""
+        return self._log_weight_graph(x, c, eps, train=False)[0]
+
+    def _bound(self, X, c, k, seed, batch_size, chunk, elbo):
+        """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound."""
+        def log_weights(lo, hi, kc, rng):
+            eps = rng.standard_normal((kc, hi - lo, self.latent_dim)).astype(self.dtype)
+            return self._log_weights(X[lo:hi], None if c is None else c[lo:hi], eps)
+
+        return self._chunked_bound(X, k, seed, batch_size, chunk, elbo, log_weights)
+
+    def neg_elbo(self, X, y=None, *, seed=None, n_samples=1, batch_size=256, per_example=False):
+        """Negative ELBO (β = 1, whatever ``beta`` is), nats per example.
+
+        ``E_q[−log p(x|z)] + KL`` estimated with ``n_samples`` draws per example (the mean of
+        −log w over draws, which equals reconstruction + closed-form KL in expectation). The draws
+        come from the evaluation stream (the same at every call) or from ``seed``; never from the
+        training generator. Returns the mean over X (a float), or the (N,) values with
+        ``per_example=True``.
+        """
+        check_scalar("n_samples", n_samples, low=1, integer=True)
+        values = -self._bound(*self._check_Xc(X, y), n_samples, seed, batch_size, None, True)
+        return values if per_example else float(values.mean())
+
+    def log_likelihood_estimate(self, X, y=None, *, k=5000, seed=None, batch_size=100, chunk=None,
+                                per_example=False):
+        """Importance-weighted lower bound on log p(x) (IWAE-k, Burda et al. 2016), nats.
+
+        ``log (1/k) Σ_j p(x, z_j) / q(z_j|x)`` with z_j ~ q(z|x) [IWAE-2]; k = 1 is the ELBO and the
+        bound rises with k toward log p(x). Samples are drawn ``chunk`` at a time and combined with
+        a streaming log-mean-exp [IWAE-3], so memory does not grow with k. Noise from the
+        evaluation stream or ``seed``. Returns the mean over X (a float), or the (N,) values with
+        ``per_example=True``.
+        """
+        values = self._bound(*self._check_Xc(X, y), k, seed, batch_size, chunk, False)
+        return values if per_example else float(values.mean())
+
+    def kl_per_dimension(self, X, y=None):
+        """Mean over X of ``KL(q(z_j|x) || N(0, 1))`` for each latent j, nats, (latent_dim,)."""
+        mu, logvar = self.encode_stats(X, y)
+        return np.mean(latent.gaussian_kl_terms(mu, logvar), axis=0)
+
+    def active_units(self, X, y=None, threshold=latent.ACTIVE_UNIT_THRESHOLD):
+        """Number of latents whose posterior mean varies across X: ``Var_x(mu_j) > threshold``."""
+        check_scalar("threshold", threshold, low=0.0)
+        return int(np.sum(np.var(self.encode(X, y), axis=0) > threshold))
+
+    # ------------------------------------------------------------------ estimators' access
+    def posterior(self, x, y=None):
+        """``(mu, logvar)`` of q(z | x) for a batch, with the encoder's caches kept so that
+        :meth:`encoder_gradients` can backpropagate into it (used by npae.models.estimators)."""
+        x = self._check_X(x, "x", targets=False)
+        mu, logvar, self._inside, _ = self._posterior(x, self._condition(y, x.shape[0]), train=True)
+        return mu, logvar
+
+    def encoder_gradients(self, dmu, dlogvar):
+        """Gradients of the encoder's parameters (copies) given gradients with respect to the
+        ``mu`` and ``logvar`` of the last :meth:`posterior` call."""
+        dlogvar_raw = latent.logvar_clamp_backward(dlogvar, self._inside)
+        self.encoder.backward(np.concatenate([dmu, dlogvar_raw], axis=1), input_grad=False)
+        return {name: g.copy() for name, g in self.encoder.grads.items()}
+
+    def reconstruction_nll(self, z, x, y=None):
+        """``(nll, dz)`` for codes ``z`` (S, B, Z) and the batch ``x`` (B, D): the per-example
+        negative log-likelihood −log p(x_i | z_si), shape (S, B), and the gradient of
+        ``(1/B) Σ_i nll_si`` with respect to ``z`` for every draw s (used by npae.models.estimators)."""
+        S, B, Z = z.shape
+        x = self._check_X(x, "x")
+        c = self._condition(y, B)
+        out = self._decode_out(z, c, train=True)  # (S, B, D)
+        nll = -self._log_px(out, x)  # (S, B)
+        target = np.broadcast_to(x, out.shape).reshape(S * B, -1)
+        _, dout = self._recon_loss(out.reshape(S * B, -1), target)  # scaled 1/(S·B)
+        dz = self.decoder.backward(dout * S)[:, :Z].reshape(S, B, Z)  # scaled 1/B per draw
+        return nll, dz
+
+
+class ConditionalVAE(VAE):
+    """VAE conditioned on a class label: ``q(z | x, y)`` and ``p(x | z, y)``.
+
+    The one-hot label (``n_classes`` columns) is appended to the encoder input and to z; the prior
+    stays N(0, I). Parameters as :class:`VAE`, plus ``n_classes``; every method of VAE that sees
+    data takes the labels as ``y`` (ints in 0..n_classes−1), required here: ``fit(X, y)``,
+    ``encode(X, y)``, ``decode(Z, y)``, ``neg_elbo(X, y)``, ``validation_data=(X, y)``.
+    The conditional columns of the encoder and decoder: docs/derivations/elbo.md#elbo-8.
+    """
+
+    def __init__(self, input_dim=None, n_classes=None, hidden=(400,), latent_dim=20,
+                 activation="relu", likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *,
+                 variance="fixed", objective="elbo", k=1, flow=None, flow_steps=2, flow_hidden=None,
+                 slope=0.01, alpha=1.0, random_state=None, warm_start=False, arch="mlp",
+                 encoder_layers=None, decoder_layers=None, image_shape=None):
+        self._store(locals())
+
+    def _build(self, n_features):
+        if self.n_classes is None:
+            raise InputError("ConditionalVAE needs n_classes, the number of label values")
+        check_scalar("n_classes", self.n_classes, low=1, integer=True)
+        super()._build(n_features)

@@ -1,0 +1,712 @@
+"""The minibatch training loop shared by every model: checkpoints, exact resume, divergence checks.
+
+A model takes part by providing:
+
+* ``params``: dict of its arrays (updated in place by the optimizer);
+* ``_train_batch(*batch) -> (loss, grads)``: one step's loss and gradients, after which
+  ``model.last_terms`` holds the named loss terms of that batch (``{"loss": ..., "recon": ...}``);
+* ``_evaluate(*data) -> dict``: the same terms averaged over a whole data set (for validation);
+* optionally ``_epoch_begin(epoch, epochs)`` (a VAE's KL warm-up sets β there); it must not draw
+  from ``model.rng``, or draw the same whatever happened before (a mid-epoch resume calls it again);
+* ``rng``: the model's seeded ``np.random.Generator``, which shuffles the minibatches (and draws a
+  VAE's ε or a denoiser's corruption), so the same seed gives bit-identical parameters.
+
+Checkpoints (``checkpoint=path``) are model files (:mod:`npae.data.io`) that also hold the optimizer
+(class, hyperparameters, step count, moments), the generator state, the number of finished epochs,
+the history and the early-stopping state. ``resume=path`` restores all of it, so that a run stopped
+after any epoch (or, after Ctrl-C, after any batch) and resumed ends with parameters bit-identical
+to a run that was never stopped.
+
+Ctrl-C: while ``fit`` runs, the first SIGINT is deferred to the end of the current batch (so the
+parameters and the optimizer are never half-updated); ``fit`` then writes a checkpoint (when
+``checkpoint`` was given) and raises :class:`TrainingInterrupted`, a ``KeyboardInterrupt`` that
+names the checkpoint. A second Ctrl-C interrupts at once. Callers (the CLI) catch it.
+
+Ctrl-C is honoured whenever it comes, also during the last batch of the last epoch: training is
+complete then, the final checkpoint is written, and ``fit`` still raises :class:`TrainingInterrupted`
+rather than return as if nothing had been asked.
+
+Divergence (docs/derivations/clip.md#clip-3) raises :class:`DivergenceError` naming the epoch, the
+batch and the culprit, in three cases, and the parameters and the optimizer are always left finite:
+
+* before a step: a NaN or inf loss term or gradient, or a batch loss above ``DIVERGENCE_FACTOR``
+  times the early reference (:data:`npae.constants.DIVERGENCE_FACTOR`; training that has run away
+  with finite numbers, such as Adam at ``lr=1e3``); the step is not taken, the parameters are those
+  after the previous batch;
+* after a step: the update made a parameter or an optimizer state entry NaN or inf (``SGD`` at
+  ``lr=1e308``). The Adam units count what they write in the same pass; for the other optimizers
+  one ``np.vdot`` over the parameters (and one per state array) decides. The parameters, the
+  optimizer state, the generator and the running sums are then put back to their values before the
+  step, exactly: the state at the start of the epoch (copied once per epoch) is restored and the
+  epoch's earlier batches are run again, which gives the same numbers bit for bit.
+"""
+import contextlib
+import math
+import signal
+import statistics
+import threading
+
+import numpy as np
+
+from npae import constants
+from npae.data import io
+from npae.training import optim
+from npae.fast import threads as threads_policy
+from npae.fast.backends import NonFiniteUpdate, ops
+from npae.training.report import Progress
+from npae.validation import InputError, check_bool, check_path, check_scalar
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: a NaN or inf loss, gradient, parameter or optimizer state, or a loss that
+    ran away (see the module docstring).
+
+    Attributes: ``epoch`` and ``batch`` (0-based; ``batch`` is None for the validation pass) and
+    ``source``, e.g. ``"loss term 'kl'"``, ``"gradient of 'encoder.0.W'"``, ``"loss growth"`` or
+    ``"update of 'encoder.0.W'"``.
+    """
+
+    def __init__(self, message, *, epoch, batch, source):
+        super().__init__(message)
+        self.epoch, self.batch, self.source = epoch, batch, source
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fit``. ``checkpoint`` is the path written (or None), ``epoch`` and ``batch``
+    (0-based) say where training stopped: every batch before ``batch`` of ``epoch`` was applied."""
+
+    def __init__(self, message, *, checkpoint, epoch, batch):
+        super().__init__(message)
+        self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks of one step
+# --------------------------------------------------------------------------------------------------
+def _first_bad_term(terms, loss):
+    """Name of the first non-finite loss term ("loss" last: it is the sum of the others)."""
+    for key, value in terms.items():
+        if key != "loss" and not math.isfinite(value):
+            return key
+    if not math.isfinite(loss) or not math.isfinite(terms.get("loss", 0.0)):
+        return "loss"
+    return None
+
+
+def global_norm(grads):
+    """sqrt(Σ_k ||g_k||²) over every gradient array [CLIP-1], computed without overflow."""
+    sq = sum(float(np.vdot(g, g)) for g in grads.values())
+    if math.isfinite(sq):
+        return math.sqrt(sq)
+    scale = max(float(np.max(np.abs(g))) for g in grads.values())  # finite entries, huge sum
+    return scale * math.sqrt(sum(float(np.vdot(g / scale, g / scale)) for g in grads.values()))
+
+
+def check_step(model, loss, grads, epoch, batch, clip_norm=None, flat=None, reference=None):
+    """Raise :class:`DivergenceError` if the loss or a gradient is not finite, or if the loss
+    exceeds ``DIVERGENCE_FACTOR · reference`` [CLIP-3] (``reference``: the early loss scale of
+    :func:`loss_reference`; None skips that rule); return the gradients, scaled by
+    ``min(1, clip_norm / ||g||)`` [CLIP-2] (``||g||`` the global norm over all parameters,
+    [CLIP-1]) when ``clip_norm`` is given.
+
+    Derivation: docs/derivations/clip.md#clip-1
+
+    One ``np.vdot`` per gradient decides (one in all when ``flat``, a :class:`npae.models.layers.FlatParams`
+    holding ``grads``, is given; clipping then scales its gradients in place): a NaN or inf
+    anywhere makes the sum of squares non-finite; only then is each gradient scanned to name the
+    first bad one, in forward order.
+    """
+    loss = float(loss)  # a non-finite term makes the loss (their weighted sum) non-finite too
+    term = None if math.isfinite(loss) else _first_bad_term(model.last_terms, loss)
+    if term is not None:
+        raise DivergenceError(
+            f"training diverged at epoch {epoch} batch {batch}: loss term {term!r} is "
+            f"{model.last_terms.get(term, loss)} (terms {model.last_terms}); parameters keep their "
+            f"values from before this batch. Lower the learning rate or set clip_norm.",
+            epoch=epoch, batch=batch, source=f"loss term {term!r}")
+    factor = constants.DIVERGENCE_FACTOR
+    if reference is not None and reference > 0 and loss > factor * reference:  # [CLIP-3]
+        raise DivergenceError(
+            f"training diverged at epoch {epoch} batch {batch}: the batch loss {loss:.4g} is more "
+            f"than {factor:g} times the early loss scale {reference:.4g} (the first batches' "
+            f"|loss|; npae.constants.DIVERGENCE_FACTOR): the numbers are finite but training has run "
+            f"away. The step is not taken; the parameters are those after the previous batch. Lower "
+            f"the learning rate or set clip_norm.", epoch=epoch, batch=batch, source="loss growth")
+    if flat is not None:
+        sq = float(np.vdot(flat.grad_data, flat.grad_data))  # [CLIP-1]
+    else:
+        sq = sum(float(np.vdot(grads[name], grads[name])) for name in model.params)  # [CLIP-1]
+    if not math.isfinite(sq):
+        for name in model.params:
+            bad = ~np.isfinite(grads[name])
+            if bad.any():
+                raise DivergenceError(
+                    f"training diverged at epoch {epoch} batch {batch}: the gradient of parameter "
+                    f"{name!r} has {int(bad.sum())} NaN/inf entries (loss {float(loss):.6g}); "
+                    f"parameters keep their values from before this batch. Lower the learning rate "
+                    f"or set clip_norm.", epoch=epoch, batch=batch, source=f"gradient of {name!r}")
+    if clip_norm is not None:
+        norm = math.sqrt(sq) if math.isfinite(sq) else global_norm(grads)
+        if norm > clip_norm:
+            scale = clip_norm / norm
+            if flat is not None:
+                flat.grad_data *= scale  # [CLIP-2]
+            else:
+                grads = {name: g * scale for name, g in grads.items()}  # [CLIP-2]
+    return grads
+
+
+def loss_reference(first_loss, early_losses):
+    """The early loss scale R of [CLIP-3]: the larger of the first batch's |loss| and the median
+    |loss| of the first ``DIVERGENCE_REFERENCE_BATCHES`` batches (None before the first batch)."""
+    if first_loss is None:
+        return None
+    return max(first_loss, statistics.median(early_losses))  # [CLIP-3]
+
+
+def _first_non_finite(params, opt):
+    """Name of the first parameter, then optimizer state entry, holding a NaN or an inf, or None."""
+    for name, p in params.items():
+        if not np.isfinite(p).all():
+            return f"parameter {name!r}"
+    for slot, bufs in opt.state.items():
+        for name, buf in bufs.items():
+            if not np.isfinite(buf).all():
+                return f"optimizer state {slot!r} of {name!r}"
+    return None
+
+
+def _update_is_finite(params, opt, flat_data):
+    """True when the parameters and the optimizer state are finite after a step: one ``np.vdot``
+    over the flat parameters (or one per array) and one per state array; a sum of squares that
+    overflows without a NaN or an inf (entries past 1e154) is settled by a scan."""
+    sq = (float(np.vdot(flat_data, flat_data)) if flat_data is not None
+          else sum(float(np.vdot(p, p)) for p in params.values()))
+    for bufs in opt.state.values():
+        for buf in bufs.values():
+            sq += float(np.vdot(buf, buf))
+    return math.isfinite(sq) or _first_non_finite(params, opt) is None
+
+
+def _checks_its_writes(opt):
+    """True for an optimizer whose every write goes through the backend's ``adam_update``, which
+    counts NaN/inf entries in the same pass and raises :class:`npae.fast.backends.NonFiniteUpdate`."""
+    return type(opt).step is optim.Adam.step and type(opt)._update is optim.Adam._update
+
+
+# --------------------------------------------------------------------------------------------------
+# Ctrl-C
+# --------------------------------------------------------------------------------------------------
+class _StopFlag:
+    requested = False
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+    """Turn the first SIGINT into a flag the loop checks after each batch (main thread only)."""
+    flag = _StopFlag()
+    usable = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if usable else None
+    if previous in (signal.SIG_IGN, None):
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+class _State:
+    """Everything besides the model and optimizer that a resumed run needs."""
+
+    def __init__(self):
+        self.epochs_done = 0
+        self.history = {}
+        self.best_val, self.best_params, self.since_best, self.best_epoch = math.inf, None, 0, None
+        self.stopped_early = False
+        # mid-epoch (Ctrl-C) position: the epoch's permutation, batches applied, running sums
+        self.perm, self.batches_done, self.sums, self.batch_size = None, 0, {}, None
+        # the early loss scale of the divergence rule [CLIP-3]
+        self.first_loss, self.early_losses, self.reference = None, [], None
+
+    def record_loss(self, loss):
+        """Remember the |loss| of an accepted batch while the early reference is being formed."""
+        if len(self.early_losses) < constants.DIVERGENCE_REFERENCE_BATCHES:
+            if self.first_loss is None:
+                self.first_loss = abs(loss)
+            self.early_losses.append(abs(loss))
+            self.reference = loss_reference(self.first_loss, self.early_losses)
+
+
+def _save_checkpoint(path, model, opt, st, epochs):
+    meta, arrays = optim.payload(opt)
+    training = {
+        "epochs_done": st.epochs_done, "epochs": epochs, "optimizer": meta,
+        "history": st.history, "stopped_early": st.stopped_early,
+        "early_stopping": {"best_val": st.best_val if math.isfinite(st.best_val) else None,
+                           "since_best": st.since_best, "best_epoch": st.best_epoch},
+        "partial": None,
+        "divergence": {"first_loss": st.first_loss, "early_losses": st.early_losses},
+    }
+    if st.best_params is not None:
+        arrays.update({f"train/best/{k}": v for k, v in st.best_params.items()})
+    if st.perm is not None:
+        training["partial"] = {"batches_done": st.batches_done, "batch_size": st.batch_size,
+                               "sums": st.sums}
+        arrays["train/perm"] = st.perm
+    model._write(path, training=training, arrays=arrays)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a checkpoint: every field checked for type, range and consistency
+# --------------------------------------------------------------------------------------------------
+_TRAINING_FIELDS = {"epochs_done", "epochs", "optimizer", "history", "stopped_early",
+                    "early_stopping", "partial", "divergence"}
+
+
+def check_checkpoint_listing(mf):
+    """Refuse a checkpoint (read so far: header and array list) whose optimizer and training arrays
+    are not shaped like its parameters: ``optim/<slot>/<name>`` and ``train/best/<name>`` like
+    ``param/<name>``, ``train/perm`` a 1-D integer array. Reads no array. A plain model file holds
+    ``param/`` arrays only."""
+    params = {k[len("param/"):]: v for k, v in mf.listing.items() if k.startswith("param/")}
+    for name, (shape, dtype) in mf.listing.items():
+        if name.startswith("param/"):
+            continue
+        if not mf.is_checkpoint:
+            raise io.ModelFileError(f"{mf.path}: a model file (no training state) holding a training "
+                                    f"array {name!r}")
+        if name.startswith(("optim/", "train/best/")):
+            pname = name.split("/", 2)[2] if name.count("/") >= 2 else ""
+            if params.get(pname) != (shape, dtype):
+                raise io.ModelFileError(f"{mf.path}: array {name!r} ({shape} {dtype}) is not shaped "
+                                        f"like a parameter of the model ({params.get(pname)})")
+        elif name == "train/perm":
+            if len(shape) != 1 or dtype.kind not in "iu":
+                raise io.ModelFileError(f"{mf.path}: train/perm must be a 1-D integer array, got "
+                                        f"{shape} {dtype}")
+        else:
+            raise io.ModelFileError(f"{mf.path}: unexpected training array {name!r}")
+
+
+def _int(value, field, low=0, high=None):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{field} must be an integer {span}, got {value!r:.60}")
+    return value
+
+
+def _real(value, field):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value!r:.60}")
+    return float(value)
+
+
+def _obj(value, field, keys=None):
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} must be an object, got {value!r:.60}")
+    if keys is not None and set(value) != set(keys):
+        raise ValueError(f"{field} must have the fields {sorted(keys)}, got {sorted(value)[:10]}")
+    return value
+
+
+def read_training_state(mf, model):
+    """``(optimizer, state)`` of the checkpoint ``mf`` for ``model`` (built with the file's config),
+    after checking every field: counters non-negative and consistent with each other (history
+    lists as long as ``epochs_done``, ``0 < batches_done <`` the number of batches, the step count
+    at least the batches trained), ``perm`` a permutation of ``range(n)``, finite sums, consistent
+    early-stopping fields, the optimizer (:func:`npae.training.optim.from_payload`). Raises
+    :class:`~npae.data.io.ModelFileError` naming the file and the field; changes nothing."""
+    tr = mf.header["training"]
+    try:
+        _obj(tr, "training")
+        unknown = sorted(set(tr) - _TRAINING_FIELDS)
+        missing = sorted(_TRAINING_FIELDS - {"divergence"} - set(tr))
+        if unknown or missing:
+            raise ValueError(f"training has unknown fields {unknown[:10]} / lacks {missing}")
+        st = _State()
+        st.epochs_done = _int(tr["epochs_done"], "epochs_done")
+        _int(tr["epochs"], "epochs", low=max(1, st.epochs_done))
+        history = _obj(tr["history"], "history")
+        for term, values in history.items():
+            if not isinstance(values, list):
+                raise ValueError(f"history[{term!r}] must be a list, got {values!r:.60}")
+            if len(values) != st.epochs_done and not (term.startswith("val_")
+                                                      and len(values) <= st.epochs_done):
+                raise ValueError(f"history[{term!r}] has {len(values)} values; epochs_done is "
+                                 f"{st.epochs_done}")
+            st.history[term] = [_real(v, f"history[{term!r}]") for v in values]
+        if st.epochs_done and "loss" not in st.history:
+            raise ValueError(f"history has no 'loss' after {st.epochs_done} epochs")
+        st.stopped_early = tr["stopped_early"]
+        if not isinstance(st.stopped_early, bool):
+            raise ValueError(f"stopped_early must be true or false, got {st.stopped_early!r:.60}")
+        _read_early_stopping(mf, model, tr["early_stopping"], st)
+        _read_partial(mf, tr["partial"], st)
+        _read_divergence(tr.get("divergence"), st)
+    except ValueError as err:
+        raise io.ModelFileError(f"{mf.path}: bad training state in checkpoint: {err}") from None
+    opt = optim.from_payload(tr["optimizer"], mf.arrays, model.params, mf.path)
+    if opt.t < st.epochs_done + st.batches_done:
+        raise io.ModelFileError(f"{mf.path}: bad training state in checkpoint: the optimizer took "
+                                f"{opt.t} steps, fewer than the {st.epochs_done} epochs and "
+                                f"{st.batches_done} batches trained")
+    return opt, st
+
+
+def _read_early_stopping(mf, model, es, st):
+    _obj(es, "early_stopping", ("best_val", "since_best", "best_epoch"))
+    best = {k[len("train/best/"):]: a for k, a in mf.arrays.items() if k.startswith("train/best/")}
+    st.since_best = _int(es["since_best"], "early_stopping.since_best", high=st.epochs_done)
+    if es["best_epoch"] is None:
+        if es["best_val"] is not None or st.since_best or best or st.stopped_early:
+            raise ValueError("early_stopping without a best_epoch has a best_val, a since_best, best "
+                             "parameters or stopped_early")
+        return
+    if not st.epochs_done:
+        raise ValueError("early_stopping has a best_epoch before any epoch")
+    st.best_epoch = _int(es["best_epoch"], "early_stopping.best_epoch", high=st.epochs_done - 1)
+    st.best_val = _real(es["best_val"], "early_stopping.best_val")
+    if st.best_val not in st.history.get("val_loss", []):
+        raise ValueError(f"early_stopping.best_val {st.best_val} is none of the history's val_loss")
+    if st.since_best > st.epochs_done - 1 - st.best_epoch:
+        raise ValueError(f"early_stopping.since_best {st.since_best} is more than the epochs after "
+                         f"best_epoch {st.best_epoch}")
+    if st.stopped_early and not st.since_best:
+        raise ValueError("stopped_early with since_best 0")
+    if set(best) != set(model.params):
+        raise ValueError(f"early stopping needs the best parameters of every parameter; the file "
+                         f"has {sorted(best)[:6]}")
+    st.best_params = {k: best[k].copy() for k in model.params}
+
+
+def _read_partial(mf, partial, st):
+    perm = mf.arrays.get("train/perm")
+    if partial is None:
+        if perm is not None:
+            raise ValueError("train/perm without a partial epoch")
+        return
+    _obj(partial, "partial", ("batches_done", "batch_size", "sums"))
+    if perm is None:
+        raise ValueError("a partial epoch without train/perm")
+    if st.stopped_early:
+        raise ValueError("a partial epoch after early stopping")
+    n = perm.shape[0]
+    if n == 0 or int(perm.min()) < 0 or int(perm.max()) >= n or not (
+            np.bincount(perm.astype(np.intp), minlength=n) == 1).all():
+        raise ValueError(f"train/perm is not a permutation of range({n})")
+    st.batch_size = _int(partial["batch_size"], "partial.batch_size", low=1)
+    n_batches = -(-n // st.batch_size)
+    if n_batches < 2:
+        raise ValueError(f"a partial epoch of {n_batches} batch")
+    st.batches_done = _int(partial["batches_done"], "partial.batches_done", low=1, high=n_batches - 1)
+    sums = _obj(partial["sums"], "partial.sums")
+    st.sums = {term: _real(v, f"partial.sums[{term!r}]") for term, v in sums.items()}
+    terms = {k for k in st.history if not k.startswith("val_")}
+    if "loss" not in st.sums or (st.epochs_done and set(st.sums) != terms):
+        raise ValueError(f"partial.sums has the terms {sorted(st.sums)[:10]}; the history has "
+                         f"{sorted(terms)[:10]}")
+    st.perm = perm.astype(np.intp)
+
+
+def _read_divergence(div, st):
+    if div is None:  # a checkpoint of an older npae: the reference is formed again
+        return
+    _obj(div, "divergence", ("first_loss", "early_losses"))
+    early = div["early_losses"]
+    if not isinstance(early, list) or len(early) > 1000:
+        raise ValueError(f"divergence.early_losses must be a list, got {early!r:.60}")
+    early = [_real(v, "divergence.early_losses") for v in early]
+    if any(v < 0 for v in early):
+        raise ValueError("divergence.early_losses are |loss| values, never negative")
+    if div["first_loss"] is None:
+        if early:
+            raise ValueError("divergence.early_losses without first_loss")
+        return
+    st.first_loss = _real(div["first_loss"], "divergence.first_loss")
+    if not early or early[0] != st.first_loss:
+        raise ValueError("divergence.first_loss is not the first of early_losses")
+    st.early_losses = early
+    st.reference = loss_reference(st.first_loss, early)
+
+
+def _resume(path, model, n, batch_size, epochs):
+    """Restore ``model`` from the checkpoint at ``path``; return ``(optimizer, state, rng_state)``.
+    Nothing of the model changes unless the whole checkpoint is accepted."""
+    def check(mf):  # before any array is read
+        model._check_compatible(mf)
+        if not mf.is_checkpoint:
+            raise io.ModelFileError(f"{mf.path}: a model file, not a checkpoint (no optimizer or "
+                                    f"epoch); load it with npae.load and call fit without resume")
+        check_checkpoint_listing(mf)
+
+    mf = io.read(path, check=check)
+    opt, st = read_training_state(mf, model)
+    if st.perm is not None and (st.perm.shape != (n,) or st.batch_size != batch_size):
+        raise InputError(f"resume: {mf.path} was saved in the middle of an epoch over {st.perm.shape[0]} "
+                         f"examples with batch_size={st.batch_size}; got {n} examples and "
+                         f"batch_size={batch_size}. Pass the same data and batch_size.")
+    if st.epochs_done > epochs:
+        raise InputError(f"resume: {mf.path} has {st.epochs_done} epochs done; epochs={epochs} counts "
+                         f"from the start of training, so it must be >= {st.epochs_done}")
+    model._restore(mf)  # only now: a refused checkpoint leaves the model as it was
+    return opt, st, mf.header.get("rng_state")
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, validation_data=None,
+             progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
+             resume=None, clip_norm=None, threads=None):
+    """Train ``model`` on the arrays in ``data`` (a tuple whose arrays share their first axis).
+
+    Returns the history: a dict of per-epoch lists, one per loss term (``loss``, and e.g. ``recon``,
+    ``kl``), plus ``val_<term>`` lists when ``validation_data`` is given. Every value is the mean
+    over the epoch's examples (batches weighted by their size).
+
+    Early stopping: with ``validation_data`` and ``patience=k``, training stops after ``k`` epochs
+    without a lower ``val_loss`` and the parameters of the best epoch are put back (in place);
+    ``model.best_epoch_`` records which epoch (0-based) that was.
+
+    Checkpoints: ``checkpoint=path`` writes one after every ``checkpoint_every`` epochs and after the
+    last; ``resume=path`` continues from one (its optimizer replaces ``optimizer``/``lr``) up to
+    ``epochs`` epochs in total. ``clip_norm`` rescales the gradients to at most that global norm.
+    Raises :class:`DivergenceError` (a non-finite loss, gradient, parameter or optimizer state, or
+    a runaway loss) and :class:`TrainingInterrupted` on Ctrl-C (see the module docstring).
+    """
+    check_scalar("epochs", epochs, low=1, integer=True)
+    check_scalar("batch_size", batch_size, low=1, integer=True)
+    check_scalar("checkpoint_every", checkpoint_every, low=1, integer=True)
+    check_bool("progress", progress)
+    check_bool("verbose", verbose)
+    if clip_norm is not None:
+        check_scalar("clip_norm", clip_norm, low=0.0, low_open=True)
+    if checkpoint is not None:
+        checkpoint = check_path("checkpoint", checkpoint, writable=True)
+    if resume is not None:
+        resume = check_path("resume", resume, must_exist=True)
+    if patience is not None:
+        check_scalar("patience", patience, low=1, integer=True)
+        if validation_data is None:
+            raise ValueError("patience (early stopping) needs validation_data")
+    n = data[0].shape[0]
+    n_batches = -(-n // batch_size)
+    if resume is not None:
+        opt, st, rng_state = _resume(resume, model, n, batch_size, epochs)
+    else:
+        opt, st, rng_state = optim.get_optimizer(optimizer, lr), _State(), None
+    model.optimizer_ = opt
+    model.best_epoch_ = st.best_epoch
+
+    bar = None
+    if (progress or verbose) and st.epochs_done < epochs and not st.stopped_early:
+        bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
+                       start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
+                       verbose=verbose)
+    n_threads = threads_policy.choose(model, batch_size, threads)
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                threads_policy.limit(n_threads), _deferred_sigint() as stop:
+            _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
+                        n_batches=n_batches, validation_data=validation_data, patience=patience,
+                        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                        clip_norm=clip_norm, rng_state=rng_state)
+    finally:
+        if bar is not None:
+            bar.close(st.history, st.epochs_done)
+        model.history_ = st.history
+    if st.best_params is not None:
+        for name, p in model.params.items():
+            p[...] = st.best_params[name]
+    model.best_epoch_ = st.best_epoch
+    return st.history
+
+
+def _compiled_epoch(runner, model, opt, data, perm, st, epoch, batch_size, clip_norm, flat, start, step):
+    """One epoch through the fused backend's compiled epoch, with the per-step path's bookkeeping:
+    the same running sums of the loss terms (batches weighted by their size, in order), the same
+    ``last_terms``, and the same :class:`DivergenceError`s: a non-finite loss or gradient, or a loss
+    past the runaway bound [CLIP-3], raised by :func:`check_step` on the step that failed (its
+    parameters left untouched by the kernel); an update that wrote NaN or inf undone by ``start``
+    (the epoch's snapshot, the batches before it trained again step by step)."""
+    n = data[0].shape[0]
+    factor = constants.DIVERGENCE_FACTOR
+    limit = factor * st.reference if st.reference is not None and st.reference > 0 else math.inf
+    terms, steps, bad = runner.run(perm, data[0], limit)
+    names = runner.term_names
+    for b in range(steps):
+        size = min(batch_size, n - b * batch_size)
+        for k, key in enumerate(names):
+            st.sums[key] = st.sums.get(key, 0.0) + float(terms[b, k]) * size
+        st.record_loss(float(terms[b, 0]))
+    if bad is not None:
+        b, kind = bad
+        if kind == 4:  # the update of batch b wrote NaN or inf
+            start.rewind(model, opt, st, step, to=b)
+            raise DivergenceError(
+                f"training diverged at epoch {epoch} batch {b}: the optimizer step made the "
+                f"parameters NaN or inf; the step is undone: parameters, optimizer state and "
+                f"generator are back to their values before this batch. Lower the learning rate "
+                f"or set clip_norm.", epoch=epoch, batch=b, source="update of the parameters")
+        model.last_terms = {key: float(terms[b, k]) for k, key in enumerate(names)}
+        check_step(model, float(terms[b, 0]), flat.grads, epoch, b, clip_norm, flat, st.reference)
+        raise DivergenceError(f"training diverged at epoch {epoch} batch {b}", epoch=epoch, batch=b,
+                              source="compiled epoch")  # check_step raises first; kept for safety
+    model.last_terms = {key: float(terms[steps - 1, k]) for k, key in enumerate(names)}
+
+
+class _EpochStart:
+    """The training state at the first batch of an epoch, copied once per epoch: what it takes to
+    put the parameters, the optimizer (state, step count, hyperparameters), the generator, the
+    running sums and the model's counters (``clamp_count_``, ...) back to their values before any
+    later batch of the epoch, by restoring this and training the batches in between again
+    (:meth:`rewind`; deterministic, so exact)."""
+
+    def __init__(self, model, opt, st, first):
+        self.first = first
+        self.params = {name: p.copy() for name, p in model.params.items()}
+        self.opt_state = opt.state_dict()  # copies, and the step count
+        self.opt_scalars = {k: v for k, v in vars(opt).items() if type(v) in (int, float, bool)}
+        self.rng_state = model.rng.bit_generator.state
+        self.sums = dict(st.sums)
+        self.reference = (st.first_loss, list(st.early_losses), st.reference)
+        self.counters = {k: v for k, v in vars(model).items()
+                         if k.endswith("_") and type(v) in (int, float)}
+
+    def rewind(self, model, opt, st, step, to):
+        """Put everything back to its value before batch ``to`` of this epoch; ``step(b)`` trains
+        batch ``b`` as the loop does."""
+        for name, p in model.params.items():
+            p[...] = self.params[name]
+        opt.load_state_dict(self.opt_state)
+        for k, v in self.opt_scalars.items():  # lr, betas, ... as they were
+            setattr(opt, k, v)
+        model.rng.bit_generator.state = self.rng_state
+        st.sums = dict(self.sums)
+        first_loss, early, st.reference = self.reference
+        st.first_loss, st.early_losses = first_loss, list(early)
+        for k, v in self.counters.items():
+            setattr(model, k, v)
+        for b in range(self.first, to):
+            if step(b) is not None:  # cannot happen: the same batches gave finite steps before
+                raise RuntimeError(f"batch {b} was finite in training and not when trained again: "
+                                   f"the run is not deterministic")
+
+
+def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batches, validation_data,
+                patience, checkpoint, checkpoint_every, clip_norm, rng_state):
+    n = data[0].shape[0]
+    model_flat = getattr(model, "flat_params", None)  # FlatParams: one-pass Adam and check
+    flat_data = None  # the flat parameter array, when model.params are exactly its views
+    if model_flat is not None and len(model_flat.params) == len(model.params) and all(
+            model.params.get(k) is v for k, v in model_flat.params.items()):
+        flat_data = model_flat.param_data
+    checks_its_writes = _checks_its_writes(opt)
+    # the fused backend may run a whole epoch in one call; None: the per-step loop below
+    runner = None
+    if model_flat is not None and model_flat.holds(model.params, model_flat.grads):
+        runner = ops.epoch_runner(model, opt, model_flat, clip_norm, batch_size, data)
+
+    def interrupted(epoch, batch, saved_already=False):
+        """The exception to raise after Ctrl-C, once every batch before ``batch`` of ``epoch``
+        was applied (``batch == 0``: at an epoch boundary); writes the checkpoint first."""
+        if checkpoint is not None and not saved_already:
+            _save_checkpoint(checkpoint, model, opt, st, epochs)
+        saved = (f"checkpoint saved to {checkpoint!r}; continue with fit(..., resume={checkpoint!r})"
+                 if checkpoint is not None else "no checkpoint path was given")
+        where = (f"after {batch} of {n_batches} batches of epoch {epoch}" if epoch < epochs
+                 else f"during the last batch of the last epoch (all {epochs} epochs are complete)")
+        return TrainingInterrupted(f"training interrupted {where} ({st.epochs_done} epochs "
+                                   f"complete); {saved}", checkpoint=checkpoint, epoch=epoch,
+                                   batch=batch)
+
+    for epoch in range(st.epochs_done, epochs):
+        if st.stopped_early:
+            break
+        model._epoch_begin(epoch, epochs)
+        if st.perm is not None:  # resuming in the middle of this epoch
+            model.rng.bit_generator.state = rng_state
+            perm, first = st.perm, st.batches_done
+        else:
+            perm, first, st.sums, st.batch_size = model.rng.permutation(n), 0, {}, batch_size
+
+        def step(b):
+            """Train batch ``b``: None when the step was taken, else what it made non-finite (the
+            parameters are then left as the step wrote them)."""
+            idx = perm[b * batch_size:(b + 1) * batch_size]
+            batch = tuple(a[idx] for a in data)
+            loss, grads = model._train_batch(*batch)
+            flat = model_flat if model_flat is not None and model_flat.holds(model.params, grads) else None
+            grads = check_step(model, loss, grads, epoch, b, clip_norm, flat, st.reference)
+            try:
+                opt.step(model.params, grads, flat)
+            except NonFiniteUpdate:
+                return _first_non_finite(model.params, opt) or "the Adam update"
+            if not checks_its_writes and not _update_is_finite(model.params, opt, flat_data):
+                return _first_non_finite(model.params, opt)
+            for key, value in model.last_terms.items():
+                st.sums[key] = st.sums.get(key, 0.0) + value * len(idx)
+            st.record_loss(float(loss))
+            return None
+
+        start = _EpochStart(model, opt, st, first)
+        settled = len(st.early_losses) >= constants.DIVERGENCE_REFERENCE_BATCHES
+        if runner is not None and first == 0 and settled:  # the early loss scale is known
+            _compiled_epoch(runner, model, opt, data, perm, st, epoch, batch_size, clip_norm,
+                            model_flat, start, step)
+            if bar is not None:
+                bar.batch(n_batches)
+            first = n_batches  # every batch is done
+        for b in range(first, n_batches):
+            bad = step(b)
+            if bad is not None:
+                start.rewind(model, opt, st, step, to=b)
+                raise DivergenceError(
+                    f"training diverged at epoch {epoch} batch {b}: the optimizer step made {bad} "
+                    f"NaN or inf; the step is undone: parameters, optimizer state and generator are "
+                    f"back to their values before this batch. Lower the learning rate or set "
+                    f"clip_norm.", epoch=epoch, batch=b, source=f"update of {bad}")
+            if bar is not None:
+                bar.batch()
+            if stop.requested and b + 1 < n_batches:
+                st.perm, st.batches_done = perm, b + 1
+                raise interrupted(epoch, b + 1)
+        st.perm, st.batches_done = None, 0
+        for key, total in st.sums.items():
+            st.history.setdefault(key, []).append(total / n)
+        if validation_data is not None:
+            for key, value in model._evaluate(*validation_data).items():
+                if not math.isfinite(value):
+                    raise DivergenceError(
+                        f"validation loss term {key!r} is {value} after epoch {epoch}",
+                        epoch=epoch, batch=None, source=f"validation term {key!r}")
+                st.history.setdefault(f"val_{key}", []).append(value)
+        st.epochs_done = epoch + 1
+        if bar is not None:
+            bar.epoch(epoch, st.history)
+        if patience is not None:
+            val = st.history["val_loss"][-1]
+            if val < st.best_val:
+                st.best_val, st.since_best, st.best_epoch = val, 0, epoch
+                st.best_params = {k: p.copy() for k, p in model.params.items()}
+            else:
+                st.since_best += 1
+                st.stopped_early = st.since_best >= patience
+        last = st.stopped_early or epoch + 1 == epochs
+        saved = checkpoint is not None and (last or (epoch + 1) % checkpoint_every == 0)
+        if saved:
+            _save_checkpoint(checkpoint, model, opt, st, epochs)
+        if stop.requested:  # Ctrl-C during the epoch's last batch, validation or saving
+            raise interrupted(epoch + 1, 0, saved_already=saved)
