@@ -34,9 +34,9 @@ from npae.models.pretrain import greedy_pretrain, init_autoencoder_from_stack, s
 from npae.models.vae import VAE, ConditionalVAE
 from npae.models.hvae import TwoLayerVAE
 from npae.models.semisup import SemiSupervisedVAE
-from npae.models.layers import (ELU, Conv2D, ConvTranspose2D, Dense, Flatten, Identity, ImagePlanes,
-                                LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Softplus, Tanh,
+from npae.models.layers import (ELU, Dense, Identity, LeakyReLU, ReLU, Sequential, Sigmoid, Softplus, Tanh,
                                 make_activation)
+from npae.models.conv_layers import Conv2D, ConvTranspose2D, Flatten, ImagePlanes, Reshape
 
 # ``import npae.datasets`` and ``from npae.datasets import load_digits`` name the public data module,
 # which lives in npae/data/ beside the model-file format.

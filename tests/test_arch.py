@@ -19,7 +19,8 @@ from npae.data import io
 from npae.constants import GRADCHECK_TOL
 from npae.gradcheck import central_difference, check_model
 from npae.init import make_rng
-from npae.models.layers import ConvTranspose2D, Conv2D, Dense, Flatten, ImagePlanes, Reshape, build_mlp
+from npae.models.conv_layers import ConvTranspose2D, Conv2D, Flatten, ImagePlanes, Reshape
+from npae.models.layers import Dense, build_mlp
 
 from conftest import activation_inputs_off_kinks
 

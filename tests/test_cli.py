@@ -530,7 +530,7 @@ def test_arch_conv_trains_saves_and_evaluates_an_image_model(tmp_path, capsys):
     assert code == 0, err
     assert "arch='conv'" in out  # the header's repr names every choice that is not a default
     model = npae.load(os.path.join(out_dir, "model.npz"))
-    assert isinstance(model.encoder.layers[1], npae.models.layers.Conv2D)
+    assert isinstance(model.encoder.layers[1], npae.models.conv_layers.Conv2D)
     code, out, err = run(["evaluate", out_dir, "--k", "5", "--max-examples", "40"], capsys)
     assert code == 0 and "IWAE-5" in out + err, err
 

@@ -1,4 +1,4 @@
-"""The image layers (npae.models.layers: Conv2D, ConvTranspose2D, ConvAct, Flatten, Reshape, ImagePlanes)
+"""The image layers (npae.models.conv_layers: Conv2D, ConvTranspose2D, ConvAct, Flatten, Reshape, ImagePlanes)
 under the active backend: central-difference checks of every input and parameter gradient over
 drawn sizes, channels, kernels, strides (larger than the kernel too), paddings, output paddings
 and activations; gradients written in place; apply == forward without a cache; the two backends'
@@ -15,9 +15,9 @@ from npae.fast import backends
 from npae.pairs import conv
 from npae.gradcheck import check_pair, numerical_gradient, rel_error
 from npae.init import conv_fans
-from npae.models.layers import (ELU, ConvAct, ConvTranspose2D, Conv2D, Flatten, FlatParams, ImagePlanes,
-                                LeakyReLU, ReLU, Reshape, Sequential, Softplus, Tanh, image_planes_backward,
-                                image_planes_forward)
+from npae.models.conv_layers import (ConvAct, ConvTranspose2D, Conv2D, Flatten, ImagePlanes, Reshape,
+                                     image_planes_backward, image_planes_forward)
+from npae.models.layers import ELU, FlatParams, LeakyReLU, ReLU, Sequential, Softplus, Tanh
 
 from _trace import tags_not_run
 

@@ -38,7 +38,8 @@ import numpy as np
 
 from npae.fast import backends
 from npae.data import datasets
-from npae.models.layers import Activation, Conv2D, ConvTranspose2D, Dense, Flatten, ImagePlanes, Reshape
+from npae.models.layers import Activation, Dense
+from npae.models.conv_layers import Conv2D, ConvTranspose2D, Flatten, ImagePlanes, Reshape
 from npae.training.optim import Adam
 from npae.models.vae import VAE
 

@@ -62,8 +62,9 @@ import numbers
 import numpy as np
 
 from npae.init import INITIALIZERS
-from npae.models.layers import (_RELU_LIKE, ACTIVATION_NAMES, Activation, Conv2D, ConvTranspose2D, Dense,
-                                Flatten, ImagePlanes, Reshape, Sequential, build_mlp, make_activation)
+from npae.models.layers import (_RELU_LIKE, ACTIVATION_NAMES, Activation, Dense, Sequential, build_mlp,
+                                make_activation)
+from npae.models.conv_layers import Conv2D, ConvTranspose2D, Flatten, ImagePlanes, Reshape
 from npae.validation import InputError, InputTypeError, check_choice, check_scalar, check_sizes
 
 ARCHS = ("mlp", "conv")
