@@ -25,7 +25,7 @@ from npae.fast.backends import backend, get_backend, set_backend
 from npae.validation import InputError
 from npae.data.io import ModelFileError
 from npae.training.loop import DivergenceError, TrainingInterrupted
-from npae.models.model import load
+from npae.models.files import load
 from npae.models.autoencoder import Autoencoder
 from npae.models.variants import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
 from npae.models.pca import PCA, principal_angles, subspace_angles

@@ -717,7 +717,7 @@ def _default_spec(args):
 def _evaluate(args):
     from npae.data import io
     from npae.models.classifier import Classifier
-    from npae.models.model import load
+    from npae.models.files import load
     from npae.models.vae import VAE
 
     model_path, run_dir = _resolve_model_path(args.model)

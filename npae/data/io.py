@@ -16,10 +16,10 @@ history, ...), ``sha256``, a digest of the rest of the header and of every array
 for a file saved with a key, ``hmac_sha256``.
 
 This module is the file format only: :func:`write` and :func:`read` know arrays and a JSON header,
-nothing about models or optimizers. What goes into the header and how a model is rebuilt from it
-is :mod:`npae.models.model`'s business (``Model.save``, :func:`npae.models.model.load`); the optimizer's
-part is
-:mod:`npae.training.optim`'s, the training state's :mod:`npae.training.loop`'s.
+nothing about models or optimizers. What goes into the header is :mod:`npae.models.model`'s
+business (``Model.save``), how a model is rebuilt from it :mod:`npae.models.files`'s
+(:func:`npae.models.files.load`); the optimizer's part is :mod:`npae.training.optim`'s, the
+training state's :mod:`npae.training.loop`'s.
 
 **Reading a file nobody vouches for** (:func:`read`). Loading never unpickles and never imports a
 module the file names. Before any array is decompressed, :func:`read` checks the things that cost

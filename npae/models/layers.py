@@ -31,7 +31,7 @@ _SHAPES_ONLY = [False]
 def shapes_only():
     """Build layers whose parameters are shapes only: zero-stride read-only views of one number
     (``np.broadcast_to``), no memory. What a model file's config declares can then be read off
-    the built model before anything large is allocated (``npae.models.model``'s ``_declared_shapes``)."""
+    the built model before anything large is allocated (:mod:`npae.models.sizing`)."""
     _SHAPES_ONLY[0] = True
     try:
         yield

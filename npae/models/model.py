@@ -1,5 +1,6 @@
 """What every npae model shares: the estimator protocol, building, ``fit``, forward-only evaluation,
-model files (saving, the class registry, :func:`load`).
+saving a model file, the class registry. Loading is :mod:`npae.models.files` (:func:`npae.load`);
+sizing a model from its config without building it, :mod:`npae.models.sizing`.
 
 A model's life:
 
@@ -20,22 +21,21 @@ A model's life:
   gradient buffer and no counter, and draws its noise from an evaluation stream, never from ``rng``,
   so that watching a held-out curve never changes what is learned.
 
-Every subclass is registered (by module and class name) so that :func:`load` can rebuild it from
+Every subclass is registered (by module and class name) so that :func:`npae.load` can rebuild it from
 the ``config`` stored in a model file (:mod:`npae.data.io`, the file format).
 """
-import contextlib
-import importlib
 import inspect
 import json
-import re
 
 import numpy as np
 
-from npae import constants
 from npae.data import io
-from npae.constants import DTYPES
 from npae.models.sklearn_protocol import ParamsMixin
-from npae.training.loop import check_checkpoint_listing, fit_loop, read_training_state
+from npae.models.sizing import _SIZERS, _class_key, _shapes_by_building, check_declarable
+# Re-exported for the model modules that size their own arrays from a config (hvae.py, semisup.py):
+from npae.models.sizing import (_config_arch, _config_dtype, _config_int, _config_sizes,  # noqa: F401
+                                mlp_declared_shapes)
+from npae.training.loop import fit_loop
 from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_scalar,
                              check_unit_interval)
 from npae.version import __version__
@@ -313,13 +313,13 @@ class Model(ParamsMixin):
 
     @classmethod
     def _from_config(cls, config):
-        """Rebuild a model from its ``config`` (used by :func:`load`); its weights are then
+        """Rebuild a model from its ``config`` (used by :func:`~npae.models.files.load`); its weights are then
         overwritten from the file. Override when the constructor does not take ``**config``."""
         return cls(**config)
 
     def _saved_arrays(self):
-        """The arrays a model file stores (``param/<name>``) and :func:`load` writes back in
-        place: ``params``, plus any array outside ``params`` that the model needs (override)."""
+        """The arrays a model file stores (``param/<name>``) and :func:`~npae.models.files.load` writes
+        back in place: ``params``, plus any array outside ``params`` that the model needs (override)."""
         return self.params
 
     @classmethod
@@ -327,12 +327,12 @@ class Model(ParamsMixin):
         """``{name: (shape, dtype)}`` of every array :meth:`_saved_arrays` holds for a model of this
         class built from ``config``, computed **without building it** (no array is allocated).
 
-        :func:`load` compares this with the arrays a file lists before it decompresses or builds
-        anything, so that a small file cannot make it build a huge network; :meth:`save` checks it
-        against the model's own arrays. The default sizes npae's MLP families (autoencoders, VAEs,
-        the classifier) from ``input_dim``, ``hidden``, ``latent_dim``, ``n_classes`` (see
-        :func:`mlp_declared_shapes`). A class whose arrays follow another rule overrides it; a
-        config it cannot size raises ValueError (or TypeError) naming the field.
+        :func:`~npae.models.files.load` compares this with the arrays a file lists before it
+        decompresses or builds anything, so that a small file cannot make it build a huge network;
+        :meth:`save` checks it against the model's own arrays. The default sizes npae's MLP families
+        (autoencoders, VAEs, the classifier) from ``input_dim``, ``hidden``, ``latent_dim``,
+        ``n_classes`` (see :mod:`npae.models.sizing`). A class whose arrays follow another rule
+        overrides it; a config it cannot size raises ValueError (or TypeError) naming the field.
         """
         if not isinstance(config, dict):
             raise ValueError(f"config must be an object, got {config!r:.60}")
@@ -352,7 +352,7 @@ class Model(ParamsMixin):
         ``key`` signs the file (:func:`npae.data.io.write`)."""
         self._require_built()
         _check_rebuildable(self)
-        _check_declarable(self)
+        check_declarable(self)
         cls = type(self)
         header = {"npae_version": __version__, "class": cls.__qualname__, "module": cls.__module__,
                   "config": self.config,
@@ -412,192 +412,6 @@ class Model(ParamsMixin):
         return self
 
 
-def _class_key(cls):
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-# --------------------------------------------------------------------------------------------------
-# Sizing a model from its config, without building it
-# --------------------------------------------------------------------------------------------------
-def _config_int(config, field, low=1, default=None):
-    value = config.get(field, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"config field {field!r} must be an integer >= {low}, got {value!r:.60}")
-    return value
-
-
-def _config_sizes(config, field):
-    value = config.get(field, ())
-    sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(sizes, list) or len(sizes) > constants.MODEL_FILE_MAX_MEMBERS:
-        raise ValueError(f"config field {field!r} must be a list of layer widths, got {value!r:.60}")
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ValueError(f"config field {field!r} must hold positive integers, got {s!r:.60}")
-    return sizes
-
-
-def _config_dtype(config):
-    dtype = config.get("dtype", "float64")
-    if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise ValueError(f"config field 'dtype' must be one of {DTYPES}, got {dtype!r:.60}")
-    return np.dtype(dtype)
-
-
-def _config_arch(config):
-    arch = config.get("arch", "mlp")
-    if arch != "mlp":
-        raise ValueError(f"config field 'arch' is {arch!r:.60}; this npae sizes only arch='mlp' from "
-                         f"a config (a class with another architecture overrides _declared_shapes)")
-
-
-def mlp_declared_shapes(widths, prefix, dtype):
-    """``{name: (shape, dtype)}`` of the Dense layers of :func:`npae.models.layers.build_mlp` through
-    ``widths``: ``<prefix><k>.W`` of shape (n_in, n_out) and ``<prefix><k>.b`` of shape (n_out,)."""
-    out = {}
-    for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-        out[f"{prefix}{k}.W"] = ((n_in, n_out), dtype)
-        out[f"{prefix}{k}.b"] = ((n_out,), dtype)
-    return out
-
-
-def _shapes_by_building(cls, config):
-    """The arrays of a model with convolutions or explicit layer stacks (``arch="conv"``,
-    ``encoder_layers=...``), read off a build under :func:`npae.models.layers.shapes_only`: every
-    parameter is a zero-stride stand-in, so nothing of the declared size is allocated, whatever the
-    config says. The lists of the config are bounded first (a million layers would be objects)."""
-    from npae.models import layers
-
-    for name in ("hidden", "hidden1", "hidden2", "encoder_layers", "decoder_layers", "image_shape"):
-        value = config.get(name)
-        if isinstance(value, list) and len(value) > constants.MODEL_FILE_MAX_MEMBERS:
-            raise ValueError(f"config field {name!r} has {len(value)} entries, more than a file can hold")
-    with layers.shapes_only():
-        model = cls._from_config(dict(config))
-        model._require_built()
-        return {name: (tuple(p.shape), p.dtype) for name, p in model._saved_arrays().items()}
-
-
-def _mlp_autoencoder(config, code_width, n_classes, code_extra=0, out_width=1):
-    """Encoder ``[D + C, *hidden, code_width · Z + code_extra]`` and decoder
-    ``[Z + C, *reversed(hidden), out_width · D]``."""
-    _config_arch(config)
-    D, Z = _config_int(config, "input_dim"), _config_int(config, "latent_dim")
-    hidden, dtype = _config_sizes(config, "hidden"), _config_dtype(config)
-    return {**mlp_declared_shapes([D + n_classes, *hidden, code_width * Z + code_extra], "encoder.", dtype),
-            **mlp_declared_shapes([Z + n_classes, *hidden[::-1], out_width * D], "decoder.", dtype)}
-
-
-def _autoencoder_shapes(config):
-    return _mlp_autoencoder(config, 1, 0)
-
-
-def _vae_shapes(config):
-    """The encoder emits [mu | logvar] (2 · latent_dim), plus the IAF's context (latent_dim); a
-    ConditionalVAE's one-hot label (n_classes columns) joins the encoder's input and the code; a
-    Gaussian decoder with ``variance="learned"`` emits [mean | logvar] (2 · input_dim), with
-    ``"shared"`` / ``"per_feature"`` it has ``decoder.logvar`` of shape (1,) / (input_dim,); a flow
-    adds ``flow.<step>.<key>`` arrays (docs/derivations/flow.md)."""
-    n_classes = 0 if config.get("n_classes") is None else _config_int(config, "n_classes")
-    D, Z, dtype = _config_int(config, "input_dim"), _config_int(config, "latent_dim"), _config_dtype(config)
-    flow, variance = config.get("flow"), config.get("variance", "fixed")
-    gaussian = config.get("likelihood", "bernoulli") == "gaussian"
-    if flow not in (None, "planar", "iaf") or variance not in ("fixed", "shared", "per_feature", "learned"):
-        raise ValueError(f"config fields 'flow' / 'variance' are {flow!r:.20} / {variance!r:.20}")
-    out = _mlp_autoencoder(config, 2, n_classes, code_extra=Z if flow == "iaf" else 0,
-                           out_width=2 if gaussian and variance == "learned" else 1)
-    if gaussian and variance in ("shared", "per_feature"):
-        out["decoder.logvar"] = ((1,) if variance == "shared" else (D,), dtype)
-    if flow is not None:
-        steps = _config_int(config, "flow_steps", default=2)
-        if steps > constants.MODEL_FILE_MAX_MEMBERS:
-            raise ValueError(f"config field 'flow_steps' is {steps}, more than a file can hold")
-        hidden = config.get("flow_hidden")
-        H = max(2 * Z, 8) if hidden is None else _config_int(config, "flow_hidden")
-        for t in range(steps):
-            if flow == "planar":
-                out.update({f"flow.{t}.u": ((Z,), dtype), f"flow.{t}.w": ((Z,), dtype),
-                            f"flow.{t}.b": ((1,), dtype)})
-            else:
-                out.update({f"flow.{t}.W1": ((Z, H), dtype), f"flow.{t}.b1": ((H,), dtype),
-                            f"flow.{t}.W2": ((H, 2 * Z), dtype), f"flow.{t}.b2": ((2 * Z,), dtype),
-                            f"flow.{t}.Wc": ((Z, H), dtype)})
-    return out
-
-
-def _classifier_shapes(config):
-    """The copied encoder (``encoder_layers``: ``["dense", n_in, n_out]`` or ``[activation,
-    {...}]`` entries) then the head ``[code_dim, *hidden, n_classes]``."""
-    dtype, layers = _config_dtype(config), config.get("encoder_layers")
-    if not isinstance(layers, list) or len(layers) > constants.MODEL_FILE_MAX_MEMBERS:
-        raise ValueError(f"config field 'encoder_layers' must be a list, got {layers!r:.60}")
-    widths = []
-    for spec in layers:
-        if isinstance(spec, list) and len(spec) == 3 and spec[0] == "dense":
-            n_in, n_out = spec[1], spec[2]
-            if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (n_in, n_out)):
-                raise ValueError(f"config field 'encoder_layers' has a dense layer {spec!r:.60}")
-            if widths and widths[-1] != n_in:
-                raise ValueError(f"config field 'encoder_layers': a dense layer of {n_in} inputs "
-                                 f"follows one of {widths[-1]} outputs")
-            widths += [n_in, n_out] if not widths else [n_out]
-        elif not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str)
-                  and isinstance(spec[1], dict)):
-            raise ValueError(f"config field 'encoder_layers' has an entry {spec!r:.60}; expected "
-                             f"['dense', n_in, n_out] or [activation, {{...}}]")
-    if not widths:
-        raise ValueError("config field 'encoder_layers' holds no dense layer")
-    head = [widths[-1], *_config_sizes(config, "hidden"), _config_int(config, "n_classes", low=2)]
-    return {**mlp_declared_shapes(widths, "encoder.", dtype),
-            **mlp_declared_shapes(head, "head.", dtype)}
-
-
-#: How npae's own model families lay out their arrays (classes are looked up along their MRO).
-_SIZERS = {"npae.models.autoencoder:Autoencoder": _autoencoder_shapes, "npae.models.vae:VAE": _vae_shapes,
-           "npae.models.classifier:Classifier": _classifier_shapes}
-
-
-def _check_declared(cls, mf):
-    """Refuse the file ``mf`` (read so far: header and array list) unless its ``param/`` arrays are
-    exactly those a ``cls`` built from its config has, by name, shape and dtype. Builds nothing."""
-    try:
-        declared = cls._declared_shapes(mf.header["config"])
-    except (TypeError, ValueError) as err:
-        raise io.ModelFileError(f"{mf.path}: cannot size a {cls.__name__} from the saved config: "
-                                f"{err}") from None
-    listed = {k[len("param/"):]: v for k, v in mf.listing.items() if k.startswith("param/")}
-    missing = sorted(set(declared) - set(listed))
-    extra = sorted(set(listed) - set(declared))
-    if missing or extra:
-        raise io.ModelFileError(f"{mf.path}: parameters do not match a {cls.__name__} with this "
-                                f"config: missing {missing[:10]}, unexpected {extra[:10]}")
-    for name, (shape, dtype) in declared.items():
-        if listed[name] != (tuple(shape), np.dtype(dtype)):
-            got_shape, got_dtype = listed[name]
-            raise io.ModelFileError(f"{mf.path}: parameter {name!r} has shape {got_shape} {got_dtype}; "
-                                    f"a {cls.__name__} with this config needs {tuple(shape)} "
-                                    f"{np.dtype(dtype)}")
-
-
-def _check_declarable(model):
-    """Refuse, before writing anything, a model whose arrays differ from what its class's
-    :meth:`Model._declared_shapes` says (then :func:`load` would refuse the file)."""
-    cls = type(model)
-    try:
-        declared = cls._declared_shapes(model.config)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"cannot save a {cls.__name__}: {err}") from None
-    actual = {name: (p.shape, p.dtype) for name, p in model._saved_arrays().items()}
-    declared = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in declared.items()}
-    if declared != actual:
-        diff = sorted(k for k in set(declared) | set(actual) if declared.get(k) != actual.get(k))
-        raise TypeError(f"cannot save a {cls.__name__}: {cls.__name__}._declared_shapes(config) "
-                        f"disagrees with its arrays in {diff[:6]} (declared "
-                        f"{ {k: declared.get(k) for k in diff[:3]} }, built "
-                        f"{ {k: actual.get(k) for k in diff[:3]} }), so load would refuse the file; "
-                        f"the class must override Model._declared_shapes")
-
-
 def _checked_rng_state(mf, rng):
     """The generator state of the file ``mf``, checked by setting it on a copy of ``rng``."""
     state = mf.header.get("rng_state")
@@ -615,7 +429,8 @@ def _checked_rng_state(mf, rng):
 
 
 def _check_rebuildable(model):
-    """Refuse, before writing anything, a model that :func:`load` could not rebuild from its config."""
+    """Refuse, before writing anything, a model that :func:`~npae.models.files.load` could not
+    rebuild from its config."""
     cls = type(model)
     if getattr(cls._from_config, "__func__", None) is not getattr(Model._from_config, "__func__", None):
         return  # the class rebuilds itself
@@ -626,66 +441,3 @@ def _check_rebuildable(model):
                         f"not match its constructor ({err}), so it could not be loaded back; the class "
                         f"must override Model._from_config (and Model._saved_arrays for weights kept "
                         f"outside params)") from None
-
-
-#: npae modules :func:`_find_class` may import to find a class a file names: ``npae.<name>``.
-_NPAE_MODULE = re.compile(r"npae(\.[a-z][a-z0-9_]*)+")
-
-
-def _find_class(name, module, path):
-    """The registered class ``module:name``; a model module of npae (``npae.<name>``) is imported
-    if needed, never any other module a file names."""
-    key = f"{module}:{name}"
-    if key not in MODEL_CLASSES and _NPAE_MODULE.fullmatch(module):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    if key in MODEL_CLASSES:
-        return MODEL_CLASSES[key]
-    same_name = [cls for cls in MODEL_CLASSES.values() if cls.__qualname__ == name]
-    if len(same_name) == 1:
-        return same_name[0]
-    raise io.ModelFileError(f"{path}: unknown model class {name!r} (module {module!r}); import the "
-                            f"module that defines it before loading")
-
-
-def build_model(mf):
-    """A fresh model of the class and config in the file ``mf`` (its own random initial weights),
-    after :func:`_check_declared` has compared the config with the file's arrays."""
-    cls = _find_class(mf.header["class"], mf.header["module"], mf.path)
-    _check_declared(cls, mf)
-    try:
-        model = cls._from_config(dict(mf.header["config"]))
-        model._require_built()
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as err:
-        raise io.ModelFileError(f"{mf.path}: cannot rebuild {cls.__name__} from the saved config: "
-                                f"{str(err)[:300]}") from None
-    return model
-
-
-def check_file(mf):
-    """The ``check`` :func:`load` and ``fit(resume=...)`` give :func:`npae.data.io.read`: the class is
-    known and its config declares exactly the file's parameter arrays (and, for a checkpoint, the
-    optimizer and training arrays match them), all before any array is read."""
-    cls = _find_class(mf.header["class"], mf.header["module"], mf.path)
-    _check_declared(cls, mf)
-    check_checkpoint_listing(mf)
-
-
-def load(path, *, key=None, max_bytes=None):
-    """Load a model saved with :meth:`Model.save` (or a checkpoint written by ``fit``).
-
-    Returns a model of the saved class, rebuilt from its config, holding the saved parameters and
-    generator state. ``key`` (default ``NPAE_MODEL_KEY``) verifies the file's HMAC signature: with
-    a key, a file signed with another key or not signed at all is refused; without one, a signed
-    file is refused. ``max_bytes`` caps the total size of the arrays (default
-    ``npae.constants.MODEL_FILE_MAX_BYTES``). Nothing is built or decompressed before the header,
-    the list of arrays and the architecture the config declares agree (docs/files.md).
-
-    Raises :class:`~npae.data.io.ModelFileError` (a ValueError) naming the file and the problem, for
-    every malformed, tampered or unsafe file; FileNotFoundError when there is none.
-    """
-    mf = io.read(path, key=key, max_bytes=max_bytes, check=check_file)
-    model = build_model(mf)
-    if mf.is_checkpoint:
-        read_training_state(mf, model)  # a checkpoint is loaded only if all of it is sound
-    return model._restore(mf)
