@@ -1,3 +1,4 @@
 """What a person runs: the ``npae`` command (:mod:`~npae.app.cli`), its run folders
-(:mod:`~npae.app.runs`), figures (:mod:`~npae.app.plotting`, public as ``npae.plotting``) and the
-benchmark (``python -m npae.app.bench``)."""
+(:mod:`~npae.app.runs`), figures (:mod:`~npae.app.figures` and :mod:`~npae.app.lesson_figures`,
+public together through :mod:`~npae.app.plotting` as ``npae.plotting``) and the benchmark
+(``python -m npae.app.bench``)."""
