@@ -16,6 +16,7 @@ import pytest
 from _measure import measure_calls
 from _idx_files import idx_header, register_official, write_gzip_bomb, write_idx_set, write_png
 from npae import datasets
+from npae.data import mnist
 from npae.datasets import DatasetError, DataNotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +48,8 @@ def _isolated_cache(tmp_path, monkeypatch):
             raise AssertionError(f"a test tried the network: {url}")
         return real_urlopen(url, *args, **kwargs)
 
-    real_urlopen = datasets.urllib.request.urlopen
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
+    real_urlopen = mnist.urllib.request.urlopen  # the downloads live in npae/data/mnist.py
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", no_network)
 
 
 def test_digits_bundled():
