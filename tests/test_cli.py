@@ -13,7 +13,7 @@ import pytest
 
 import npae
 from npae import datasets, plotting
-from npae.app import cli
+from npae.app import cli, lessons, runspec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--epochs", "1", "--no-progress", "--max-train", "300"]
@@ -44,7 +44,7 @@ def one_line_error(err):
 def test_defaults_are_the_main_job():
     args = cli.build_parser().parse_args(["train", "vae"])
     assert (args.data, args.out, args.epochs, args.likelihood) == ("digits", None, 100, "auto")
-    assert cli._resolved(args)[:2] == (2, (128,))
+    assert runspec._resolved(args)[:2] == (2, (128,))
     assert args.func is cli._train
 
 
@@ -113,7 +113,7 @@ def test_every_model_trains_and_reports_its_own_measure(tmp_path, capsys, model,
     assert measure in test
     if model == "sae":
         s = test["sparsity"]
-        assert s["near_zero_threshold"] == cli.NEAR_ZERO and 0 <= s["near_zero_fraction"] <= 1
+        assert s["near_zero_threshold"] == lessons.NEAR_ZERO and 0 <= s["near_zero_fraction"] <= 1
         assert s["rho"] == 0.05 and len(s["mean_activation_per_unit"]) == 6
         assert "sparse code: mean activation" in out
     if model == "dae":
@@ -138,7 +138,7 @@ def test_the_contraction_measure_agrees_with_the_encoder_jacobian(tmp_path, caps
     assert code == 0, err
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     model = npae.load(str(tmp_path / "model.npz"))
-    _, _, Xt, _, _ = cli._load_split(dict(metrics["data_spec"]))
+    _, _, Xt, _, _ = runspec._load_split(dict(metrics["data_spec"]))
     h = 1e-5
     J2 = np.zeros(Xt.shape[0])
     for d in range(Xt.shape[1]):
