@@ -46,16 +46,14 @@ os.makedirs(args.out, exist_ok=True)
 out = lambda name: os.path.join(args.out, name)  # noqa: E731
 
 # %% data
+try:  # --quick: the bundled digits; else MNIST train5k + t10k[:8000] to train on, t10k[8000:] to test
+    X_train, y_train, X_test, y_test = datasets.load_digits_or_mnist_13k(args.quick, data_dir=args.data_dir)
+except (FileNotFoundError, datasets.DatasetError) as exc:
+    print(f"MNIST not available, nothing to show: {exc}")
+    sys.exit(0)
 if args.quick:
-    X, y = datasets.load_digits()
-    X_train, y_train, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
     latent_dims, per_class, epochs, hidden, side, dtype = args.latent_dims[:2], 20, 10, 128, 8, "float64"
 else:
-    try:  # train5k + t10k[:8000] to train on, t10k[8000:] to test
-        X_train, y_train, X_test, y_test = datasets.load_mnist_13k(data_dir=args.data_dir)
-    except (FileNotFoundError, datasets.DatasetError) as exc:
-        print(f"MNIST not available, nothing to show: {exc}")
-        sys.exit(0)
     latent_dims, per_class, epochs, hidden, side, dtype = (args.latent_dims, args.per_class, args.epochs, 400,
                                                            28, "float32")
 D, K = X_train.shape[1], 10

@@ -58,20 +58,18 @@ os.makedirs(args.out, exist_ok=True)
 out = lambda name: os.path.join(args.out, name)  # noqa: E731
 
 # %% data: 13,000 training images (all unlabelled), 2,000 test images
+try:  # --quick: the bundled digits; else MNIST train5k + t10k[:8000] to train on, t10k[8000:] to test
+    X_train, y_train, X_test, y_test = datasets.load_digits_or_mnist_13k(args.quick, data_dir=args.data_dir)
+except (FileNotFoundError, datasets.DatasetError) as exc:
+    print(f"MNIST not available, nothing to show: {exc}")
+    sys.exit(0)
 if args.quick:
-    X, y = datasets.load_digits()
-    X_train, y_train, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
     budgets, seeds = [50], args.seeds[:1]
     image_side, dtype = 8, "float64"
     m2_kw = dict(hidden=(32,), latent_dim=4, activation="relu")
     m1_kw = dict(hidden=(64,), latent_dim=8)
     m2_epochs, m1m2_epochs, m1_epochs, batch_size = 4, 4, 10, 100
 else:
-    try:  # train5k + t10k[:8000] to train on, t10k[8000:] to test
-        X_train, y_train, X_test, y_test = datasets.load_mnist_13k(data_dir=args.data_dir)
-    except (FileNotFoundError, datasets.DatasetError) as exc:
-        print(f"MNIST not available, nothing to show: {exc}")
-        sys.exit(0)
     budgets, seeds = sorted(args.labels), args.seeds
     image_side, dtype = 28, "float32"  # float32: half the time of float64 on these products
     m2_kw = dict(hidden=(300,), latent_dim=50)  # the paper's M2 for N = 100: one hidden layer of 300

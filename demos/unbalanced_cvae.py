@@ -49,16 +49,14 @@ os.makedirs(args.out, exist_ok=True)
 out = lambda name: os.path.join(args.out, name)  # noqa: E731
 
 # %% data: the training set loses most of one class; the test set keeps all of it
+try:  # --quick: the bundled digits; else MNIST train5k + t10k[:8000] to train on, t10k[8000:] to test
+    X_train, y_train, X_test, y_test = datasets.load_digits_or_mnist_13k(args.quick, data_dir=args.data_dir)
+except (FileNotFoundError, datasets.DatasetError) as exc:
+    print(f"MNIST not available, nothing to show: {exc}")
+    sys.exit(0)
 if args.quick:
-    X, y = datasets.load_digits()
-    X_train, y_train, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
     side, hidden, dtype, epochs, clf_epochs, repeats = 8, 128, "float64", 15, 15, 1
 else:
-    try:  # train5k + t10k[:8000] to train on, t10k[8000:] to test
-        X_train, y_train, X_test, y_test = datasets.load_mnist_13k(data_dir=args.data_dir)
-    except (FileNotFoundError, datasets.DatasetError) as exc:
-        print(f"MNIST not available, nothing to show: {exc}")
-        sys.exit(0)
     side, hidden, dtype, epochs, clf_epochs, repeats = 28, 400, "float32", args.epochs, 15, args.repeats
 D, K, rare = X_train.shape[1], 10, args.rare
 rng = np.random.default_rng(args.seed)

@@ -731,3 +731,15 @@ def test_the_semisupervised_split_joins_train5k_and_the_first_8000_of_t10k(tmp_p
     write_idx_set(tmp_path, "short", n=8000, seed=2)
     with pytest.raises(datasets.DatasetError, match="'short' holds 8000 images"):
         datasets.load_mnist_13k(data_dir=tmp_path, train_split="few", test_split="short")
+
+
+def test_the_demos_data_is_the_digits_when_quick_and_the_13k_split_otherwise(tmp_path):
+    """The prelude of demos/semisupervised.py, unbalanced_cvae.py and cvae_agreement.py."""
+    X, y = datasets.load_digits()
+    X_train, y_train, X_test, y_test = datasets.load_digits_or_mnist_13k(True, data_dir=tmp_path / "unused")
+    np.testing.assert_array_equal(X_train, X[:1500])
+    np.testing.assert_array_equal(y_train, y[:1500])
+    np.testing.assert_array_equal(X_test, X[1500:])
+    np.testing.assert_array_equal(y_test, y[1500:])
+    with pytest.raises(FileNotFoundError):  # MNIST is not there: the demo says so and exits
+        datasets.load_digits_or_mnist_13k(False, data_dir=tmp_path / "nothing here")

@@ -23,7 +23,8 @@ use): :mod:`npae.data.bounded` (errors, limits, reading only regular files and o
 for), :mod:`npae.data.idx` (the IDX format), :mod:`npae.data.mnist` (the official files, where they
 are looked for, the download), :mod:`npae.data.userfiles` (:func:`load_path`), :mod:`npae.data.toy`
 (the synthetic sets); this module holds the bundled digits, :func:`binarize` and the loaders by
-name (:func:`load_dataset`, :func:`load_mnist_13k`).
+name (:func:`load_dataset`, :func:`load_mnist_13k`, and for the demos
+:func:`load_digits_or_mnist_13k`).
 """
 from importlib import resources
 
@@ -41,7 +42,8 @@ from npae.validation import check_choice
 
 __all__ = [
     "DatasetError", "DataNotFoundError", "MAX_BYTES", "MAX_CLASSES",
-    "load_digits", "load_dataset", "DATASETS", "load_mnist_13k", "binarize", "BINARIZE_MODES",
+    "load_digits", "load_dataset", "DATASETS", "load_mnist_13k", "load_digits_or_mnist_13k", "binarize",
+    "BINARIZE_MODES",
     "IDX_DTYPES", "read_idx", "parse_idx", "write_idx",
     "OfficialFile", "IDX_SOURCES", "IDX_TITLES", "FASHION_CLASSES", "cache_dir", "idx_locations",
     "load_idx_dataset", "load_mnist", "load_fashion_mnist", "file_checksum", "download",
@@ -147,3 +149,18 @@ def load_mnist_13k(*, data_dir=None, download=False, train_split="train5k", test
         raise DatasetError(f"MNIST split {test_split!r} holds {B.shape[0]} images; the 13k split takes "
                            f"its first 8,000 for training and tests on the rest, so it needs more")
     return np.concatenate([A, B[:8000]]), np.concatenate([a, b[:8000]]), B[8000:], b[8000:]
+
+
+def load_digits_or_mnist_13k(quick, *, data_dir=None):
+    """``(X_train, y_train, X_test, y_test)`` for the demos that train on MNIST and have a ``--quick``
+    mode (``demos/semisupervised.py``, ``unbalanced_cvae.py``, ``cvae_agreement.py``).
+
+    ``quick``: the bundled 8x8 digits (:func:`load_digits`), the first 1,500 to train and the other
+    297 to test, offline and in seconds. Otherwise the 13k MNIST split of :func:`load_mnist_13k`
+    from ``data_dir`` (else ``$NPAE_DATA``, then the cache), which raises FileNotFoundError or
+    :class:`DatasetError` when its files are not there (the demos then say so and exit).
+    """
+    if quick:
+        X, y = load_digits()
+        return X[:1500], y[:1500], X[1500:], y[1500:]
+    return load_mnist_13k(data_dir=data_dir)
