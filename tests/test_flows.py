@@ -299,6 +299,40 @@ def test_made_and_iaf_pairs_gradcheck(B, Z, H, C, scale, seed):
         report.assert_ok()
 
 
+@settings(max_examples=15)
+@given(B=st.integers(1, 3), Z=st.integers(1, 3), H=st.integers(1, 4), K=st.integers(1, 3),
+       C=st.integers(0, 2), scale=st.floats(0.2, 1.5), seed=seeds)
+def test_iaf_stack_gradcheck(B, Z, H, K, C, scale, seed):
+    """The IAF stack, the context shared by every step [FLOW-7], [FLOW-15]: checked against central
+    differences for z, the context and every step's parameters; and it is the steps one after the
+    other, with the logdets summed and the context's gradients added."""
+    rng = np.random.default_rng(seed)
+    steps = [_made_setup(rng, B, Z, H, C, scale, seed + k)[:2] for k in range(K)]  # (masks, params)
+    keys = sorted(steps[0][1])
+    z = rng.standard_normal((B, Z))
+    context = rng.standard_normal((B, max(C, 1)))
+
+    def forward(z, context, *arrays):
+        stack = [(dict(zip(keys, arrays[k * len(keys):(k + 1) * len(keys)])), steps[k][0]) for k in range(K)]
+        return fl.iaf_stack_forward(z, stack, context if C else None)
+
+    def backward(dout, cache):
+        dz, grads, dcontext = fl.iaf_stack_backward(dout, cache)
+        dcontext = dcontext if C else np.zeros((B, 1))
+        return (dz, dcontext) + tuple(g[key] for g in grads for key in keys)
+
+    args = [z, context] + [params[key] for _, params in steps for key in keys]
+    names = ["z", "context"] + [f"{key}{k}" for k in range(K) for key in keys]
+    check_pair(*_two_output_pair(forward, backward), args, names=names, rng=seed).assert_ok()
+    (z_K, logdet_sum), _ = fl.iaf_stack_forward(z, [(p, m) for m, p in steps], context if C else None)
+    total, zk = np.zeros(B), z
+    for masks, params in steps:
+        (zk, logdet), _ = fl.iaf_forward(zk, params, masks, context if C else None)
+        total += logdet
+    np.testing.assert_allclose(z_K, zk, rtol=1e-14)
+    np.testing.assert_allclose(logdet_sum, total, rtol=1e-13, atol=1e-15)
+
+
 @settings(max_examples=20)
 @given(Z=st.integers(1, 5), H=st.integers(1, 6), C=st.integers(0, 2), scale=st.floats(0.3, 1.5), seed=seeds)
 def test_made_and_iaf_jacobians_are_triangular_in_the_order(Z, H, C, scale, seed):

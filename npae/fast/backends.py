@@ -53,15 +53,7 @@ from npae.validation import InputError, check_choice
 BACKENDS = ("reference", "fused")
 
 
-class DenseActCache:
-    """What a dense+activation unit keeps for its backward: the input ``x``, the weights ``W``, the
-    pre-activation ``a = x W + b`` (inspected by tests that keep inputs off kinks), the activation's
-    name and hyperparameters and its own cache. The same fields in both backends."""
-
-    __slots__ = ("x", "W", "a", "act", "hyper", "act_cache")
-
-    def __init__(self, x, W, a, act, hyper, act_cache):
-        self.x, self.W, self.a, self.act, self.hyper, self.act_cache = x, W, a, act, hyper, act_cache
+DenseActCache = F.DenseActCache  # the dense+activation cache, defined beside its reference unit
 
 
 class ConvActCache:
@@ -104,59 +96,19 @@ class NonFiniteUpdate(FloatingPointError):
 
 
 class ReferenceOps:
-    """Every unit as the composition of the readable pairs (see the module docstring)."""
+    """Every unit as the composition of the readable pairs (see the module docstring). The units a
+    model's step calls are pair functions themselves (:func:`npae.pairs.functional.dense_act_forward`,
+    :func:`npae.pairs.latent.reparam_kl_forward`, ...): a step under ``reference`` never enters this
+    module, and each unit looks its pairs up in their module when it runs."""
 
     name = "reference"
 
-    @staticmethod
-    def dense_act_forward(x, W, b, act, hyper):
-        """``h = f(x W + b)``: :func:`~npae.pairs.functional.dense_forward` then the activation's forward.
-        Returns ``(h, cache)``."""
-        fwd, _ = activation_pair(act)
-        a, (x, W) = F.dense_forward(x, W, b)  # (B, n_out)
-        h, act_cache = fwd(a, **hyper)  # (B, n_out)
-        return h, DenseActCache(x, W, a, act, hyper, act_cache)
-
-    @staticmethod
-    def dense_act_backward(dh, cache, dW, db, input_grad=True):
-        """The activation's backward then :func:`~npae.pairs.functional.dense_backward`; writes the
-        parameter gradients into ``dW`` and ``db`` (in place) and returns ``dx`` (None when
-        ``input_grad`` is False)."""
-        _, bwd = activation_pair(cache.act)
-        da = bwd(dh, cache.act_cache)  # (B, n_out)
-        dx, dW[...], db[...] = F.dense_backward(da, (cache.x, cache.W))
-        return dx if input_grad else None
-
-    @staticmethod
-    def bce_with_logits_loss(logits, target):
-        """:func:`~npae.pairs.functional.bce_with_logits_loss`: ``(value, dlogits)``, the per-row sum over
-        features averaged over the rows."""
-        return F.bce_with_logits_loss(logits, target)
-
-    @staticmethod
-    def bernoulli_log_likelihood(logits, target):
-        """``log p(x | z) = −bce_with_logits_sum(logits, target)`` per row (forward only; the
-        IWAE estimate's hot loop); ``target`` broadcasts over leading sample axes."""
-        return -F.bce_with_logits_sum(logits, target)
-
-    @staticmethod
-    def reparam_kl_forward(mu, logvar, eps):
-        """``z = mu + exp(½ logvar) eps`` and the KL to N(0, I) summed over the batch.
-        Returns ``(z, kl_sum, cache)``; ``eps`` may carry a sample axis (L, B, Z)."""
-        z, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (B, Z) or (L, B, Z)
-        kl, kl_cache = latent.gaussian_kl_forward(mu, logvar)  # (B,)
-        return z, float(np.sum(kl)), (rep_cache, kl_cache)
-
-    @staticmethod
-    def reparam_kl_backward(dz, cache):
-        """The sampler's gradient and the gradient of ``Σ_i KL_i``, kept apart:
-        ``(dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl)``, each (B, Z). The caller weights the
-        KL part and sums the two on its fan-in line [ELBO-5]."""
-        rep_cache, kl_cache = cache
-        dmu_sampler, dlogvar_sampler = latent.reparameterize_backward(dz, rep_cache)
-        mu = kl_cache[0]
-        dmu_kl, dlogvar_kl = latent.gaussian_kl_backward(np.ones(mu.shape[0], dtype=mu.dtype), kl_cache)
-        return dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl
+    dense_act_forward = staticmethod(F.dense_act_forward)
+    dense_act_backward = staticmethod(F.dense_act_backward)
+    bce_with_logits_loss = staticmethod(F.bce_with_logits_unit)
+    bernoulli_log_likelihood = staticmethod(F.bernoulli_log_likelihood)
+    reparam_kl_forward = staticmethod(latent.reparam_kl_forward)
+    reparam_kl_backward = staticmethod(latent.reparam_kl_backward)
 
     @staticmethod
     def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):

@@ -31,8 +31,9 @@ from npae.constants import LOGVAR_CLAMP_WARN_FRACTION
 from npae.init import make_rng
 from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp, param_array
 from npae.models.model import Model, _shapes_by_building, fresh_grads
-from npae.models.vae import (LIKELIHOODS, OBJECTIVES, VARIANCES, CollapseWarning, DecoderLikelihood,
-                             LogWeightBounds)
+from npae.models.vae import CollapseWarning
+from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
+from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds
 from npae.validation import (InputError, InputTypeError, check_array, check_choice, check_dtype,
                              check_scalar, check_sizes)
 

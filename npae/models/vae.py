@@ -2,8 +2,20 @@
 
 ``VAE``: x → encoder → (mu, logvar) → z = mu + std·eps → decoder → p(x|z).
 ``ConditionalVAE``: the same with a one-hot label joined to the encoder input and to z
-(``n_classes`` > 0). Both are one class's code: every method that sees data takes ``y=None``; a
-conditional model requires it, a plain one refuses it (:meth:`VAE._condition`, the one hook).
+(``n_classes`` > 0). Every method that sees data takes ``y=None``; a conditional model requires it
+(its ``_condition`` and ``_join`` hooks), a plain one refuses it.
+
+This file is the plain VAE a student reads top to bottom: its network, its forward, its backward
+with the one fan-in at mu and logvar ([ELBO-5]), calling the pairs through the backend's units
+(under ``reference`` the units are the pairs themselves: ``npae.pairs.functional.dense_act_forward``,
+``npae.pairs.latent.reparam_kl_forward``, ...). The variants live in their own modules and extend
+it without branching its plain step (:meth:`VAE._elbo_step`):
+
+* :mod:`npae.models.vae_likelihood`: the Gaussian decoder and its fixed / shared / per-feature /
+  learned variance (the Bernoulli one is the BCE unit, here);
+* :mod:`npae.models.vae_objectives`: IWAE-k and the k-sample ELBO on log-weights (``objective``);
+* :mod:`npae.models.vae_flows`: planar and IAF posteriors (``flow``);
+* :mod:`npae.models.architectures`: convolutional stacks (``arch="conv"``, explicit layers).
 
 Loss (what ``loss_and_grads`` returns and ``fit`` minimises), in nats per example::
 
@@ -17,127 +29,25 @@ import numpy as np
 
 import warnings
 
-from npae.pairs import bounds
-from npae.pairs import flows
-from npae.pairs import functional as F
 from npae.pairs import latent
 from npae.fast.backends import ops
-from npae.constants import DECODER_LOGVAR_FLOOR, LOGVAR_CLAMP_WARN_FRACTION
+from npae.constants import LOGVAR_CLAMP_WARN_FRACTION
 from npae.init import make_rng
-from npae.models import layers
 from npae.models.architectures import build_chains
-from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams
-from npae.models.model import Model, fresh_grads
+from npae.models.layers import ACTIVATION_NAMES, FlatParams
+from npae.models.model import Model
+from npae.models.vae_flows import FLOWS, PLANAR_START, FlowPosterior  # noqa: F401 (re-exported)
+from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
+from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds, LogWeightStep  # noqa: F401
 from npae.validation import (InputError, check_array, check_choice, check_dtype, check_labels,
-                             check_scalar, check_sizes)
-
-LIKELIHOODS = ("bernoulli", "gaussian")
-VARIANCES = bounds.VARIANCES
-OBJECTIVES = ("elbo", "iwae")
-FLOWS = ("planar", "iaf")
-PLANAR_START = float(np.log(np.e - 1.0))  # the wᵀu at which the planar margin m(wᵀu) is 0
+                             check_scalar, check_sizes, check_unit_interval)
 
 
 class CollapseWarning(UserWarning):
     """A VAE ended training with no active latent unit: its codes carry no information about x."""
 
 
-class DecoderLikelihood:
-    """The decoder's p(x | z), shared by :class:`VAE` and :class:`npae.TwoLayerVAE`: Bernoulli on
-    logits, or Gaussian with the variance ``fixed`` (1), ``shared`` / ``per_feature`` (a parameter
-    ``decoder_logvar``) or ``learned`` (a second decoder head), through the smooth floor
-    [GAUSSDEC-5]. The model provides ``likelihood``, ``variance``, ``n_features_in_`` and
-    ``decoder_logvar`` (None unless shared or per feature)."""
-
-    def _gaussian_head(self, out):
-        """``(mean, logvar_x, floor_cache)`` of the Gaussian decoder from its output ``out``."""
-        D = self.n_features_in_
-        if self.variance == "fixed":
-            return out, np.zeros((), dtype=out.dtype), None  # [ELBO-3] σ² = 1, no parameter
-        if self.variance == "learned":  # a second head: [mean | raw log-variance]
-            logvar_x, floor_cache = bounds.logvar_floor_forward(out[..., D:], DECODER_LOGVAR_FLOOR)
-            return out[..., :D], logvar_x, floor_cache  # [ELBO-3]
-        logvar_x, floor_cache = bounds.logvar_floor_forward(self.decoder_logvar.params["logvar"],
-                                                            DECODER_LOGVAR_FLOOR)
-        return out, logvar_x, floor_cache  # [ELBO-3] shared (1,) or per feature (D,), floored
-
-    def _log_px_forward(self, out, x):
-        """``log p(x | z)`` per row (sum over features), shape ``out.shape[:-1]``, and the cache of
-        :meth:`_log_px_backward`. ``x`` (B, D) broadcasts against ``out`` (..., B, D)."""
-        if self.likelihood == "bernoulli":
-            return ops.bernoulli_log_likelihood(out, x), (out, x)  # [LOSS-5]
-        mean, logvar_x, floor_cache = self._gaussian_head(out)
-        nll, nll_cache = bounds.gaussian_nll_forward(mean, logvar_x, x)  # [GAUSSDEC-1]
-        return -nll, (nll_cache, floor_cache)
-
-    def _log_px_backward(self, dlog_px, cache):
-        """Gradient with respect to the decoder output of ``Σ dlog_px · log p(x|z)`` (shape of
-        ``out``); a shared or per-feature log-variance gets its gradient written in place."""
-        if self.likelihood == "bernoulli":
-            out, x = cache
-            return -dlog_px[..., None] * (F.sigmoid(out) - x)  # [ELBO-2] dNLL/ds = σ(s) − x
-        nll_cache, floor_cache = cache
-        dmean, dlogvar_x = bounds.gaussian_nll_backward(-dlog_px, nll_cache)  # [GAUSSDEC-2..4]
-        if self.variance == "learned":
-            draw = bounds.logvar_floor_backward(dlogvar_x, floor_cache)  # [GAUSSDEC-6]
-            return np.concatenate([dmean, draw], axis=-1)  # [ELBO-4] both heads of the decoder
-        if self.decoder_logvar is not None:  # a parameter of its own, back through the floor
-            self.decoder_logvar.grads["logvar"][...] = bounds.logvar_floor_backward(
-                dlogvar_x, floor_cache)  # [ELBO-4]
-        return dmean  # [ELBO-4]
-
-    def _log_px(self, out, x):
-        """``log p(x | z)`` per row from the decoder output (forward only)."""
-        return self._log_px_forward(out, x)[0]
-
-    def _output(self, out):
-        """What ``decode`` returns: Bernoulli probabilities σ(logits), or the Gaussian mean."""
-        if self.likelihood == "bernoulli":
-            return F.sigmoid(out)
-        return out[..., :self.n_features_in_]
-
-
-class LogWeightBounds:
-    """The objectives and bounds of importance log-weights ``log p(x, z) − log q(z|x)``, shared by
-    :class:`VAE` and :class:`npae.TwoLayerVAE`: the training objective over a (K, B) block (IWAE-k
-    or the k-sample ELBO) and the chunked held-out bound. The model provides ``objective``,
-    ``n_features_in_`` and ``_eval_rng``."""
-
-    def _objective(self, logw):
-        """``(value, cache, backward)`` of the training objective over the log-weights (K, B)."""
-        if self.objective == "iwae":
-            value, cache = bounds.iwae_objective_forward(logw)  # [IWAE-4]
-            return value, cache, bounds.iwae_objective_backward
-        value, cache = bounds.multisample_elbo_forward(logw)  # [IWAE-6]
-        return value, cache, bounds.multisample_elbo_backward
-
-    def _chunked_bound(self, X, k, seed, batch_size, chunk, elbo, log_weights):
-        """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound.
-        ``log_weights(lo, hi, kc, rng)`` draws ``kc`` samples for rows ``lo:hi`` of ``X`` from
-        ``rng`` and returns their log-weights (kc, hi − lo), forward only; the k draws of a batch
-        arrive ``chunk`` at a time and meet in a streaming log-mean-exp [IWAE-3]."""
-        check_scalar("k", k, low=1, integer=True)
-        check_scalar("batch_size", batch_size, low=1, integer=True)
-        if chunk is not None:
-            check_scalar("chunk", chunk, low=1, integer=True)
-        rng = self._eval_rng(seed)
-        if chunk is None:  # keep one chunk of decoder outputs near 2^22 numbers
-            chunk = max(1, (1 << 22) // (min(batch_size, X.shape[0]) * self.n_features_in_))
-        out = np.empty(X.shape[0])
-        for start in range(0, X.shape[0], batch_size):
-            stop = min(start + batch_size, X.shape[0])
-            acc, total = latent.StreamingLogMeanExp(), np.zeros(stop - start)
-            for k0 in range(0, k, chunk):
-                logw = log_weights(start, stop, min(chunk, k - k0), rng)  # (kc, b)
-                if elbo:
-                    total += logw.sum(axis=0)
-                else:
-                    acc.update(logw.astype(np.float64))  # [IWAE-3]
-            out[start:stop] = total / k if elbo else acc.result()
-        return out
-
-
-class VAE(DecoderLikelihood, LogWeightBounds, Model):
+class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
     """Variational autoencoder with a diagonal Gaussian posterior and a N(0, I) prior.
 
     Parameters
@@ -252,8 +162,7 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
         self.needs_unit_targets = self.likelihood == "bernoulli"
         self.rng = make_rng(self._seed())
         self.context_dim_ = Z if self.flow == "iaf" else 0  # the IAF's context h from the encoder
-        gaussian = self.likelihood == "gaussian"
-        learned_variance = gaussian and self.variance == "learned"
+        learned_variance = self.likelihood == "gaussian" and self.variance == "learned"
         code_out = 2 * Z + self.context_dim_  # [mu | logvar_raw | h]
         out_dim = 2 * n_features if learned_variance else n_features  # [mean | logvar_raw] or one head
         kw = dict(rng=self.rng, dtype=dtype, slope=self.slope, alpha=self.alpha)
@@ -264,17 +173,10 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
             self.arch, n_features, code_out, Z, C, hidden=hidden, activation=self.activation,
             image_shape=self.image_shape, encoder_layers=self.encoder_layers,
             decoder_layers=self.decoder_layers, n_out=out_dim, **kw)
-        chains = [self.encoder, self.decoder]
-        self.decoder_logvar = None  # the shared / per-feature log σ² of a Gaussian decoder
-        if gaussian and self.variance in ("shared", "per_feature"):
-            shape = (1,) if self.variance == "shared" else (n_features,)
-            self.decoder_logvar = FreeParams(
-                {"logvar": layers.param_array(shape, dtype, lambda: np.zeros(shape, dtype=dtype))},
-                "decoder.")
-            chains.append(self.decoder_logvar)
+        self.decoder_logvar = self._make_decoder_logvar(n_features, dtype)  # shared / per-feature log σ²
         self.flow_params = self._make_flow(Z, dtype)
-        if self.flow_params is not None:
-            chains.append(self.flow_params)
+        chains = [self.encoder, self.decoder, self.decoder_logvar, self.flow_params]
+        chains = [chain for chain in chains if chain is not None]  # in this order: the params' names
         self.flat_params = FlatParams(chains)  # one array each, see FlatParams
         self.params = dict(self.flat_params.params)
         self.clamp_count_ = 0
@@ -288,78 +190,19 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
         then has no closed form, and β must be 1."""
         return self.objective == "iwae" or self.flow is not None
 
-    def _make_flow(self, Z, dtype):
-        """The flow's parameters as :class:`FreeParams` named ``flow.<step>.<key>``, or None.
-
-        Planar: ``u``, ``w`` (Z,) and ``b`` (1,) per step, placed so that û is small (the flow
-        starts near the identity). IAF: a MADE per step (:func:`npae.pairs.flows.made_init`), the variable
-        order reversed from one step to the next so that every latent gets to depend on every
-        other; the masks (not parameters) are kept in ``flow_masks_``.
-        """
-        if self.flow is None:
-            self.flow_masks_ = None
-            return None
-        arrays = {}
-        H = int(self.flow_hidden) if self.flow_hidden is not None else max(2 * Z, 8)
-        if layers.is_shapes_only():  # sizing a model file's config: shapes, no draws
-            shapes = ({"u": (Z,), "w": (Z,), "b": (1,)} if self.flow == "planar" else
-                      {"W1": (Z, H), "b1": (H,), "W2": (H, 2 * Z), "b2": (2 * Z,), "Wc": (Z, H)})
-            self.flow_masks_ = None
-            return FreeParams({f"{t}.{key}": layers.param_array(shape, dtype, None)
-                               for t in range(int(self.flow_steps)) for key, shape in shapes.items()},
-                              "flow.")
-        if self.flow == "planar":
-            for t in range(int(self.flow_steps)):
-                # w of unit scale; u such that wᵀu ≈ log(e − 1), where m(wᵀu) ≈ 0 and so
-                # û = u + (m(wᵀu) − wᵀu) w/‖w‖² is about the small noise only: a step near the
-                # identity (docs/derivations/flow.md#flow-1)
-                w = self.rng.standard_normal(Z) / np.sqrt(Z)
-                noise = 0.01 * self.rng.standard_normal(Z)  # small along w and across it
-                arrays[f"{t}.u"] = PLANAR_START * w / (w @ w) + noise
-                arrays[f"{t}.w"] = w
-                arrays[f"{t}.b"] = np.zeros(1)
-            self.flow_masks_ = None
-        else:
-            self.flow_masks_ = []
-            for t in range(int(self.flow_steps)):
-                order = np.arange(1, Z + 1) if t % 2 == 0 else np.arange(Z, 0, -1)
-                M1, M2 = flows.made_masks(Z, H, order=order)
-                self.flow_masks_.append((M1.astype(dtype), M2.astype(dtype)))
-                for key, value in flows.made_init(self.rng, Z, H, context_dim=self.context_dim_).items():
-                    arrays[f"{t}.{key}"] = value
-        return FreeParams({key: value.astype(dtype) for key, value in arrays.items()}, "flow.")
-
-    # ------------------------------------------------------------------ the condition (one hook)
+    # ------------------------------------------------------------------ the condition (hooks)
     def _condition(self, y, n, name="y"):
-        """The one-hot condition (n, n_classes) of labels ``y``, or None for an unconditional model.
-        A conditional model requires ``y``; a plain VAE refuses it."""
-        if not self.n_classes:
-            if y is not None:
-                raise InputError(f"{type(self).__name__} is unconditional: {name} must be None "
-                                 f"(use ConditionalVAE for labelled data)")
-            return None
-        if y is None:
-            raise InputError(f"the conditional VAE needs the labels {name} (one per example; "
-                             f"validation_data=(X, y) for fit)")
-        labels = check_labels(name, y, int(self.n_classes), n_samples=n)
-        c = np.zeros((n, int(self.n_classes)), dtype=self.dtype)  # (n, C)
-        c[np.arange(n), labels] = 1.0
-        return c
+        """The condition of labels ``y``: None, the plain VAE has none and refuses labels
+        (:class:`ConditionalVAE` returns their one-hot rows)."""
+        if y is not None:
+            raise InputError(f"{type(self).__name__} is unconditional: {name} must be None "
+                             f"(use ConditionalVAE for labelled data)")
+        return None
 
-    def _fit_data(self, X, y=None):
-        """``(X,)`` for a plain VAE (``y`` ignored, scikit-learn's convention for ``fit`` and
-        ``score``: a Pipeline hands y to every step), ``(X, y)`` for a conditional one (required)."""
-        X = self._check_X(X)
-        if not self.n_classes:
-            return (X,)
-        self._condition(y, X.shape[0])  # refuses a missing or bad y
-        return X, check_labels("y", y, int(self.n_classes), n_samples=X.shape[0])
-
-    def _onehot(self, labels):
-        """One-hot rows for integer labels already checked (training batches)."""
-        c = np.zeros((labels.shape[0], int(self.n_classes)), dtype=self.dtype)  # (B, C)
-        c[np.arange(labels.shape[0]), labels] = 1.0
-        return c
+    def _join(self, a, c):
+        """The network input made of ``a`` and the condition ``c``: ``a`` itself here (no condition;
+        :meth:`ConditionalVAE._join` appends the label's columns)."""
+        return a
 
     # ------------------------------------------------------------------ checks
     def _check_eps(self, eps, B):
@@ -372,23 +215,15 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
         return eps
 
     # ------------------------------------------------------------------ pieces of the graph
-    def _join(self, a, c):
-        """``a`` with the condition ``c`` (B, C) appended on the last axis (``a`` may be (L, B, .))."""
-        if c is None:
-            return a
-        c = np.broadcast_to(c, a.shape[:-1] + c.shape[-1:])
-        return np.concatenate([a, c], axis=-1)  # [ELBO-8]
-
     def _posterior(self, x, c=None, *, train=False):
-        """Encoder forward: ``(mu, logvar, inside, h)``: logvar clamped, inside = the clamp's mask,
-        h the IAF's context (None without an IAF). ``train``: keep the caches for a backward pass
-        (else forward only)."""
+        """Encoder forward: ``(mu, logvar, inside, h)``: logvar clamped [REPARAM-5], inside = the
+        clamp's mask, h the IAF's context ((B, 0) without an IAF). ``train``: keep the caches for a
+        backward pass (else forward only)."""
         xc = self._join(x, c)
         out = self.encoder.forward(xc) if train else self.encoder.apply(xc)  # (B, 2Z + C_h)
         Z = self.latent_dim
-        mu, logvar_raw = out[:, :Z], out[:, Z:2 * Z]  # (B, Z), (B, Z)
-        h = out[:, 2 * Z:] if self.context_dim_ else None  # (B, C_h)
-        logvar, inside = latent.logvar_clamp_forward(logvar_raw)  # (B, Z)
+        mu, logvar_raw, h = out[:, :Z], out[:, Z:2 * Z], out[:, 2 * Z:]  # (B, Z), (B, Z), (B, C_h)
+        logvar, inside = latent.logvar_clamp_forward(logvar_raw)  # (B, Z) [REPARAM-5]
         return mu, logvar, inside, h
 
     def _decode_out(self, z, c=None, *, train=False):
@@ -417,71 +252,32 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
 
     def _recon_loss(self, out, x):
         """``(recon_mean, dout)`` for decoder outputs ``out`` (R, D) of R = L·B rows against their
-        targets ``x`` (R, D): the NLL summed over features, averaged over the rows, and its gradient."""
+        targets ``x`` (R, D): the NLL summed over features, averaged over the rows, and its gradient
+        (Bernoulli: the BCE unit [ELBO-2]; Gaussian: :mod:`npae.models.vae_likelihood`)."""
         if self.likelihood == "bernoulli":
             return ops.bce_with_logits_loss(out, x)  # [ELBO-2]
-        R = out.shape[0]
-        log_px, cache = self._log_px_forward(out, x)  # (R,)
-        recon = -float(np.sum(log_px)) / R  # recon_mean
-        return recon, self._log_px_backward(np.full(R, -1.0 / R, dtype=out.dtype), cache)
-
-    # ------------------------------------------------------------------ the flow
-    def _flow_step_params(self, t):
-        P = self.flow_params.params
-        keys = ("u", "w", "b") if self.flow == "planar" else ("W1", "b1", "W2", "b2", "Wc")
-        return {key: P[f"{t}.{key}"] for key in keys if f"{t}.{key}" in P}
-
-    def _flow_forward(self, z0, h):
-        """``(z_K, Σ logdet, cache)`` for samples ``z0`` (N, Z) through the flow (the identity, with
-        logdet 0, without one); ``h`` (N, C_h) is the IAF's context."""
-        if self.flow is None:
-            return z0, np.zeros(z0.shape[0], dtype=z0.dtype), None
-        z, logdet_sum, caches = z0, np.zeros(z0.shape[0], dtype=z0.dtype), []
-        for t in range(int(self.flow_steps)):
-            p = self._flow_step_params(t)
-            if self.flow == "planar":
-                (z, logdet), cache = flows.planar_forward(z, p["u"], p["w"], p["b"])  # [FLOW-3]
-            else:
-                (z, logdet), cache = flows.iaf_forward(z, p, self.flow_masks_[t], context=h)  # [FLOW-13]
-            logdet_sum = logdet_sum + logdet  # (N,) [FLOW-7]
-            caches.append(cache)
-        return z, logdet_sum, caches
-
-    def _flow_backward(self, dz, dlogdet, caches):
-        """Back through the flow: returns ``(dz0, dh)`` and writes the flow's parameter gradients in
-        place. Every step's logdet enters the sum with weight 1, so each gets ``dlogdet``."""
-        if self.flow is None:
-            return dz, None
-        G = self.flow_params.grads
-        dh = None
-        for t in range(int(self.flow_steps) - 1, -1, -1):
-            if self.flow == "planar":
-                dz, du, dw, db = flows.planar_backward((dz, dlogdet), caches[t])  # [FLOW-5], [FLOW-6]
-                grads = {"u": du, "w": dw, "b": db}
-            else:
-                dz, grads, dctx = flows.iaf_backward((dz, dlogdet), caches[t])  # [FLOW-15]
-                if dctx is not None:
-                    dh = dctx if dh is None else dh + dctx  # (N, C_h): h feeds every step
-            for key, g in grads.items():
-                G[f"{t}.{key}"][...] = g
-        return dz, dh
+        return self._gaussian_recon_loss(out, x)
 
     # ------------------------------------------------------------------ the steps
     def _elbo_step(self, x, eps, c=None):
-        """Forward and backward of the β-weighted negative ELBO on one batch (inputs checked)."""
-        B, Z, D = x.shape[0], self.latent_dim, self.n_features_in_
+        """Forward and backward of the β-weighted negative ELBO [ELBO-1] on one batch (inputs
+        checked); ``eps`` (B, Z), or (L, B, Z) for L draws per example, or None (drawn here).
+
+        Derivation: docs/derivations/elbo.md#elbo-1
+        """
+        B, Z = x.shape[0], self.latent_dim
         if eps is None:
             shape = (B, Z) if int(self.k) == 1 else (int(self.k), B, Z)
             eps = self.rng.standard_normal(shape).astype(self.dtype, copy=False)  # (B, Z) or (k, B, Z)
-        L = eps.shape[0] if eps.ndim == 3 else 1
 
         # forward
         mu, logvar, inside, _ = self._posterior(x, c, train=True)  # (B, Z) each
         self._count_clamps(inside)
         z, kl_sum, sampler_cache = ops.reparam_kl_forward(mu, logvar, eps)  # [REPARAM-2], [KL-1]
         out = self._decode_out(z, c, train=True)  # (B, D) or (L, B, D)
-        target = x if L == 1 else np.broadcast_to(x, (L, B, D))  # each draw reconstructs its x
-        recon, dout = self._recon_loss(out.reshape(L * B, -1), target.reshape(L * B, D))
+        out = out.reshape(-1, out.shape[-1])  # (L·B, D): one row per draw
+        target = np.tile(x, (out.shape[0] // B, 1))  # (L·B, D): each draw reconstructs its x
+        recon, dout = self._recon_loss(out, target)  # recon_mean over the L·B rows
         kl_mean = kl_sum / B
         beta = float(self.beta) * self.warmup_factor_  # β (times the warm-up factor [ELBO-7])
         loss = recon + beta * kl_mean  # [ELBO-1]
@@ -493,65 +289,11 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
             dz, sampler_cache)
         dmu = dmu_from_sampler + (beta / B) * dmu_kl  # (B, Z) [ELBO-5]
         dlogvar = dlogvar_from_sampler + (beta / B) * dlogvar_kl  # (B, Z) [ELBO-5]
-        dlogvar_raw = latent.logvar_clamp_backward(dlogvar, inside)  # (B, Z)
-        dh = np.concatenate([dmu, dlogvar_raw], axis=1)  # (B, 2Z) [ELBO-6]
-        self.encoder.backward(dh, input_grad=False)
+        dlogvar_raw = latent.logvar_clamp_backward(dlogvar, inside)  # (B, Z) [REPARAM-6]
+        dcode = np.concatenate([dmu, dlogvar_raw], axis=1)  # (B, 2Z) [ELBO-6]
+        self.encoder.backward(dcode, input_grad=False)
 
         self.last_terms = {"loss": loss, "recon": recon, "kl": kl_mean}
-        return loss, self._grads()
-
-    def _log_weight_graph(self, x, c, eps, *, train):
-        """The log-weights ``log p(x|z_K) + log p(z_K) − log q_0(z_0) + Σ logdet`` (K, B) of K draws
-        per example [IWAE-1], [FLOW-7], with z_0 = mu + σ·eps and z_K the flow's output (z_0 itself
-        without a flow), and everything the backward needs. ``eps``: (K, B, Z)."""
-        K, B, Z = eps.shape
-        mu, logvar, inside, h = self._posterior(x, c, train=train)  # (B, Z) each; h (B, C_h)
-        z0, rep_cache = latent.reparameterize_forward(mu, logvar, eps)  # (K, B, Z) [REPARAM-2]
-        log_q0, q_cache = bounds.log_normal_forward(z0, mu, logvar)  # (K, B) [GAUSS-1]
-        hK = None if h is None else np.broadcast_to(h, (K,) + h.shape).reshape(K * B, -1)
-        zK, logdet, flow_cache = self._flow_forward(z0.reshape(K * B, Z), hK)  # (K·B, Z), (K·B,)
-        log_pz, p_cache = bounds.log_standard_normal_forward(zK)  # (K·B,) [GAUSS-2]
-        out = self._decode_out(zK.reshape(K, B, Z), c, train=train)  # (K, B, D or 2D)
-        log_px, px_cache = self._log_px_forward(out, x)  # (K, B)
-        logw = log_px + (log_pz + logdet).reshape(K, B) - log_q0  # (K, B) [IWAE-1] [FLOW-7]
-        graph = dict(inside=inside, rep=rep_cache, q=q_cache, flow=flow_cache, p=p_cache,
-                     px=px_cache, log_px=log_px, kl=log_q0 - (log_pz + logdet).reshape(K, B))
-        return logw, graph
-
-    def _logw_step(self, x, eps, c=None):
-        """Forward and backward of an objective of the log-weights (IWAE-k, or the k-sample ELBO
-        with a flow), node by node through decoder, prior, flow, q_0 and sampler."""
-        B, Z = x.shape[0], self.latent_dim
-        if eps is None:
-            eps = self.rng.standard_normal((int(self.k), B, Z)).astype(self.dtype, copy=False)
-        elif eps.ndim == 2:
-            eps = eps[None]  # (1, B, Z)
-        K = eps.shape[0]
-
-        logw, g = self._log_weight_graph(x, c, eps, train=True)  # (K, B)
-        self._count_clamps(g["inside"])
-        loss, obj_cache, objective_backward = self._objective(logw)
-        dlogw = objective_backward(1.0, obj_cache)  # (K, B) [IWAE-5] or [IWAE-7]
-
-        dout = self._log_px_backward(dlogw, g["px"])  # (K, B, D or 2D): through log p(x|z_K)
-        dzc = self.decoder.backward(dout.reshape(K * B, -1))  # (K·B, Z + C)
-        dz_prior = bounds.log_standard_normal_backward(dlogw.reshape(-1), g["p"])  # (K·B, Z) [IWAE-9]
-        dzK = dzc[:, :Z] + dz_prior  # (K·B, Z): z_K feeds the decoder and the prior [IWAE-10]
-        dz0, dh = self._flow_backward(dzK, dlogw.reshape(-1), g["flow"])  # (K·B, Z), dlogdet = dlogw
-        dz_q, dmu_q, dlogvar_q = bounds.log_normal_backward(-dlogw, g["q"])  # from −log q_0 [IWAE-8]
-        dz0 = dz0.reshape(K, B, Z) + dz_q  # (K, B, Z): z_0 feeds the flow and q_0 [IWAE-10]
-        dmu_sampler, dlogvar_sampler = latent.reparameterize_backward(dz0, g["rep"])  # [REPARAM-3,4]
-        dmu = dmu_sampler + dmu_q  # (B, Z): the sampler and q_0's own dependence [IWAE-10]
-        dlogvar = dlogvar_sampler + dlogvar_q  # (B, Z) [IWAE-10]
-        dlogvar_raw = latent.logvar_clamp_backward(dlogvar, g["inside"])  # (B, Z)
-        parts = [dmu, dlogvar_raw]
-        if self.context_dim_:
-            parts.append(dh.reshape(K, B, -1).sum(axis=0))  # (B, C_h): the K draws share h
-        self.encoder.backward(np.concatenate(parts, axis=1), input_grad=False)  # [ELBO-6]
-
-        recon = -float(np.mean(g["log_px"]))
-        kl = float(np.mean(g["kl"]))  # a sampled KL of the flow posterior to the prior
-        self.last_terms = {"loss": loss, "recon": recon, "kl": kl}
         return loss, self._grads()
 
     def _grads(self):
@@ -560,17 +302,6 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
     def _count_clamps(self, inside):
         self.clamp_count_ += int(inside.size - np.count_nonzero(inside))
         self.clamp_entries_ += int(inside.size)
-
-    def _compiled_spec(self):
-        """What a compiled epoch needs to run this model's step (closed-form KL, one sample, no
-        condition, a Bernoulli or unit-variance Gaussian decoder), or None."""
-        if (self.uses_log_weights or int(self.k) != 1 or self.n_classes
-                or (self.likelihood == "gaussian" and self.variance != "fixed")
-                or not self._step_is(VAE, "_loss_and_grads", "_elbo_step", "_recon_loss")):
-            return None
-        return {"kind": "vae", "chains": (self.encoder, self.decoder), "latent_dim": int(self.latent_dim),
-                "likelihood": 0 if self.likelihood == "bernoulli" else 1,
-                "beta": float(self.beta) * self.warmup_factor_}
 
     def _loss_and_grads(self, x, y=None, eps=None):
         c = None if y is None else self._onehot(y)
@@ -600,12 +331,17 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
         grads : dict
             Same keys and shapes as ``params``.
         """
-        x = self._check_X(x, "x")
+        if "params" not in vars(self):  # not built yet: build on first use, or say fit first
+            self._require_built()
+        x = check_array(x, "x", n_features=self.n_features_in_, dtype=self.dtype, owner=type(self).__name__)
+        if self.needs_unit_targets:
+            check_unit_interval("x", x)  # a Bernoulli decoder's targets
         c = self._condition(y, x.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, x.shape[0])
         step = self._logw_step if self.uses_log_weights else self._elbo_step
-        return fresh_grads(step(x, eps, c))
+        loss, grads = step(x, eps, c)
+        return loss, {name: g.copy() for name, g in grads.items()}  # copies: the next step overwrites
 
     def _loss_terms(self, x, y=None, *, rng):
         """Forward only: ``loss``, ``recon`` and ``kl`` of one batch, with ``k`` draws of eps from
@@ -764,45 +500,6 @@ class VAE(DecoderLikelihood, LogWeightBounds, Model):
         X = self._check_X(X)
         return X, self._condition(y, X.shape[0])
 
-    def _log_weights(self, x, c, eps):
-        """Importance log-weights ``log p(x, z) − log q(z|x)`` [IWAE-1] of the draws ``eps``
-        (K, B, Z), forward only, the flow included; shape (K, B)."""
-        return self._log_weight_graph(x, c, eps, train=False)[0]
-
-    def _bound(self, X, c, k, seed, batch_size, chunk, elbo):
-        """Per-example bound, (N,): the k-sample ELBO mean if ``elbo`` else the IWAE-k bound."""
-        def log_weights(lo, hi, kc, rng):
-            eps = rng.standard_normal((kc, hi - lo, self.latent_dim)).astype(self.dtype)
-            return self._log_weights(X[lo:hi], None if c is None else c[lo:hi], eps)
-
-        return self._chunked_bound(X, k, seed, batch_size, chunk, elbo, log_weights)
-
-    def neg_elbo(self, X, y=None, *, seed=None, n_samples=1, batch_size=256, per_example=False):
-        """Negative ELBO (β = 1, whatever ``beta`` is), nats per example.
-
-        ``E_q[−log p(x|z)] + KL`` estimated with ``n_samples`` draws per example (the mean of
-        −log w over draws, which equals reconstruction + closed-form KL in expectation). The draws
-        come from the evaluation stream (the same at every call) or from ``seed``; never from the
-        training generator. Returns the mean over X (a float), or the (N,) values with
-        ``per_example=True``.
-        """
-        check_scalar("n_samples", n_samples, low=1, integer=True)
-        values = -self._bound(*self._check_Xc(X, y), n_samples, seed, batch_size, None, True)
-        return values if per_example else float(values.mean())
-
-    def log_likelihood_estimate(self, X, y=None, *, k=5000, seed=None, batch_size=100, chunk=None,
-                                per_example=False):
-        """Importance-weighted lower bound on log p(x) (IWAE-k, Burda et al. 2016), nats.
-
-        ``log (1/k) Σ_j p(x, z_j) / q(z_j|x)`` with z_j ~ q(z|x) [IWAE-2]; k = 1 is the ELBO and the
-        bound rises with k toward log p(x). Samples are drawn ``chunk`` at a time and combined with
-        a streaming log-mean-exp [IWAE-3], so memory does not grow with k. Noise from the
-        evaluation stream or ``seed``. Returns the mean over X (a float), or the (N,) values with
-        ``per_example=True``.
-        """
-        values = self._bound(*self._check_Xc(X, y), k, seed, batch_size, chunk, False)
-        return values if per_example else float(values.mean())
-
     def kl_per_dimension(self, X, y=None):
         """Mean over X of ``KL(q(z_j|x) || N(0, 1))`` for each latent j, nats, (latent_dim,)."""
         mu, logvar = self.encode_stats(X, y)
@@ -865,3 +562,27 @@ class ConditionalVAE(VAE):
             raise InputError("ConditionalVAE needs n_classes, the number of label values")
         check_scalar("n_classes", self.n_classes, low=1, integer=True)
         super()._build(n_features)
+
+    def _condition(self, y, n, name="y"):
+        """The one-hot condition (n, n_classes) of labels ``y`` (required)."""
+        if y is None:
+            raise InputError(f"the conditional VAE needs the labels {name} (one per example; "
+                             f"validation_data=(X, y) for fit)")
+        return self._onehot(check_labels(name, y, int(self.n_classes), n_samples=n))
+
+    def _join(self, a, c):
+        """``a`` with the condition ``c`` (B, C) appended on the last axis (``a`` may be (L, B, .))."""
+        c = np.broadcast_to(c, a.shape[:-1] + c.shape[-1:])
+        return np.concatenate([a, c], axis=-1)  # [ELBO-8]
+
+    def _fit_data(self, X, y=None):
+        """``(X, y)``: the labels are required."""
+        X = self._check_X(X)
+        self._condition(y, X.shape[0])  # refuses a missing or bad y
+        return X, check_labels("y", y, int(self.n_classes), n_samples=X.shape[0])
+
+    def _onehot(self, labels):
+        """One-hot rows for integer labels already checked (training batches)."""
+        c = np.zeros((labels.shape[0], int(self.n_classes)), dtype=self.dtype)  # (B, C)
+        c[np.arange(labels.shape[0]), labels] = 1.0
+        return c

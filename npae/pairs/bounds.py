@@ -11,9 +11,9 @@ and ``grads = *_backward(dy, cache)``:
 * :func:`iwae_objective_forward` / :func:`iwae_objective_backward`: −(1/B) Σ_b logmeanexp_k logw_kb,
   and :func:`multisample_elbo_forward` / :func:`multisample_elbo_backward`: −(1/(K·B)) Σ logw
   [IWAE-4..7]. Both in nats per example.
-* :func:`log_normal_forward` / :func:`log_normal_backward` and :func:`log_standard_normal_forward` /
-  :func:`log_standard_normal_backward`: the densities of [GAUSS-1], [GAUSS-2] with their gradients
-  [IWAE-8], [IWAE-9].
+* :func:`log_normal_backward` and :func:`log_standard_normal_backward`: the gradients [IWAE-8],
+  [IWAE-9] of the densities [GAUSS-1], [GAUSS-2], whose forwards live in :mod:`npae.pairs.latent`
+  (importable from here too: ``bounds.log_normal_forward``).
 * :func:`reparam_log_ratio_forward` / :func:`reparam_log_ratio_backward` (node by node) and
   :func:`reparam_log_ratio_backward_fused` (simplified): the sample z = mu + std·eps together with
   ``log p(z) − log q(z|x)``, the latent part of one log-weight [IWAE-10], [IWAE-11].
@@ -27,7 +27,8 @@ import numpy as np
 
 from npae.pairs import functional as F
 from npae.constants import DECODER_LOGVAR_FLOOR
-from npae.pairs.latent import LOG_2PI, reparameterize_backward, reparameterize_forward
+from npae.pairs.latent import (LOG_2PI, log_normal_forward, log_standard_normal_forward,
+                               reparameterize_backward, reparameterize_forward)
 
 
 #: How ``variance=...`` of a Gaussian decoder maps onto the pairs (docs/derivations/gaussdec.md):
@@ -213,24 +214,8 @@ def multisample_elbo_backward(dvalue, cache):
 
 
 # --------------------------------------------------------------------------------------------------
-# Log densities as pairs
+# Gradients of the log densities (forwards in npae.pairs.latent)
 # --------------------------------------------------------------------------------------------------
-def log_normal_forward(z, mu, logvar):
-    """``log N(z; mu, diag exp(logvar))`` summed over the last axis [GAUSS-1].
-
-    ``z`` may carry leading sample axes that ``mu`` and ``logvar`` broadcast against.
-
-    Returns ``(logq, cache)``, ``logq`` of shape ``z.shape[:-1]``.
-
-    Derivation: docs/derivations/gauss.md#gauss-1
-    """
-    diff = z - mu  # (L, B, Z) or (B, Z)
-    prec = np.exp(-logvar)  # (B, Z): 1/σ²
-    sq = diff * diff * prec  # (L, B, Z) or (B, Z)
-    logq = -0.5 * np.sum(LOG_2PI + logvar + sq, axis=-1)  # (L, B) or (B,) [GAUSS-1]
-    return logq, (diff, prec, sq, np.shape(z), np.shape(mu), np.shape(logvar))
-
-
 def log_normal_backward(dlogq, cache):
     """Gradients of ``log N(z; mu, diag exp(logvar))`` [IWAE-8].
 
@@ -248,15 +233,6 @@ def log_normal_backward(dlogq, cache):
     dmu = _sum_to_shape(-dz_each, mu_shape)  # mu's shape [IWAE-8]
     dlogvar = _sum_to_shape(-dlogq * 0.5 * (1.0 - sq), logvar_shape)  # logvar's shape [IWAE-8]
     return dz, dmu, dlogvar
-
-
-def log_standard_normal_forward(z):
-    """``log N(z; 0, I)`` summed over the last axis [GAUSS-2]. Returns ``(logp, z)``.
-
-    Derivation: docs/derivations/gauss.md#gauss-2
-    """
-    logp = -0.5 * np.sum(LOG_2PI + z * z, axis=-1)  # (L, B) or (B,) [GAUSS-2]
-    return logp, z
 
 
 def log_standard_normal_backward(dlogp, cache):

@@ -12,7 +12,8 @@ Pure pairs (no state; any randomness comes from an explicit ``np.random.Generato
   :func:`masked_dense_forward` / :func:`masked_dense_backward`: y = x (W ⊙ M) + b [FLOW-10], [FLOW-11];
   :func:`made_forward` / :func:`made_backward`: one tanh hidden layer, outputs [m | s] [FLOW-12].
 * :func:`iaf_forward` / :func:`iaf_backward`: σ = sigmoid(s), z_new = σ ⊙ z + (1 − σ) ⊙ m,
-  logdet = Σ log σ [FLOW-13..15]; :func:`iaf_inverse` undoes a step (for density checks);
+  logdet = Σ log σ [FLOW-13..15]; :func:`iaf_stack_forward` / :func:`iaf_stack_backward` chain K
+  of them; :func:`iaf_inverse` undoes a step (for density checks);
   :func:`made_init` draws parameters.
 
 Multi-output pairs return ``((out1, out2), cache)`` and their backward takes ``((dout1, dout2), cache)``.
@@ -367,6 +368,41 @@ def iaf_backward(dout, cache):
     dz_made, grads, dcontext = made_backward((dm, ds), made_cache)
     dz = dz_new * sig + dz_made  # (B, Z): direct use plus MADE's input [FLOW-15]
     return dz, grads, dcontext
+
+
+def iaf_stack_forward(z, steps, context=None):
+    """Apply IAF steps in order; ``steps`` is a list of ``(params, masks)``, and every step reads
+    the same ``context`` (B, C) (or None).
+
+    Returns ``((z_K, logdet_sum), cache)`` with ``logdet_sum = Σ_k logdet_k``, (B,) [FLOW-7].
+
+    Derivation: docs/derivations/flow.md#flow-7
+    """
+    logdet_sum = np.zeros(z.shape[0], dtype=z.dtype)  # (B,)
+    caches = []
+    for params, masks in steps:
+        (z, logdet), c = iaf_forward(z, params, masks, context)  # (B, Z), (B,) [FLOW-13]
+        logdet_sum = logdet_sum + logdet  # (B,) [FLOW-7]
+        caches.append(c)
+    return (z, logdet_sum), caches
+
+
+def iaf_stack_backward(dout, cache):
+    """Backward of :func:`iaf_stack_forward`: ``dout = (dz_K, dlogdet_sum)``.
+
+    Every step's logdet enters the sum with weight 1, so each receives ``dlogdet_sum``; ``dz`` runs
+    back through the steps in reverse order, and the context, read by every step, collects the
+    steps' gradients. Returns ``(dz, [grads, ...], dcontext)``, one ``grads`` dict per step in
+    forward order; ``dcontext`` is None without a context.
+    """
+    dz, dlogdet_sum = dout
+    grads, dcontext = [], None
+    for c in reversed(cache):
+        dz, g, dctx = iaf_backward((dz, dlogdet_sum), c)  # [FLOW-15]
+        grads.append(g)
+        if dctx is not None:
+            dcontext = dctx if dcontext is None else dcontext + dctx  # (B, C): it feeds every step
+    return dz, grads[::-1], dcontext
 
 
 def iaf_inverse(z_new, params, masks, context=None, order=None):

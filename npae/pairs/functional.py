@@ -141,6 +141,12 @@ def elu_backward(dh, cache):
     return dh * np.where(a > 0, 1.0, h + alpha).astype(dh.dtype)  # [ACT-13]
 
 
+def activation_pair(name):
+    """The ``(forward, backward)`` pair of activation ``name``, looked up in this module when called
+    (not at import), so that the pair a reader edits, or a test replaces, is the pair that runs."""
+    return globals()[f"{name}_forward"], globals()[f"{name}_backward"]
+
+
 #: name -> (forward, backward, names of hyperparameters)
 ACTIVATIONS = {
     "identity": (identity_forward, identity_backward, ()),
@@ -151,6 +157,37 @@ ACTIVATIONS = {
     "softplus": (softplus_forward, softplus_backward, ()),
     "elu": (elu_forward, elu_backward, ("alpha",)),
 }
+
+
+# --------------------------------------------------------------------------------------------------
+# Dense layer + activation: the backend's unit under ``reference`` (CS231n's affine_relu_forward)
+# --------------------------------------------------------------------------------------------------
+class DenseActCache:
+    """What :func:`dense_act_backward` needs: the input ``x``, the weights ``W``, the pre-activation
+    ``a = x W + b``, the activation's name, hyperparameters and cache. The fused unit
+    (:mod:`npae.fast.backends`) keeps the same fields, so the two backends' caches mix."""
+
+    __slots__ = ("x", "W", "a", "act", "hyper", "act_cache")
+
+    def __init__(self, x, W, a, act, hyper, act_cache):
+        self.x, self.W, self.a, self.act, self.hyper, self.act_cache = x, W, a, act, hyper, act_cache
+
+
+def dense_act_forward(x, W, b, act, hyper):
+    """``h = f(x W + b)``: :func:`dense_forward` [DENSE-1] then activation ``act``'s forward [ACT-*]
+    with its hyperparameters ``hyper`` (a dict). Returns ``(h, cache)``."""
+    a, _ = dense_forward(x, W, b)  # (B, n_out)
+    h, act_cache = activation_pair(act)[0](a, **hyper)  # (B, n_out)
+    return h, DenseActCache(x, W, a, act, hyper, act_cache)
+
+
+def dense_act_backward(dh, cache, dW, db, input_grad=True):
+    """The activation's backward then :func:`dense_backward` [DENSE-2..4]. As the backend's unit it
+    writes ``dW`` and ``db`` in place (the layer's gradient arrays) and returns ``dx`` (None when
+    ``input_grad`` is False)."""
+    da = activation_pair(cache.act)[1](dh, cache.act_cache)  # (B, n_out)
+    dx, dW[...], db[...] = dense_backward(da, (cache.x, cache.W))
+    return dx if input_grad else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,6 +253,18 @@ def bce_with_logits_loss(logits, target):
     value = float(np.sum(bce_with_logits_sum(logits, target))) / B
     dlogits = (sigmoid(logits) - target) / B  # (B, D) [LOSS-6]
     return value, dlogits
+
+
+def bce_with_logits_unit(logits, target):
+    """The backend's BCE unit under ``reference``: :func:`bce_with_logits_loss`, looked up when called
+    (so the pair a reader edits, or a test replaces, is the one that runs)."""
+    return bce_with_logits_loss(logits, target)
+
+
+def bernoulli_log_likelihood(logits, target):
+    """``log p(x | z) = −bce_with_logits_sum(logits, target)`` per row [LOSS-5], forward only;
+    ``target`` broadcasts over leading sample axes (the IWAE estimate's hot loop)."""
+    return -bce_with_logits_sum(logits, target)
 
 
 def log_softmax(logits):

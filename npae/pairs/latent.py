@@ -9,8 +9,11 @@ Pairs (no state, no randomness: the noise ``eps`` is an argument):
   fused path, in :func:`npae.fast.kernels.reparam_kl_forward_fused` (same expression).
 * :func:`gaussian_kl_forward` / :func:`gaussian_kl_backward`: closed-form
   ``KL(N(mu, diag exp(logvar)) || N(0, I))`` per example, summed over latents [KL-1..3].
+* :func:`reparam_kl_forward` / :func:`reparam_kl_backward`: the two composed, the backend's
+  sampler+KL unit under ``reference``.
 
-Helpers: log densities [GAUSS-1], [GAUSS-2]; log-mean-exp, plain and streaming [IWAE-2], [IWAE-3];
+Log densities as pairs' forwards [GAUSS-1], [GAUSS-2] (their backwards are in
+:mod:`npae.pairs.bounds`). Helpers: log-mean-exp, plain and streaming [IWAE-2], [IWAE-3];
 interpolation, attribute vectors and the inverse-CDF manifold grid [LATENT-1..4].
 
 Shapes: ``mu`` and ``logvar`` are ``(B, Z)``; ``eps`` and ``z`` are ``(B, Z)`` or ``(L, B, Z)`` for
@@ -133,23 +136,65 @@ def gaussian_kl_backward(dkl, cache):
 
 
 # --------------------------------------------------------------------------------------------------
+# Sampler + KL: the backend's unit under ``reference``
+# --------------------------------------------------------------------------------------------------
+def reparam_kl_forward(mu, logvar, eps):
+    """:func:`reparameterize_forward` [REPARAM-2] and :func:`gaussian_kl_forward` [KL-1] of one
+    posterior: ``(z, kl_sum, cache)``, ``kl_sum`` the KL summed over the batch (a float)."""
+    z, rep_cache = reparameterize_forward(mu, logvar, eps)  # (B, Z) or (L, B, Z)
+    kl, kl_cache = gaussian_kl_forward(mu, logvar)  # (B,)
+    return z, float(np.sum(kl)), (rep_cache, kl_cache)
+
+
+def reparam_kl_backward(dz, cache):
+    """The sampler's gradient [REPARAM-3, 4] and the gradient of ``Σ_i KL_i`` [KL-2, 3], kept
+    apart: ``(dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl)``, each (B, Z). The model weights
+    the KL part and sums the two on its own tagged fan-in line [ELBO-5]."""
+    rep_cache, kl_cache = cache
+    dmu_sampler, dlogvar_sampler = reparameterize_backward(dz, rep_cache)  # (B, Z) each
+    ones = np.ones(kl_cache[0].shape[0], dtype=kl_cache[0].dtype)  # (B,): d(Σ_i KL_i)/dKL_i
+    dmu_kl, dlogvar_kl = gaussian_kl_backward(ones, kl_cache)  # (B, Z) each
+    return dmu_sampler, dlogvar_sampler, dmu_kl, dlogvar_kl
+
+
+# --------------------------------------------------------------------------------------------------
 # Log densities (summed over the last axis)
 # --------------------------------------------------------------------------------------------------
-def log_normal(z, mu, logvar):
-    """``log N(z; mu, diag exp(logvar))`` summed over the last axis [GAUSS-1].
+def log_normal_forward(z, mu, logvar):
+    """``log N(z; mu, diag exp(logvar))`` summed over the last axis [GAUSS-1]:
+    ``−0.5 Σ_j (log 2π + logvar_j + (z_j − mu_j)² exp(−logvar_j))``.
 
-    ``−0.5 Σ_j (log 2π + logvar_j + (z_j − mu_j)² exp(−logvar_j))``; ``z`` may carry a leading
-    sample axis, ``mu``/``logvar`` broadcast against it.
+    ``z`` may carry leading sample axes that ``mu`` and ``logvar`` broadcast against. Returns
+    ``(logq, cache)``, ``logq`` of shape ``z.shape[:-1]``; the backward is
+    :func:`npae.pairs.bounds.log_normal_backward` [IWAE-8].
 
     Derivation: docs/derivations/gauss.md#gauss-1
     """
     diff = z - mu  # (L, B, Z) or (B, Z)
-    return -0.5 * np.sum(LOG_2PI + logvar + diff * diff * np.exp(-logvar), axis=-1)  # [GAUSS-1]
+    prec = np.exp(-logvar)  # (B, Z): 1/σ²
+    sq = diff * diff * prec  # (L, B, Z) or (B, Z)
+    logq = -0.5 * np.sum(LOG_2PI + logvar + sq, axis=-1)  # (L, B) or (B,) [GAUSS-1]
+    return logq, (diff, prec, sq, np.shape(z), np.shape(mu), np.shape(logvar))
+
+
+def log_standard_normal_forward(z):
+    """``log N(z; 0, I)`` summed over the last axis: ``−0.5 Σ_j (log 2π + z_j²)`` [GAUSS-2].
+    Returns ``(logp, z)``; the backward is :func:`npae.pairs.bounds.log_standard_normal_backward`.
+
+    Derivation: docs/derivations/gauss.md#gauss-2
+    """
+    logp = -0.5 * np.sum(LOG_2PI + z * z, axis=-1)  # (L, B) or (B,) [GAUSS-2]
+    return logp, z
+
+
+def log_normal(z, mu, logvar):
+    """The value of :func:`log_normal_forward` alone (forward only)."""
+    return log_normal_forward(z, mu, logvar)[0]
 
 
 def log_standard_normal(z):
-    """``log N(z; 0, I)`` summed over the last axis: ``−0.5 Σ_j (log 2π + z_j²)`` [GAUSS-2]."""
-    return -0.5 * np.sum(LOG_2PI + z * z, axis=-1)  # [GAUSS-2]
+    """The value of :func:`log_standard_normal_forward` alone (forward only)."""
+    return log_standard_normal_forward(z)[0]
 
 
 # --------------------------------------------------------------------------------------------------
