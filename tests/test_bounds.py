@@ -27,6 +27,9 @@ def _logvar_shape(layout, L, B, D):
 @given(B=st.integers(1, 4), D=st.integers(1, 4), L=st.sampled_from([None, 1, 3]),
        layout=st.sampled_from(LOGVAR_LAYOUTS), scale=st.floats(0.1, 3.0), seed=seeds)
 def test_gaussian_nll_pair_gradcheck(B, D, L, layout, scale, seed):
+    """Checks [GAUSSDEC-2], [GAUSSDEC-3], [GAUSSDEC-4] against central differences of [GAUSSDEC-1], for
+    every logvar layout.
+    """
     rng = np.random.default_rng(seed)
     mean = scale * rng.standard_normal((B, D) if L is None else (L, B, D))
     logvar = scale * rng.standard_normal(_logvar_shape(layout, L, B, D))
@@ -155,6 +158,7 @@ def test_unit_variance_linear_gaussian_ignores_the_latent_on_moons():
 @given(K=st.integers(1, 6), B=st.integers(1, 4), spread=st.floats(0.1, 30.0),
        offset=st.floats(-1000.0, 1000.0), seed=seeds)
 def test_objective_pairs_gradcheck(K, B, spread, offset, seed):
+    """Checks [IWAE-5] and [IWAE-7] against central differences of [IWAE-4] and [IWAE-6]."""
     logw = offset + spread * np.random.default_rng(seed).standard_normal((K, B))
     for fwd, bwd in [(bd.iwae_objective_forward, bd.iwae_objective_backward),
                      (bd.multisample_elbo_forward, bd.multisample_elbo_backward)]:

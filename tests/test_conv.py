@@ -122,6 +122,7 @@ def test_conv_transpose2d_pair_gradcheck(cfg, seed):
 
 @given(B=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(1, 4), W=st.integers(1, 4), seed=seeds)
 def test_flatten_and_reshape_pairs_gradcheck_and_invert_each_other(B, C, H, W, seed):
+    """Checks [CONV-12]."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((B, C, H, W))
     check_pair(conv.flatten_forward, conv.flatten_backward, [x], names=["x"], rng=seed).assert_ok()
@@ -284,6 +285,7 @@ def test_transposed_convolution_is_the_adjoint(cfg, seed):
 
 @given(cfg=conv_configs(), seed=seeds)
 def test_conv2d_forward_equals_direct_loop(cfg, seed):
+    """Checks [CONV-1] against a direct loop."""
     x_shape, W_shape, stride, padding = cfg
     rng = np.random.default_rng(seed)
     x, W, b = rng.standard_normal(x_shape), rng.standard_normal(W_shape), rng.standard_normal(W_shape[0])

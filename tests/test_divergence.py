@@ -83,6 +83,9 @@ def test_non_finite_validation_loss_is_an_error():
 # clipping
 # --------------------------------------------------------------------------------------------------
 def test_clipping_rescales_to_the_global_norm():
+    """Checks [CLIP-1] (the global norm over every parameter) and [CLIP-2] (rescaling to norm c, and
+    nothing below c).
+    """
     model = npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=0)
     loss, grads = model.loss_and_grads(X)
     norm = math.sqrt(sum(float(np.sum(g ** 2)) for g in grads.values()))
@@ -94,7 +97,9 @@ def test_clipping_rescales_to_the_global_norm():
 
 
 def test_fit_with_clipping_takes_the_clipped_step():
-    """One full-batch SGD step with clip_norm equals p - lr * min(1, c/||g||) * g."""
+    """One full-batch SGD step with clip_norm equals p - lr * min(1, c/||g||) * g.
+    Checks [CLIP-1], [CLIP-2] inside a fit.
+    """
     model = npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=0)
     start = {k: p.copy() for k, p in model.params.items()}
     _, grads = model.loss_and_grads(X)

@@ -44,3 +44,14 @@ def test_only_implementing_lines_count(tmp_path):
     found = code_tags(pkg)
     assert set(found) == {"CODE-1", "CODE-2"}
     assert found["CODE-1"] == [f"{pkg.name}/m.py:6"]
+
+
+def test_every_derived_tag_is_named_by_a_test():
+    """Tests are found by equation: each gradient or identity test names the tags it checks in its
+    docstring ("... checks [KL-1], [KL-2] ..."), so ``grep '\\[KL-2\\]' tests/`` finds the check. A
+    derived tag that no test file names has no test a reader can find."""
+    tests_text = "\n".join(p.read_text(encoding="utf-8") for p in Path(__file__).parent.glob("*.py")
+                           if p.name != "test_tags.py")
+    unnamed = sorted((tag for tag in doc_tags(DOCS) if f"[{tag}]" not in tests_text),
+                     key=lambda t: (t.split("-")[0], int(t.split("-")[1])))
+    assert not unnamed, f"derivation tags that no test names (name them where a test checks them): {unnamed}"
