@@ -45,6 +45,7 @@ def test_gaussian_nll_pair_gradcheck(B, D, L, layout, scale, seed):
 
 
 def test_gaussian_nll_matches_scipy_and_the_fixed_variance_form(rng):
+    """Checks [GAUSSDEC-1] against scipy.stats.norm, and at logvar = 0 the fixed-variance form [ELBO-3]."""
     mean, x = rng.standard_normal((2, 3, 5))
     logvar = rng.standard_normal(5)
     nll, _ = bd.gaussian_nll_forward(mean, logvar, x)
@@ -84,6 +85,9 @@ def test_gaussian_nll_sample_axis_is_l_separate_calls(rng):
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 4)), floor=st.floats(-12.0, 0.0),
        spread=st.floats(0.5, 8.0), seed=seeds)
 def test_logvar_floor_pair_gradcheck(shape, floor, spread, seed):
+    """Checks [GAUSSDEC-6] against central differences of the floor [GAUSSDEC-5], over drawn floors and
+    spreads.
+    """
     rng = np.random.default_rng(seed)
     raw = floor + spread * rng.standard_normal(shape)
     check_pair(lambda r: bd.logvar_floor_forward(r, floor), bd.logvar_floor_backward, [raw],
@@ -93,6 +97,7 @@ def test_logvar_floor_pair_gradcheck(shape, floor, spread, seed):
 
 
 def test_logvar_floor_is_finite_positive_gradient_and_nearly_identity_above():
+    """Checks [GAUSSDEC-5]: above the floor, finite, close to raw far above it; and [GAUSSDEC-6] in (0, 1]."""
     raw = np.array([-1e4, -800.0, -50.0, -9.0, 0.0, 5.0, 40.0, 1e4])
     floor = bd.DECODER_LOGVAR_FLOOR
     logvar, cache = bd.logvar_floor_forward(raw, floor)
@@ -296,6 +301,7 @@ def test_sampled_kl_averages_to_the_closed_form_kl():
 @given(B=st.integers(1, 4), Z=st.integers(1, 4), L=st.sampled_from([None, 1, 3]),
        scale=st.floats(0.1, 3.0), seed=seeds)
 def test_log_density_pairs_gradcheck(B, Z, L, scale, seed):
+    """Checks [IWAE-8], [IWAE-9] against central differences of [GAUSS-1], [GAUSS-2]."""
     rng = np.random.default_rng(seed)
     z = scale * rng.standard_normal((B, Z) if L is None else (L, B, Z))
     mu, logvar = scale * rng.standard_normal((2, B, Z))
@@ -339,6 +345,9 @@ def _log_weight_pair(dec_forward, dec_backward, eps, backward_kind):
 @given(B=st.integers(1, 3), Z=st.integers(1, 3), D=st.integers(1, 3), L=st.sampled_from([None, 1, 3]),
        scale=st.floats(0.2, 2.0), seed=seeds)
 def test_log_weight_gradients_node_by_node_and_fused(B, Z, D, L, scale, seed):
+    """Checks [IWAE-10] (node by node) and [IWAE-11] (fused) against central differences of the log-weight
+    [IWAE-1].
+    """
     rng = np.random.default_rng(seed)
     mu, logvar = scale * rng.standard_normal((2, B, Z))
     eps = rng.standard_normal((B, Z) if L is None else (L, B, Z))
@@ -385,6 +394,9 @@ def test_log_q_at_its_own_sample_has_zero_mu_derivative_and_half_logvar_derivati
 @given(K=st.sampled_from([None, 1, 3]), B=st.integers(1, 3), Z1=st.integers(1, 3), Z2=st.integers(1, 3),
        scale=st.floats(0.2, 2.0), seed=seeds)
 def test_hierarchical_log_weight_pair_gradcheck(K, B, Z1, Z2, scale, seed):
+    """Checks [HIER-2] and the density-point part of the fan-in [HIER-3] against central differences of the
+    log-weight [HIER-1], over drawn shapes and scales.
+    """
     rng = np.random.default_rng(seed)
     lead = () if K is None else (K,)
     args = [scale * rng.standard_normal(lead + (B,)),  # log_px

@@ -104,6 +104,9 @@ def test_a_planar_backward_wrong_by_a_tenth_of_a_percent_fails():
 @settings(max_examples=15)
 @given(B=st.integers(1, 3), Z=st.integers(1, 3), K=st.integers(1, 3), scale=st.floats(0.2, 2.0), seed=seeds)
 def test_planar_stack_gradcheck(B, Z, K, scale, seed):
+    """Checks the stack's backward against central differences, and [FLOW-7]'s bookkeeping: the stack
+    applies the flows in turn and its logdet is their sum.
+    """
     rng = np.random.default_rng(seed)
     flows = [_planar_params(rng, Z, scale, scale) for _ in range(K)]
     z = rng.standard_normal((B, Z))
@@ -182,6 +185,7 @@ def test_planar_uhat_changes_u_only_along_w():
 
 # ---------------------------------------------------------------- density bookkeeping [FLOW-7]
 def test_flow_density_on_a_1d_grid_integrates_to_one_and_matches_change_of_variables():
+    """Checks [FLOW-7]: log q_K = log q_0 − Σ logdet integrates to one and is the change of variables."""
     flows = [(np.array([1.5]), np.array([2.0]), np.array([0.3])),  # stretches by up to 3.05
              (np.array([-0.6]), np.array([1.5]), np.array([-0.5])),  # squeezes by down to 0.36
              (np.array([1.0]), np.array([-1.0]), np.array([0.0]))]
@@ -311,7 +315,9 @@ def test_made_and_iaf_pairs_gradcheck(B, Z, H, C, scale, seed):
 @settings(max_examples=20)
 @given(Z=st.integers(1, 5), H=st.integers(1, 6), C=st.integers(0, 2), scale=st.floats(0.3, 1.5), seed=seeds)
 def test_made_and_iaf_jacobians_are_triangular_in_the_order(Z, H, C, scale, seed):
-    """Checks [FLOW-12], [FLOW-13]: each output depends only on earlier inputs in the order."""
+    """Checks [FLOW-12], [FLOW-13]: each output depends only on earlier inputs in the order.
+    Checks [FLOW-14]: the IAF Jacobian's diagonal is σ and its logdet Σ log σ.
+    """
     rng = np.random.default_rng(seed)
     masks, params, z, context = _made_setup(rng, 1, Z, H, C, scale, seed)
     ctx = context if C else None

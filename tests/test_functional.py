@@ -92,6 +92,7 @@ def test_mse_gradcheck(B, D, seed):
 
 @given(B=dims, D=dims, seed=seeds, scale=st.floats(0.1, 20.0))
 def test_bce_logits_gradcheck(B, D, seed, scale):
+    """Checks [LOSS-6] against central differences of [LOSS-5]."""
     rng = np.random.default_rng(seed)
     s, target = scale * rng.standard_normal((B, D)), rng.uniform(0, 1, (B, D))
     _, ds = F.bce_with_logits_loss(s, target)
@@ -100,6 +101,7 @@ def test_bce_logits_gradcheck(B, D, seed, scale):
 
 @given(B=dims, D=dims, seed=seeds, scale=st.floats(0.01, 30.0))
 def test_stable_bce_equals_textbook_where_both_finite(B, D, seed, scale):
+    """Checks [LOSS-5] and [LOSS-6] against the probability form and its gradient through the sigmoid."""
     rng = np.random.default_rng(seed)
     s, target = scale * rng.standard_normal((B, D)), rng.uniform(0, 1, (B, D))
     p = 1 / (1 + np.exp(-s))
@@ -117,6 +119,7 @@ def test_stable_bce_equals_textbook_where_both_finite(B, D, seed, scale):
 
 
 def test_stable_bce_finite_and_exact_at_huge_logits():
+    """Checks [LOSS-5], [LOSS-6] at ±1e4."""
     s = np.array([[1e4, -1e4, 1e4, -1e4]])
     t = np.array([[0.0, 1.0, 1.0, 0.0]])
     value, ds = F.bce_with_logits_loss(s, t)

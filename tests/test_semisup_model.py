@@ -57,6 +57,7 @@ def test_every_parameter_against_central_differences(kind, B, K, D, Z, hidden, c
                                                      decoder, alpha, seed):
     """Checks [M2-15] (each row's likelihood weighted by its share) in the whole step against central
     differences.
+    Also [M2-9] (α drawn, 0 included), [M2-14] and [M2-16].
     """
     rng = np.random.default_rng(seed)
     likelihood, variance = decoder

@@ -33,6 +33,7 @@ def _eps(rng, L, B, Z):
 def test_vae_gradcheck_every_parameter(likelihood, activation, hidden, B, D, Z, L, beta, seed):
     """Checks [ELBO-1], [ELBO-2], [ELBO-4], [ELBO-6]: every parameter's gradient of the whole loss against
     central differences, over drawn likelihoods, activations, shapes, L and β.
+    Checks the fan-in [ELBO-5] with the drawn β.
     """
     rng = np.random.default_rng(seed)
     model = VAE(D, hidden=tuple(hidden), latent_dim=Z, activation=activation, likelihood=likelihood,
@@ -82,6 +83,9 @@ def test_gradcheck_with_clamp_firing():
 
 # ---------------------------------------------------------------- the loss and its parts
 def test_loss_terms_and_gaussian_constant():
+    """Checks [ELBO-1] (loss = recon + β kl) and [ELBO-3] (the unit-variance Gaussian NLL with its
+    constant) against the formulas written out.
+    """
     rng = np.random.default_rng(2)
     model = VAE(5, hidden=(4,), latent_dim=2, likelihood="gaussian", beta=0.3, seed=0)
     x, eps = rng.standard_normal((6, 5)), rng.standard_normal((6, 2))
