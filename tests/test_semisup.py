@@ -95,7 +95,9 @@ def test_unlabelled_bound_inequalities(B, K, seed, scale):
 
         −logsumexp_k L_k <= −U <= max_k (−L_k)      and      −U >= min_k (−L_k) − log K,
 
-    and the gap of the first is KL(q(y|x) || softmax(L)): zero exactly when q ∝ exp(L)."""
+    and the gap of the first is KL(q(y|x) || softmax(L)): zero exactly when q ∝ exp(L).
+    Checks the value of [M2-5] by these bounds and the gap's closed form.
+    """
     rng = np.random.default_rng(seed)
     logits = scale * rng.standard_normal((B, K))
     neg_L = rng.uniform(0, 30, (B, K))
