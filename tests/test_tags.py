@@ -1,10 +1,9 @@
 """Every equation tag in the code is derived in docs/derivations/<prefix>.md, every derived tag is
 implemented somewhere in the code, and every derived tag is named in the docstring of a test that
 checks it. (That every tagged line runs in some fit: tests/test_tag_coverage.py.)"""
-import ast
 from pathlib import Path
 
-from npae.tags import TAG, code_tags, doc_tags
+from npae.tags import code_tags, doc_tags, checks_by_tag
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "derivations"
 
@@ -29,6 +28,8 @@ def test_tag_listing_runs(capsys):
     from npae.tags import main
     assert main([]) == 0
     assert "DENSE-2" in capsys.readouterr().out
+    assert main(["--tests"]) == 0
+    assert "tested by: test_functional.py::test_dense_pair_gradcheck" in capsys.readouterr().out
 
 
 def test_only_implementing_lines_count(tmp_path):
@@ -48,23 +49,12 @@ def test_only_implementing_lines_count(tmp_path):
     assert found["CODE-1"] == [f"{pkg.name}/m.py:6"]
 
 
-def _tags_named_by_tests(tests_dir):
-    """Map tag -> ["file::test"] for the tags named in the docstring of a test function."""
-    named = {}
-    for path in sorted(Path(tests_dir).glob("test_*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                for prefix, num in TAG.findall(ast.get_docstring(node) or ""):
-                    named.setdefault(f"{prefix}-{num}", []).append(f"{path.name}::{node.name}")
-    return named
-
-
 def test_every_derived_tag_is_named_by_a_test():
     """Tests are found by equation: each gradient or identity test names the tags it checks in its
     docstring ("... checks [KL-1], [KL-2] ..."), so ``grep '\\[KL-2\\]' tests/`` finds the check. A
     derived tag that no test's docstring names has no test a reader can find (a tag in a comment or
     in a test's own helper code does not count)."""
-    named = _tags_named_by_tests(Path(__file__).parent)
+    named = checks_by_tag(Path(__file__).parent)
     unnamed = sorted((tag for tag in doc_tags(DOCS) if tag not in named),
                      key=lambda t: (t.split("-")[0], int(t.split("-")[1])))
     assert not unnamed, f"derivation tags that no test names (name them where a test checks them): {unnamed}"
@@ -77,4 +67,4 @@ def test_a_tag_named_only_outside_a_test_docstring_does_not_count(tmp_path):
                                         "def test_y():\n"
                                         '    """Checks [A-3]."""\n'
                                         "    x = 1  # [A-4]\n", encoding="utf-8")
-    assert _tags_named_by_tests(tmp_path) == {"A-3": ["test_x.py::test_y"]}
+    assert checks_by_tag(tmp_path) == {"A-3": ["test_x.py::test_y"]}
