@@ -3,13 +3,16 @@
 ``python -m npae.tags`` prints ``TAG  file:line`` for every line of npae's code that implements a
 tagged equation, so a reader of a derivation can jump to the exact line; the test suite uses the
 same functions to check that every tag in the code is derived in the docs and every derived tag is
-implemented.
+implemented. In a source checkout, ``python -m npae.tags --tests`` adds the tests that check each
+tag: those whose docstring names it (``tests/test_tags.py`` requires one for every derived tag).
 
 Only *implementing* lines count: a tag in the comment that ends a line of code (``dx = dy @ W.T
 # [DENSE-2]``). A tag in a docstring or on a comment-only line is a cross-reference ("see [KL-1]")
 and is not listed. The kernels of the fused backend carry no tags (their docstrings name the
 reference unit they replace), so every listed line runs under ``NPAE_BACKEND=reference``.
 """
+import argparse
+import ast
 import re
 import sys
 import tokenize
@@ -50,10 +53,37 @@ def doc_tags(docs):
     return found
 
 
+def checks_by_tag(tests_dir):
+    """Map tag -> list of "file::test" for the test functions whose docstring names the tag (a tag
+    in a comment, a module docstring or a helper does not count: the docstring says what it checks)."""
+    found = {}
+    for path in sorted(Path(tests_dir).glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                for prefix, num in TAG.findall(ast.get_docstring(node) or ""):
+                    found.setdefault(f"{prefix}-{num}", []).append(f"{path.name}::{node.name}")
+    return found
+
+
+def _tag_order(tag):
+    prefix, num = tag.split("-")
+    return prefix, int(num)
+
+
 def main(argv=None):
-    for tag, places in sorted(code_tags().items(),
-                              key=lambda kv: (kv[0].split("-")[0], int(kv[0].split("-")[1]))):
+    parser = argparse.ArgumentParser(prog="python -m npae.tags",
+                                     description="Where each equation tag is implemented (and tested).")
+    parser.add_argument("--tests", action="store_true",
+                        help="also list the tests whose docstring names each tag (needs a source checkout)")
+    args = parser.parse_args(argv)
+    tests_dir = PACKAGE.parent / "tests"
+    if args.tests and not tests_dir.is_dir():
+        parser.error(f"--tests needs the test suite beside the package; there is no {tests_dir}")
+    checked = checks_by_tag(tests_dir) if args.tests else {}
+    for tag, places in sorted(code_tags().items(), key=lambda kv: _tag_order(kv[0])):
         print(f"{tag:<10} {', '.join(places)}")
+        if args.tests:
+            print(f"{'':<10} tested by: {', '.join(checked.get(tag, ['(none)']))}")
     return 0
 
 

@@ -9,13 +9,15 @@ from npae import tags
 PACKAGE = str(Path(npae.__file__).resolve().parent)
 
 
-def tags_not_run(tag_names, run):
-    """Call ``run()`` with a line tracer on npae's files; return ``{tag: places}`` for each of
-    ``tag_names`` none of whose tagged lines ran (an empty dict: all of them ran)."""
+def lines_run(run):
+    """Call ``run()`` with a line tracer on npae's files; return the set of ``(file name, line)``
+    that ran."""
     ran = set()
 
     def tracer(frame, event, arg):
-        if event == "line" and frame.f_code.co_filename.startswith(PACKAGE):
+        if not frame.f_code.co_filename.startswith(PACKAGE):
+            return None  # no line events for NumPy's, the standard library's or the tests' frames
+        if event == "line":
             ran.add((Path(frame.f_code.co_filename).name, frame.f_lineno))
         return tracer
 
@@ -24,10 +26,19 @@ def tags_not_run(tag_names, run):
         run()
     finally:
         sys.settrace(None)
+    return ran
+
+
+def place_ran(place, ran):
+    """Whether the tagged line ``place`` ("npae/x/y.py:12", as :func:`npae.tags.code_tags` gives it)
+    is among the lines of :func:`lines_run`."""
+    path, line = place.rsplit(":", 1)
+    return (Path(path).name, int(line)) in ran
+
+
+def tags_not_run(tag_names, run):
+    """Call ``run()`` with a line tracer on npae's files; return ``{tag: places}`` for each of
+    ``tag_names`` none of whose tagged lines ran (an empty dict: all of them ran)."""
+    ran = lines_run(run)
     places = tags.code_tags()
-    not_run = {}
-    for tag in tag_names:
-        lines = [(Path(p.rsplit(":", 1)[0]).name, int(p.rsplit(":", 1)[1])) for p in places[tag]]
-        if not any(line in ran for line in lines):
-            not_run[tag] = places[tag]
-    return not_run
+    return {tag: places[tag] for tag in tag_names if not any(place_ran(p, ran) for p in places[tag])}

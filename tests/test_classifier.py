@@ -20,6 +20,7 @@ seeds = st.integers(0, 2**31 - 1)
        seed=seeds, freeze=st.booleans(),
        activation=st.sampled_from(["tanh", "sigmoid", "softplus", "relu", "leaky_relu"]))
 def test_classifier_gradcheck(B, D, Z, H, K, seed, freeze, activation):
+    """Checks [SOFTMAX-1], [SOFTMAX-2], [SOFTMAX-3] against central differences, frozen and trainable."""
     rng = np.random.default_rng(seed)
     ae = npae.Autoencoder(D, (3,), Z, activation, code_activation="tanh", seed=seed)
     model = npae.Classifier(ae, K, hidden=H, freeze_encoder=freeze, activation=activation, seed=seed)
@@ -49,6 +50,7 @@ def autoencoder(digits):
 
 
 def test_frozen_encoder_is_bit_identical_after_fit(digits, autoencoder):
+    """Checks [SOFTMAX-3] (frozen: the encoder gets no gradient)."""
     Xtr, ytr, Xte, yte = digits
     source = {k: v.copy() for k, v in autoencoder.encoder.params.items()}
     clf = npae.Classifier(autoencoder, 10, hidden=(16,), freeze_encoder=True)
@@ -129,3 +131,21 @@ def test_bad_input():
         npae.Classifier(ae, 3, freeze_encoder="yes")
     with pytest.raises(ValueError, match="needs labels"):
         clf.fit(X, [0, 1, 2, 0, 1], validation_data=X, progress=False)
+
+
+def test_predict_proba_is_the_softmax_of_the_logits():
+    """Checks [SOFTMAX-4] for the Classifier and the M2 model's q(y|x): predict_proba is
+    exp(s) / Σ exp(s) of decision_function, written out, and stays finite for large logits."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((12, 6)), np.arange(12) % 3
+    ae = npae.Autoencoder(6, hidden=(4,), latent_dim=2, seed=0).fit(X, epochs=1, progress=False)
+    clf = npae.Classifier(ae, 3, seed=0).fit(X, y, epochs=2, progress=False)
+    m2 = npae.SemiSupervisedVAE(6, 3, hidden=(4,), latent_dim=2, seed=0)
+    m2.fit(X, np.where(y == 0, y, -1), epochs=1, progress=False)
+    for model in (clf, m2):
+        s = model.decision_function(X)
+        naive = np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(model.predict_proba(X), naive, rtol=1e-12)
+    for name in ("W", "b"):
+        clf.head.dense_layers[-1].params[name] *= 1e4
+    assert np.isfinite(clf.predict_proba(X)).all()

@@ -74,6 +74,10 @@ def _flat_pair(L, activations, weight, slope, alpha):
 @given(B=dims, D=dims, widths=st.lists(dims, min_size=1, max_size=3), data=st.data(), seed=seeds,
        weight=weights, slope=st.floats(0.01, 0.5), alpha=st.floats(0.5, 2.0))
 def test_deep_contractive_gradcheck(B, D, widths, data, seed, weight, slope, alpha):
+    """Checks the backward [CONTRACTIVE-12], [CONTRACTIVE-13], [CONTRACTIVE-14], [CONTRACTIVE-15] (f′ and
+    f″ of [CONTRACTIVE-2] and [CONTRACTIVE-8]) against central differences, over drawn depths,
+    activations, slopes and alphas.
+    """
     activations = data.draw(st.lists(activation_names, min_size=len(widths), max_size=len(widths)))
     rng = np.random.default_rng(seed)
     x, Ws, bs = _draw_encoder(rng, B, D, widths, activations, slope, alpha)
@@ -117,6 +121,9 @@ def test_one_layer_equals_the_closed_form(activation, B, D, Z, seed, weight):
 @pytest.mark.parametrize("activations", [("tanh",), ("elu", "sigmoid"), ("leaky_relu", "softplus"),
                                          ("relu", "tanh", "identity"), ("softplus", "elu", "sigmoid")])
 def test_value_is_the_frobenius_norm_of_a_numerical_jacobian(activations):
+    """Checks [CONTRACTIVE-9], [CONTRACTIVE-10], [CONTRACTIVE-11]: the accumulated value is the squared
+    Frobenius norm of a numerical Jacobian.
+    """
     rng = np.random.default_rng(len(activations))
     B, D, lam, slope, alpha = 3, 5, 0.7, 0.1, 1.3
     widths = [4, 3, 2][:len(activations)]
@@ -135,7 +142,9 @@ def test_value_is_the_frobenius_norm_of_a_numerical_jacobian(activations):
 
 
 def test_explicit_product_of_layer_jacobians():
-    """J_i = W_1 D_1 W_2 D_2 in row convention, built by hand, gives the same value."""
+    """J_i = W_1 D_1 W_2 D_2 in row convention, built by hand, gives the same value.
+    Checks [CONTRACTIVE-9].
+    """
     rng = np.random.default_rng(5)
     x, Ws, bs = _draw_encoder(rng, 4, 6, [5, 3], ["tanh", "sigmoid"])
     a1 = x @ Ws[0] + bs[0]

@@ -102,6 +102,9 @@ def direct_conv_transpose2d(x, W, b, stride, padding, output_padding):
 # --------------------------------------------------------------------------------------------------
 @given(cfg=conv_configs(), seed=seeds)
 def test_conv2d_pair_gradcheck(cfg, seed):
+    """Checks [CONV-4], [CONV-5], [CONV-6] (through im2col [CONV-3] and col2im [CONV-7]) against central
+    differences of [CONV-1].
+    """
     x_shape, W_shape, stride, padding = cfg
     rng = np.random.default_rng(seed)
     x, W, b = rng.standard_normal(x_shape), rng.standard_normal(W_shape), rng.standard_normal(W_shape[0])
@@ -111,6 +114,7 @@ def test_conv2d_pair_gradcheck(cfg, seed):
 
 @given(cfg=conv_transpose_configs(), seed=seeds)
 def test_conv_transpose2d_pair_gradcheck(cfg, seed):
+    """Checks [CONV-10], [CONV-11] against central differences of [CONV-8]."""
     x_shape, W_shape, stride, padding, output_padding = cfg
     rng = np.random.default_rng(seed)
     x, W, b = rng.standard_normal(x_shape), rng.standard_normal(W_shape), rng.standard_normal(W_shape[1])
@@ -122,6 +126,7 @@ def test_conv_transpose2d_pair_gradcheck(cfg, seed):
 
 @given(B=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(1, 4), W=st.integers(1, 4), seed=seeds)
 def test_flatten_and_reshape_pairs_gradcheck_and_invert_each_other(B, C, H, W, seed):
+    """Checks [CONV-12]."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((B, C, H, W))
     check_pair(conv.flatten_forward, conv.flatten_backward, [x], names=["x"], rng=seed).assert_ok()
@@ -284,6 +289,7 @@ def test_transposed_convolution_is_the_adjoint(cfg, seed):
 
 @given(cfg=conv_configs(), seed=seeds)
 def test_conv2d_forward_equals_direct_loop(cfg, seed):
+    """Checks [CONV-1] against a direct loop."""
     x_shape, W_shape, stride, padding = cfg
     rng = np.random.default_rng(seed)
     x, W, b = rng.standard_normal(x_shape), rng.standard_normal(W_shape), rng.standard_normal(W_shape[0])
@@ -303,7 +309,10 @@ def test_conv_transpose2d_forward_equals_direct_scatter(cfg, seed):
 
 def test_hand_worked_1d_example():
     """The example of docs/derivations/conv.md, "A worked example": x = [1, 2, 3, 4], w = [3, −1],
-    b = 1, stride 2, no padding; images of height 1."""
+    b = 1, stride 2, no padding; images of height 1.
+    Checks [CONV-2], [CONV-3], [CONV-4], [CONV-5], [CONV-6], [CONV-8], [CONV-9], [CONV-10], [CONV-11] on
+    numbers worked by hand.
+    """
     x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 1, 4)
     w = np.array([3.0, -1.0]).reshape(1, 1, 1, 2)
     b = np.array([1.0])
@@ -407,6 +416,7 @@ def test_fused_accepts_non_contiguous_inputs_and_keeps_float32(rng):
 # Initializers for conv weights [CONV-13]
 # --------------------------------------------------------------------------------------------------
 def test_conv_fans():
+    """Checks [CONV-13] on fans worked by hand, plain and transposed, with strides."""
     assert conv_fans((8, 3, 5, 4)) == (60.0, 160.0)
     assert conv_fans((8, 3, 5, 4), stride=2) == (60.0, 40.0)
     assert conv_fans((8, 3, 4, 4), transposed=True, stride=2) == (32.0, 48.0)
@@ -418,6 +428,9 @@ def test_conv_fans():
 @pytest.mark.parametrize("name", sorted(CONV_INITIALIZERS))
 @pytest.mark.parametrize("transposed", [False, True])
 def test_conv_initializers_statistics_and_seed(name, transposed):
+    """Checks [CONV-13] with [INIT-1], [INIT-2], [INIT-3], [INIT-4]: the variance of 30k draws is the one
+    the kernel's fans give.
+    """
     shape, stride = (40, 30, 5, 5), 2
     W = CONV_INITIALIZERS[name](shape, make_rng(0), transposed=transposed, stride=stride)
     W2 = CONV_INITIALIZERS[name](shape, make_rng(0), transposed=transposed, stride=stride)

@@ -100,6 +100,7 @@ def test_conv_transpose2d_step_gradients(drawn, seed):
 @settings(max_examples=10)
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 4), st.integers(1, 3), seeds)
 def test_image_planes_pair_and_layer(C, side, n_cond, B, seed):
+    """Checks [CONV-14]."""
     rng = np.random.default_rng(seed)
     shape = (C, side, side + 1)
     D = C * side * (side + 1)

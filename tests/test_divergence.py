@@ -83,6 +83,9 @@ def test_non_finite_validation_loss_is_an_error():
 # clipping
 # --------------------------------------------------------------------------------------------------
 def test_clipping_rescales_to_the_global_norm():
+    """Checks [CLIP-1] (the global norm over every parameter) and [CLIP-2] (rescaling to norm c, and
+    nothing below c).
+    """
     model = npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=0)
     loss, grads = model.loss_and_grads(X)
     norm = math.sqrt(sum(float(np.sum(g ** 2)) for g in grads.values()))
@@ -94,7 +97,9 @@ def test_clipping_rescales_to_the_global_norm():
 
 
 def test_fit_with_clipping_takes_the_clipped_step():
-    """One full-batch SGD step with clip_norm equals p - lr * min(1, c/||g||) * g."""
+    """One full-batch SGD step with clip_norm equals p - lr * min(1, c/||g||) * g.
+    Checks [CLIP-1], [CLIP-2] inside a fit.
+    """
     model = npae.Autoencoder(6, hidden=(5,), latent_dim=2, seed=0)
     start = {k: p.copy() for k, p in model.params.items()}
     _, grads = model.loss_and_grads(X)
@@ -165,7 +170,9 @@ def assert_state(model, seen):
 
 def test_adam_at_lr_1e3_is_stopped_not_called_success():
     """The review's case: VAE.fit(X, lr=1e3) on the digits 'succeeded' with a held-out negative ELBO
-    of 3.6e14. The second batch's loss is already about 1e18 (the first was 56)."""
+    of 3.6e14. The second batch's loss is already about 1e18 (the first was 56).
+    Checks [CLIP-3] on a real run.
+    """
     model = Recording(hidden=(128,), latent_dim=2, seed=0)
     with pytest.raises(DivergenceError, match=r"epoch 0 batch 1: the batch loss .* is more than 10000 "
                                               r"times the early loss scale") as info:
@@ -240,6 +247,9 @@ def test_the_rule_stays_quiet_on_healthy_runs_and_can_be_switched_off(monkeypatc
 
 
 def test_loss_reference_is_robust():
+    """Checks [CLIP-3]'s runaway-loss rule: the early loss scale R (the first loss, or the median when that
+    is larger) and the one-sided threshold at DIVERGENCE_FACTOR · R.
+    """
     from npae.training.loop import loss_reference
     assert loss_reference(None, []) is None
     assert loss_reference(56.0, [56.0]) == 56.0

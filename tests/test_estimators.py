@@ -19,7 +19,9 @@ def estimates():
 
 
 def test_pathwise_mean_is_the_models_gradient(estimates):
-    """The mean of S pathwise draws is exactly the encoder gradient of the recon term with L = S."""
+    """The mean of S pathwise draws is exactly the encoder gradient of the recon term with L = S.
+    Checks [SCORE-4].
+    """
     model, x, est = estimates
     beta = model.beta
     model.beta = 0.0  # recon term only
@@ -32,6 +34,9 @@ def test_pathwise_mean_is_the_models_gradient(estimates):
 
 
 def test_same_mean_and_pathwise_variance_lower(estimates, record_property, capsys):
+    """Checks [SCORE-3] with the scores [SCORE-1], [SCORE-2]: its mean is the pathwise one within standard
+    error.
+    """
     _, _, est = estimates
     path = est["pathwise"]
     for name in ("score", "score_baseline"):

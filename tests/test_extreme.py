@@ -54,10 +54,8 @@ def test_bce_with_logits_is_finite_and_exact_at_1e4(st_pair):
 
 @settings(max_examples=25)
 @given(logits_and_targets())
-def test_probability_bce_softmax_and_mse_stay_finite_at_extremes(st_pair):
+def test_softmax_and_mse_stay_finite_at_extremes(st_pair):
     s, t = st_pair
-    value, dprob = F.bce_loss(F.sigmoid(s), t)  # probabilities of exactly 0 and 1
-    assert_finite(value, dprob)
     value, dlogits = F.softmax_cross_entropy_loss(s, np.zeros(s.shape[0], dtype=np.int64))
     assert_finite(value, dlogits)
     assert value >= 0.0

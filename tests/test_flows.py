@@ -67,6 +67,7 @@ def _unsaturated(z, flows, limit=5.0):
 @settings(max_examples=25)
 @given(Z=st.integers(1, 5), u_scale=st.floats(0.1, 10.0), w_scale=st.floats(0.1, 3.0), seed=seeds)
 def test_planar_uhat_pair_gradcheck(Z, u_scale, w_scale, seed):
+    """Checks [FLOW-2] against central differences of [FLOW-1]."""
     u, w, _ = _planar_params(np.random.default_rng(seed), Z, u_scale, w_scale)
     check_pair(*_two_output_pair(fl.planar_uhat_forward, fl.planar_uhat_backward), [u, w],
                names=["u", "w"], rng=seed).assert_ok()
@@ -76,6 +77,7 @@ def test_planar_uhat_pair_gradcheck(Z, u_scale, w_scale, seed):
 @given(B=st.integers(1, 4), Z=st.integers(1, 4), u_scale=st.floats(0.1, 3.0),
        w_scale=st.floats(0.1, 2.0), seed=seeds)
 def test_planar_pair_gradcheck(B, Z, u_scale, w_scale, seed):
+    """Checks [FLOW-5], [FLOW-6] against central differences of [FLOW-3], [FLOW-4]."""
     rng = np.random.default_rng(seed)
     u, w, b = _planar_params(rng, Z, u_scale, w_scale)
     z = rng.standard_normal((B, Z))
@@ -102,6 +104,9 @@ def test_a_planar_backward_wrong_by_a_tenth_of_a_percent_fails():
 @settings(max_examples=15)
 @given(B=st.integers(1, 3), Z=st.integers(1, 3), K=st.integers(1, 3), scale=st.floats(0.2, 2.0), seed=seeds)
 def test_planar_stack_gradcheck(B, Z, K, scale, seed):
+    """Checks the stack's backward against central differences, and [FLOW-7]'s bookkeeping: the stack
+    applies the flows in turn and its logdet is their sum.
+    """
     rng = np.random.default_rng(seed)
     flows = [_planar_params(rng, Z, scale, scale) for _ in range(K)]
     z = rng.standard_normal((B, Z))
@@ -131,6 +136,7 @@ def test_planar_stack_gradcheck(B, Z, K, scale, seed):
 @given(B=st.integers(1, 3), Z=st.integers(1, 4), u_scale=st.floats(0.1, 3.0),
        w_scale=st.floats(0.1, 2.0), seed=seeds)
 def test_planar_logdet_is_log_abs_det_of_the_numerical_jacobian(B, Z, u_scale, w_scale, seed):
+    """Checks [FLOW-4] against log|det| of a numerical Jacobian of [FLOW-3]."""
     rng = np.random.default_rng(seed)
     u, w, b = _planar_params(rng, Z, u_scale, w_scale)
     z = rng.standard_normal((B, Z))
@@ -147,6 +153,7 @@ def test_planar_logdet_is_log_abs_det_of_the_numerical_jacobian(B, Z, u_scale, w
 @given(Z=st.integers(1, 5), u_scale=st.floats(0.01, 50.0), w_scale=st.floats(0.01, 10.0),
        b=st.floats(-20.0, 20.0), seed=seeds)
 def test_planar_uhat_makes_the_flow_invertible_for_any_u_and_w(Z, u_scale, w_scale, b, seed):
+    """Checks [FLOW-1]: w·û >= −1 whatever u and w."""
     rng = np.random.default_rng(seed)
     u, w, _ = _planar_params(rng, Z, u_scale, w_scale, measurable=False)
     assume(w @ u > fl.PLANAR_ALPHA_MIN)  # below it softplus(wᵀu) underflows to 0 in float64
@@ -178,6 +185,7 @@ def test_planar_uhat_changes_u_only_along_w():
 
 # ---------------------------------------------------------------- density bookkeeping [FLOW-7]
 def test_flow_density_on_a_1d_grid_integrates_to_one_and_matches_change_of_variables():
+    """Checks [FLOW-7]: log q_K = log q_0 − Σ logdet integrates to one and is the change of variables."""
     flows = [(np.array([1.5]), np.array([2.0]), np.array([0.3])),  # stretches by up to 3.05
              (np.array([-0.6]), np.array([1.5]), np.array([-0.5])),  # squeezes by down to 0.36
              (np.array([1.0]), np.array([-1.0]), np.array([0.0]))]
@@ -220,6 +228,7 @@ def _order(Z, seed):
 @settings(max_examples=30)
 @given(Z=st.integers(1, 6), H=st.integers(1, 8), drawn=st.booleans(), seed=seeds)
 def test_made_masks_connect_only_earlier_inputs(Z, H, drawn, seed):
+    """Checks [FLOW-8], [FLOW-9]."""
     order = _order(Z, seed)
     rng = np.random.default_rng(seed) if drawn else None
     M1, M2 = fl.made_masks(Z, H, order, rng)
@@ -243,6 +252,7 @@ def test_made_degrees_refuse_an_order_that_is_not_a_permutation():
 @settings(max_examples=20)
 @given(B=st.integers(1, 4), n_in=st.integers(1, 4), n_out=st.integers(1, 4), seed=seeds)
 def test_masked_dense_pair_gradcheck(B, n_in, n_out, seed):
+    """Checks [FLOW-11] against central differences of [FLOW-10]."""
     rng = np.random.default_rng(seed)
     x, W, b = rng.standard_normal((B, n_in)), rng.standard_normal((n_in, n_out)), rng.standard_normal(n_out)
     mask = (rng.uniform(size=(n_in, n_out)) < 0.6).astype(float)
@@ -288,6 +298,9 @@ def _made_setup(rng, B, Z, H, C, scale, seed):
 @given(B=st.integers(1, 3), Z=st.integers(1, 4), H=st.integers(1, 5), C=st.integers(0, 2),
        scale=st.floats(0.2, 1.5), seed=seeds)
 def test_made_and_iaf_pairs_gradcheck(B, Z, H, C, scale, seed):
+    """Checks the backward of [FLOW-12] and [FLOW-15] against central differences of MADE and of one IAF
+    step [FLOW-13].
+    """
     rng = np.random.default_rng(seed)
     masks, params, z, context = _made_setup(rng, B, Z, H, C, scale, seed)
     keys = sorted(params)
@@ -336,6 +349,9 @@ def test_iaf_stack_gradcheck(B, Z, H, K, C, scale, seed):
 @settings(max_examples=20)
 @given(Z=st.integers(1, 5), H=st.integers(1, 6), C=st.integers(0, 2), scale=st.floats(0.3, 1.5), seed=seeds)
 def test_made_and_iaf_jacobians_are_triangular_in_the_order(Z, H, C, scale, seed):
+    """Checks [FLOW-12], [FLOW-13]: each output depends only on earlier inputs in the order.
+    Checks [FLOW-14]: the IAF Jacobian's diagonal is σ and its logdet Σ log σ.
+    """
     rng = np.random.default_rng(seed)
     masks, params, z, context = _made_setup(rng, 1, Z, H, C, scale, seed)
     ctx = context if C else None

@@ -196,6 +196,7 @@ def test_estimates_stream_and_k1_is_the_elbo(trained):
 
 
 def test_posterior_means_and_active_units_per_layer(trained):
+    """Checks [HIER-5] against the means written out."""
     model, held = trained
     mean1, mean2 = model.posterior_means(held, n_samples=30, seed=4)
     np.testing.assert_array_equal(mean1, model.encode(held))

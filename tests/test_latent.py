@@ -23,6 +23,7 @@ def _eps_shape(L, B, Z):
 @settings(deadline=None, max_examples=15)
 @given(shape=shapes, L=n_draws, seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 3.0))
 def test_reparameterize_pair_gradcheck(shape, L, seed, scale):
+    """Checks [REPARAM-3], [REPARAM-4] against central differences of [REPARAM-1], [REPARAM-2]."""
     B, Z = shape
     rng = np.random.default_rng(seed)
     mu = scale * rng.standard_normal((B, Z))
@@ -36,6 +37,7 @@ def test_reparameterize_pair_gradcheck(shape, L, seed, scale):
 @settings(deadline=None, max_examples=15)
 @given(shape=shapes, seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 3.0))
 def test_kl_pair_gradcheck(shape, seed, scale):
+    """Checks [KL-2], [KL-3] against central differences of [KL-1]."""
     rng = np.random.default_rng(seed)
     mu = scale * rng.standard_normal(shape)
     logvar = scale * rng.standard_normal(shape)
@@ -46,6 +48,9 @@ def test_kl_pair_gradcheck(shape, seed, scale):
 @settings(deadline=None, max_examples=10)
 @given(shape=shapes, seed=st.integers(0, 2**31 - 1))
 def test_clamp_pair_gradcheck_inside_and_outside(shape, seed):
+    """Checks [REPARAM-6] against central differences of the clamp [REPARAM-5], inside and outside its
+    range.
+    """
     rng = np.random.default_rng(seed)
     raw = rng.choice([-45.0, -5.0, 0.5, 7.0, 41.0], size=shape) + 0.1 * rng.standard_normal(shape)
     raw[0, 0] = 0.5  # one entry inside, so the gradient array is not all zeros
@@ -84,6 +89,9 @@ def _moment_z_scores(z, mu, var):
 
 
 def test_reparameterized_samples_have_mean_mu_and_variance_exp_logvar():
+    """Checks [REPARAM-1], [REPARAM-2]: std = exp(½ logvar), so samples have mean mu and variance
+    exp(logvar).
+    """
     rng = np.random.default_rng(7)
     mu = np.array([[-1.5, 0.0, 2.0, 0.3]])
     logvar = np.array([[-2.0, 0.0, 1.5, 3.0]])
@@ -102,6 +110,7 @@ def test_reparameterized_samples_have_mean_mu_and_variance_exp_logvar():
 @settings(deadline=None, max_examples=30)
 @given(shape=shapes, seed=st.integers(0, 2**31 - 1), scale=st.floats(0.0, 5.0))
 def test_kl_nonnegative(shape, seed, scale):
+    """Checks [KL-1] >= 0."""
     rng = np.random.default_rng(seed)
     kl, _ = latent.gaussian_kl_forward(scale * rng.standard_normal(shape),
                                        scale * rng.standard_normal(shape))
@@ -110,6 +119,7 @@ def test_kl_nonnegative(shape, seed, scale):
 
 
 def test_kl_exactly_zero_at_standard_normal():
+    """Checks [KL-1] = 0 at mu = 0, logvar = 0."""
     kl, cache = latent.gaussian_kl_forward(np.zeros((3, 5)), np.zeros((3, 5)))
     assert np.all(kl == 0.0)
     dmu, dlogvar = latent.gaussian_kl_backward(np.ones(3), cache)
@@ -117,6 +127,7 @@ def test_kl_exactly_zero_at_standard_normal():
 
 
 def test_closed_form_kl_matches_monte_carlo():
+    """Checks [KL-1] against a Monte-Carlo estimate."""
     rng = np.random.default_rng(3)
     mu = np.array([[0.5, -1.0, 2.0], [0.0, 0.3, -0.2]])
     logvar = np.array([[-1.0, 0.5, 0.0], [1.2, -0.4, 0.1]])
@@ -129,6 +140,7 @@ def test_closed_form_kl_matches_monte_carlo():
 
 
 def test_log_densities_match_scipy():
+    """Checks [GAUSS-1], [GAUSS-2] against scipy.stats."""
     rng = np.random.default_rng(1)
     z, mu, logvar = rng.standard_normal((3, 4, 2))
     want = norm.logpdf(z, loc=mu, scale=np.exp(0.5 * logvar)).sum(axis=-1)
@@ -141,6 +153,7 @@ def test_log_densities_match_scipy():
 @given(K=st.integers(1, 60), B=st.integers(1, 4), chunk=st.integers(1, 17),
        offset=st.floats(-1000.0, 1000.0), seed=st.integers(0, 2**31 - 1))
 def test_streaming_logmeanexp_equals_one_shot(K, B, chunk, offset, seed):
+    """Checks [IWAE-3]: chunks folded in one at a time give the one-shot log-mean-exp."""
     a = offset + 20.0 * np.random.default_rng(seed).standard_normal((K, B))
     acc = latent.StreamingLogMeanExp()
     for k0 in range(0, K, chunk):
@@ -149,6 +162,7 @@ def test_streaming_logmeanexp_equals_one_shot(K, B, chunk, offset, seed):
 
 
 def test_logmeanexp_no_overflow_and_matches_naive():
+    """Checks [IWAE-2]'s shifted log-mean-exp against the naive one, and that it does not overflow."""
     a = np.array([[1000.0, -1000.0], [1000.0, -1001.0]])
     np.testing.assert_allclose(latent.logmeanexp(a, axis=0), [1000.0, -1000.0 + np.log((1 + np.exp(-1)) / 2)])
     b = np.random.default_rng(0).standard_normal((5, 3))
@@ -162,6 +176,9 @@ def test_streaming_logmeanexp_needs_data():
 
 # ---------------------------------------------------------------- exploring the latent space
 def test_lerp_and_slerp_endpoints_and_norms():
+    """Checks [LATENT-1] and [LATENT-2]: endpoints, slerp keeps the norm on a sphere, the chord does not,
+    and slerp falls back to lerp.
+    """
     z0, z1 = np.array([3.0, 0.0, 0.0]), np.array([0.0, 3.0, 0.0])
     t = np.linspace(0, 1, 5)
     for f in (latent.lerp, latent.slerp):
@@ -178,6 +195,7 @@ def test_lerp_and_slerp_endpoints_and_norms():
 
 
 def test_attribute_vector_moves_codes_between_group_means():
+    """Checks [LATENT-3]."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((20, 3)) + 2.0, rng.standard_normal((30, 3))
     v = latent.attribute_vector(a, b)
@@ -188,6 +206,7 @@ def test_attribute_vector_moves_codes_between_group_means():
 
 
 def test_manifold_grid_inverse_cdf():
+    """Checks [LATENT-4] against the inverse normal CDF."""
     grid = latent.manifold_grid(5)
     assert grid.shape == (25, 2) and np.isfinite(grid).all()
     q = ndtri((np.arange(5) + 0.5) / 5)

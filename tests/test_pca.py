@@ -18,6 +18,9 @@ def spectral_gap_data(N=400, D=10, k=3, seed=0):
 
 
 def test_pca_matches_the_covariance_eigendecomposition():
+    """Checks [PCA-1] (axes are the covariance's eigenvectors), [PCA-2] (its eigenvalues), [PCA-3] (ratios
+    sum to 1).
+    """
     X = spectral_gap_data()
     pca = PCA(4).fit(X)
     evals, evecs = np.linalg.eigh(np.cov(X, rowvar=False))
@@ -36,6 +39,7 @@ def test_pca_matches_the_covariance_eigendecomposition():
 @settings(deadline=None, max_examples=15)
 @given(D=st.integers(2, 8), p=st.integers(1, 4), q=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
 def test_principal_angles_match_scipy(D, p, q, seed):
+    """Checks [PCA-6], [PCA-7] against scipy.linalg.subspace_angles."""
     rng = np.random.default_rng(seed)
     A, B = rng.standard_normal((D, min(p, D))), rng.standard_normal((D, min(q, D)))
     ours = principal_angles(A, B)
@@ -100,3 +104,19 @@ def test_bad_input():
         subspace_angles(npae.Autoencoder(3, (), 2), PCA(2).fit(X))
     with pytest.raises(ValueError, match="which"):
         subspace_angles(deep, PCA(2).fit(X), which="both")
+
+
+@settings(deadline=None, max_examples=15)
+@given(N=st.integers(3, 12), D=st.integers(2, 6), data=st.data(), seed=st.integers(0, 2**31 - 1))
+def test_transform_and_inverse_are_the_projection_formulas(N, D, data, seed):
+    """Checks [PCA-4] Z = (X − mean) componentsᵀ and [PCA-5] X̂ = Z components + mean, written out,
+    and that X̂ is the orthogonal projection onto mean + span(components): the residual is orthogonal
+    to every kept axis, over drawn shapes and numbers of components."""
+    k = data.draw(st.integers(1, min(N, D)), "n_components")
+    X = np.random.default_rng(seed).standard_normal((N, D)) * 3.0 + 1.0
+    pca = PCA(k).fit(X)
+    Z = pca.transform(X)
+    np.testing.assert_allclose(Z, (X - X.mean(axis=0)) @ pca.components_.T, rtol=1e-12, atol=1e-12)
+    X_hat = pca.inverse_transform(Z)
+    np.testing.assert_allclose(X_hat, Z @ pca.components_ + X.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose((X - X_hat) @ pca.components_.T, 0.0, atol=1e-10)

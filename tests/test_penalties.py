@@ -22,6 +22,7 @@ rhos = st.floats(0.01, 0.99)
 @settings(deadline=None, max_examples=10)
 @given(B=dims, Z=dims, seed=seeds, weight=weights)
 def test_l1_penalty_gradcheck(B, Z, seed, weight):
+    """Checks [SPARSE-1] (the value) and [SPARSE-2] (the gradient against central differences, drawn λ)."""
     rng = np.random.default_rng(seed)
     z = off_kink(rng.standard_normal((B, Z)), margin=0.05)  # |z| off the kink of |.|
     report = check_pair(P.l1_penalty_forward, P.l1_penalty_backward, [z], names=["z"],
@@ -34,6 +35,9 @@ def test_l1_penalty_gradcheck(B, Z, seed, weight):
 @settings(deadline=None, max_examples=12)
 @given(B=dims, Z=dims, seed=seeds, weight=weights, rho=rhos)
 def test_kl_sparsity_gradcheck(B, Z, seed, weight, rho):
+    """Checks [SPARSE-5], [SPARSE-6]: the gradient of the forward [SPARSE-3], [SPARSE-4] against central
+    differences over drawn ρ and λ.
+    """
     rng = np.random.default_rng(seed)
     h = rng.uniform(0.05, 0.95, size=(B, Z))
     report = check_pair(P.kl_sparsity_forward, P.kl_sparsity_backward, [h], names=["h"],
@@ -43,7 +47,9 @@ def test_kl_sparsity_gradcheck(B, Z, seed, weight, rho):
 
 def test_kl_gradient_runs_through_the_batch_mean():
     """Every example gets the same share 1/B of dρ̂; the per-example form (KL evaluated at h_ij
-    instead of ρ̂_j, a mistake seen in published code) gives a different gradient."""
+    instead of ρ̂_j, a mistake seen in published code) gives a different gradient.
+    Checks [SPARSE-3], [SPARSE-5], [SPARSE-6] against the closed form.
+    """
     rng = np.random.default_rng(0)
     B, Z, rho, lam = 6, 4, 0.1, 2.0
     h = rng.uniform(0.05, 0.95, size=(B, Z))
@@ -57,6 +63,7 @@ def test_kl_gradient_runs_through_the_batch_mean():
 
 
 def test_kl_value_properties():
+    """Checks [SPARSE-4]: KL(ρ‖ρ̂) is 0 at ρ̂ = ρ and never negative."""
     h = np.full((3, 2), 0.2)
     assert P.kl_sparsity_forward(h, 0.2, 5.0)[0] == pytest.approx(0.0, abs=1e-14)
     rng = np.random.default_rng(1)
@@ -83,6 +90,10 @@ def _bias_off_kink(a0, b, margin=0.05):
 @settings(deadline=None, max_examples=8)
 @given(B=dims, D=dims, Z=dims, seed=seeds, weight=weights)
 def test_contractive_penalty_gradcheck(activation, B, D, Z, seed, weight):
+    """Checks the backward [CONTRACTIVE-4], [CONTRACTIVE-5], [CONTRACTIVE-6] (with f′ and f″ of
+    [CONTRACTIVE-2]) against central differences of the penalty [CONTRACTIVE-3], over drawn shapes and
+    λ.
+    """
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((B, D))
     W = rng.standard_normal((D, Z)) / np.sqrt(D)
@@ -107,6 +118,9 @@ def _fd_jacobian(f, x, h=1e-5):
 
 @pytest.mark.parametrize("activation", P.CONTRACTIVE_ACTIVATIONS)
 def test_contractive_value_is_the_jacobian_frobenius_norm(activation):
+    """Checks [CONTRACTIVE-3] (with f′ of [CONTRACTIVE-2]): the value is λ times the batch mean of a
+    numerical Jacobian's squared Frobenius norm.
+    """
     rng = np.random.default_rng(3)
     B, D, Z, lam = 4, 5, 3, 0.7
     x, W, b = rng.standard_normal((B, D)), rng.standard_normal((D, Z)), rng.standard_normal(Z)
@@ -133,6 +147,9 @@ def test_contractive_backward_that_drops_f_second_fails():
 @settings(deadline=None, max_examples=10)
 @given(level=st.floats(0.0, 1.0), seed=seeds)
 def test_corruptions(level, seed):
+    """Checks [DENOISE-1] (Gaussian: the residual's std), [DENOISE-2] (masking: zeros, at the drawn rate)
+    and [DENOISE-3] (salt and pepper: 0s and 1s, at the drawn rate).
+    """
     x = np.random.default_rng(seed).uniform(0.2, 0.8, size=(200, 50))
     for name in ("masking", "salt_pepper", "gaussian"):
         a = P.corrupt(x, name, level, np.random.default_rng(seed))

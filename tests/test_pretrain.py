@@ -19,6 +19,7 @@ def stack(data):
 
 
 def test_each_layer_is_trained_on_the_codes_below(data, stack):
+    """Checks [PRETRAIN-1]."""
     X = data[0]
     assert [ae.input_dim for ae in stack] == [64, 24]
     assert [ae.latent_dim for ae in stack] == [24, 12]
@@ -31,6 +32,7 @@ def test_each_layer_is_trained_on_the_codes_below(data, stack):
 
 
 def test_stacked_encoder_is_the_chain_of_the_stack(data, stack):
+    """Checks [PRETRAIN-2]."""
     X = data[0]
     enc = stack_encoder(stack)
     assert list(enc.params) == ["encoder.0.W", "encoder.0.b", "encoder.1.W", "encoder.1.b"]

@@ -26,6 +26,7 @@ def _logsumexp(a):
 @settings(deadline=None, max_examples=15)
 @given(B=batch, K=classes, seed=seeds)
 def test_labelled_bound_gradcheck(B, K, seed):
+    """Checks [M2-2] against central differences of [M2-1]."""
     rng = np.random.default_rng(seed)
     nll, kl = rng.uniform(0, 50, B), rng.uniform(0, 5, B)
     check_pair(S.labelled_bound_forward, S.labelled_bound_backward, [nll, kl], names=["nll", "kl"],
@@ -37,6 +38,7 @@ def test_labelled_bound_gradcheck(B, K, seed):
 @settings(deadline=None, max_examples=15)
 @given(B=batch, K=classes, seed=seeds, scale=st.floats(0.1, 5.0))
 def test_entropy_gradcheck_and_range(B, K, seed, scale):
+    """Checks [M2-4] against central differences of [M2-3], and 0 <= H <= log K."""
     rng = np.random.default_rng(seed)
     logits = scale * rng.standard_normal((B, K))
     check_pair(S.categorical_entropy_forward, S.categorical_entropy_backward, [logits],
@@ -58,6 +60,7 @@ def test_entropy_extremes():
 @settings(deadline=None, max_examples=20)
 @given(B=batch, K=classes, seed=seeds, scale=st.floats(0.1, 5.0))
 def test_unlabelled_bound_gradcheck(B, K, seed, scale):
+    """Checks [M2-6], [M2-7] against central differences of [M2-5]."""
     rng = np.random.default_rng(seed)
     logits = scale * rng.standard_normal((B, K))
     neg_L = rng.uniform(10, 200, (B, K))
@@ -69,7 +72,9 @@ def test_unlabelled_bound_gradcheck(B, K, seed, scale):
 @given(B=batch, K=classes, seed=seeds)
 def test_unlabelled_bound_backward_fused_form(B, K, seed):
     """The node-by-node backward equals the fused dlogits = g q ⊙ (neg_L + log q − neg_U), and the
-    weights on neg_L sum to the upstream gradient row by row."""
+    weights on neg_L sum to the upstream gradient row by row.
+    Checks [M2-8].
+    """
     rng = np.random.default_rng(seed)
     logits, neg_L, g = rng.standard_normal((B, K)), rng.uniform(0, 100, (B, K)), rng.standard_normal(B)
     neg_U, cache = S.unlabelled_bound_forward(logits, neg_L)
@@ -90,7 +95,9 @@ def test_unlabelled_bound_inequalities(B, K, seed, scale):
 
         −logsumexp_k L_k <= −U <= max_k (−L_k)      and      −U >= min_k (−L_k) − log K,
 
-    and the gap of the first is KL(q(y|x) || softmax(L)): zero exactly when q ∝ exp(L)."""
+    and the gap of the first is KL(q(y|x) || softmax(L)): zero exactly when q ∝ exp(L).
+    Checks the value of [M2-5] by these bounds and the gap's closed form.
+    """
     rng = np.random.default_rng(seed)
     logits = scale * rng.standard_normal((B, K))
     neg_L = rng.uniform(0, 30, (B, K))
@@ -115,6 +122,7 @@ def _mixed_labels(rng, B_l, B_u, K):
 @settings(deadline=None, max_examples=20)
 @given(B_l=st.integers(0, 4), B_u=st.integers(0, 4), K=classes, seed=seeds, alpha=alphas)
 def test_objective_gradcheck(B_l, B_u, K, seed, alpha):
+    """Checks [M2-11], [M2-12] against central differences of [M2-10], over drawn batch splits and α."""
     if B_l + B_u == 0:
         return
     rng = np.random.default_rng(seed)
@@ -153,6 +161,7 @@ def test_objective_bad_input():
 
 
 def test_paper_alpha_and_enumeration():
+    """Checks [M2-13]."""
     assert S.paper_alpha(50_000, 100) == pytest.approx(50.0)
     assert S.paper_alpha(50_000, 3000) == pytest.approx(5000 / 3000)
     x = np.arange(6.0).reshape(3, 2)

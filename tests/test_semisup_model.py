@@ -55,6 +55,10 @@ def digits():
        alpha=st.one_of(st.just(0.0), st.floats(1e-2, 50.0)), seed=st.integers(0, 2**31 - 1))
 def test_every_parameter_against_central_differences(kind, B, K, D, Z, hidden, c_hidden, activation,
                                                      decoder, alpha, seed):
+    """Checks [M2-15] (each row's likelihood weighted by its share) in the whole step against central
+    differences.
+    Also [M2-9] (α drawn, 0 included), [M2-14] and [M2-16].
+    """
     rng = np.random.default_rng(seed)
     likelihood, variance = decoder
     model = npae.SemiSupervisedVAE(D, K, hidden=tuple(hidden), latent_dim=Z,

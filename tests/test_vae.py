@@ -31,6 +31,10 @@ def _eps(rng, L, B, Z):
        D=st.integers(2, 5), Z=st.integers(1, 3), L=st.sampled_from([None, 1, 2, 3]),
        beta=st.floats(0.0, 4.0), seed=st.integers(0, 2**31 - 1))
 def test_vae_gradcheck_every_parameter(likelihood, activation, hidden, B, D, Z, L, beta, seed):
+    """Checks [ELBO-1], [ELBO-2], [ELBO-4], [ELBO-6]: every parameter's gradient of the whole loss against
+    central differences, over drawn likelihoods, activations, shapes, L and β.
+    Checks the fan-in [ELBO-5] with the drawn β.
+    """
     rng = np.random.default_rng(seed)
     model = VAE(D, hidden=tuple(hidden), latent_dim=Z, activation=activation, likelihood=likelihood,
                 beta=beta, seed=seed, slope=0.1)
@@ -45,6 +49,7 @@ def test_vae_gradcheck_every_parameter(likelihood, activation, hidden, B, D, Z, 
        n_classes=st.integers(1, 4), B=st.integers(1, 4), L=st.sampled_from([None, 2]),
        beta=st.floats(0.0, 4.0), seed=st.integers(0, 2**31 - 1))
 def test_conditional_vae_gradcheck_every_parameter(likelihood, activation, n_classes, B, L, beta, seed):
+    """Checks [ELBO-8] against central differences."""
     rng = np.random.default_rng(seed)
     D, Z = 4, 2
     model = ConditionalVAE(D, n_classes, hidden=(3,), latent_dim=Z, activation=activation,
@@ -78,6 +83,9 @@ def test_gradcheck_with_clamp_firing():
 
 # ---------------------------------------------------------------- the loss and its parts
 def test_loss_terms_and_gaussian_constant():
+    """Checks [ELBO-1] (loss = recon + β kl) and [ELBO-3] (the unit-variance Gaussian NLL with its
+    constant) against the formulas written out.
+    """
     rng = np.random.default_rng(2)
     model = VAE(5, hidden=(4,), latent_dim=2, likelihood="gaussian", beta=0.3, seed=0)
     x, eps = rng.standard_normal((6, 5)), rng.standard_normal((6, 2))
@@ -126,6 +134,9 @@ def test_float32_model():
 
 # ---------------------------------------------------------------- training
 def test_fit_warmup_history_and_reproducibility():
+    """Checks [ELBO-7]: β rises linearly over the warm-up epochs and the logged loss is recon + β_epoch ·
+    kl.
+    """
     X, _ = load_digits()
     X = X[:300]
     kw = dict(hidden=(16,), latent_dim=3, beta=2.0, seed=5)

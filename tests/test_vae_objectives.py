@@ -88,7 +88,9 @@ def test_iwae_at_k1_equals_the_elbo_objective(flow):
 
 def test_iwae_at_k1_without_a_flow_is_the_elbo_with_a_sampled_kl():
     """No flow: IWAE-1 = −[log p(x|z) + log p(z) − log q(z|x)] at the one draw, i.e. the ELBO's
-    reconstruction term plus the KL estimated at that draw (the closed-form KL is its mean)."""
+    reconstruction term plus the KL estimated at that draw (the closed-form KL is its mean).
+    Checks [IWAE-1] at one draw.
+    """
     rng = np.random.default_rng(1)
     x = rng.random((6, 5))
     eps = rng.standard_normal((1, 6, 3))
@@ -124,7 +126,9 @@ def test_iwae_gradient_weights_the_samples_by_their_normalised_weights():
 
 def test_the_flow_enters_the_log_weight_with_its_log_determinant():
     """log w = log p(x|z_K) + log p(z_K) − log q_0(z_0) + Σ log|det|, with the flow's logdet equal
-    to log |det| of the numerically computed Jacobian of z_0 ↦ z_K."""
+    to log |det| of the numerically computed Jacobian of z_0 ↦ z_K.
+    Checks [IWAE-1] with [FLOW-7].
+    """
     rng = np.random.default_rng(4)
     model = npae.VAE(4, hidden=(3,), latent_dim=3, flow="iaf", flow_steps=2, seed=5)
     x = rng.random((1, 4))

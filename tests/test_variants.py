@@ -31,6 +31,9 @@ def digits_split():
        noise=st.sampled_from(["gaussian", "masking", "salt_pepper"]), level=st.floats(0.0, 1.0),
        loss=st.sampled_from(["bce", "mse"]))
 def test_denoising_loss_gradcheck(B, D, Z, H, seed, activation, noise, level, loss):
+    """Checks [DENOISE-4]: the denoising loss's gradients in every parameter against central differences,
+    over drawn noises and levels.
+    """
     rng = np.random.default_rng(seed)
     output = "sigmoid" if loss == "bce" else "identity"
     model = npae.DenoisingAutoencoder(D, (H,), Z, activation, "tanh", output, loss, seed=seed,
@@ -46,6 +49,9 @@ def test_denoising_loss_gradcheck(B, D, Z, H, seed, activation, noise, level, lo
        penalty=st.sampled_from(["l1", "kl"]), weight=st.one_of(st.none(), weights),
        rho=st.floats(0.01, 0.99))
 def test_sparse_loss_gradcheck(B, D, Z, H, seed, activation, penalty, weight, rho):
+    """Checks [SPARSE-7]: the whole sparse loss's gradients against central differences, over drawn
+    penalties, λ and ρ.
+    """
     x = np.random.default_rng(seed).uniform(0.05, 0.95, size=(B, D))
     model = npae.SparseAutoencoder(D, (H,), Z, activation, seed=seed, penalty=penalty,
                                    sparsity_weight=weight, rho=rho)
@@ -73,7 +79,9 @@ def test_contractive_loss_gradcheck(B, D, Z, hidden, seed, weight, activation, c
                                     slope, alpha):
     """The whole loss (reconstruction + λ ||J||²_F) at every depth 1-3 and every activation: the
     closed form for a one-layer encoder with a sigmoid, tanh, relu or softplus code, the deep pair
-    otherwise; relu-like pre-activations kept off their kinks."""
+    otherwise; relu-like pre-activations kept off their kinks.
+    Checks [CONTRACTIVE-7]: the whole contractive loss's gradients against central differences.
+    """
     x = np.random.default_rng(seed).uniform(0.05, 0.95, size=(B, D))
     output = "sigmoid" if loss == "bce" else "identity"
     model = npae.ContractiveAutoencoder(D, tuple(hidden), Z, activation, code_activation, output, loss,

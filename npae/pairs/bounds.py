@@ -7,7 +7,6 @@ and ``grads = *_backward(dy, cache)``:
   diag exp(logvar)) with ``logvar`` shared, per feature or per example [GAUSSDEC-1..4].
 * :func:`logvar_floor_forward` / :func:`logvar_floor_backward`: the smooth floor
   ``floor + softplus(raw − floor)`` that keeps a learned variance away from 0 [GAUSSDEC-5], [GAUSSDEC-6].
-  :func:`gaussian_logvar_optimum` is the closed-form best shared or per-feature logvar [GAUSSDEC-7].
 * :func:`iwae_objective_forward` / :func:`iwae_objective_backward`: −(1/B) Σ_b logmeanexp_k logw_kb,
   and :func:`multisample_elbo_forward` / :func:`multisample_elbo_backward`: −(1/(K·B)) Σ logw
   [IWAE-4..7]. Both in nats per example.
@@ -128,23 +127,6 @@ def logvar_floor_backward(dlogvar, cache):
     Derivation: docs/derivations/gaussdec.md#gaussdec-6
     """
     return F.softplus_backward(dlogvar, cache)  # raw's shape [GAUSSDEC-6]
-
-
-def gaussian_logvar_optimum(mean, x, shape=(1,)):
-    """The logvar of shape ``shape`` that minimises the summed Gaussian NLL for a fixed mean [GAUSSDEC-7].
-
-    Each logvar entry is the log of the mean squared residual over the entries that share it:
-    ``shape=(1,)`` (or ``()``) gives ``log mean_{l,b,d} (x − mean)²``, ``shape=(D,)`` gives
-    ``log mean_{l,b} (x_d − mean_d)²``. (Per example, ``(B, D)``, it would be log of each squared
-    residual, −∞ where a residual is 0: the reason for the floor.)
-
-    Derivation: docs/derivations/gaussdec.md#gaussdec-7
-    """
-    diff = np.asarray(mean) - x  # (L, B, D) or (B, D)
-    sq = diff * diff
-    summed = _sum_to_shape(sq, tuple(shape))  # ``shape``
-    count = sq.size // summed.size  # entries that share one logvar
-    return np.log(summed / count)  # ``shape`` [GAUSSDEC-7]
 
 
 # --------------------------------------------------------------------------------------------------

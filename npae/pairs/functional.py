@@ -14,8 +14,6 @@ Each line that implements an equation carries a tag such as ``[DENSE-2]``; the d
 """
 import numpy as np
 
-from npae.constants import LOG_EPS
-
 
 # --------------------------------------------------------------------------------------------------
 # Dense layer
@@ -207,26 +205,6 @@ def mse_loss(pred, target):
     value = float(np.sum(diff * diff)) / B  # [LOSS-1]
     dpred = (2.0 / B) * diff  # (B, D) [LOSS-2]
     return value, dpred
-
-
-def bce_loss(prob, target):
-    """The lectures' binary cross-entropy on probabilities [LOSS-3], summed over features and
-    averaged over the batch.
-
-    ``value = −(1/B) Σ_i Σ_j [t log p + (1 − t) log(1 − p)]``, with ``p`` clipped to
-    ``[ε, 1 − ε]`` (ε = max(LOG_EPS, machine epsilon of the dtype)) so that the log stays finite.
-    Prefer :func:`bce_with_logits_loss`: it needs no clipping and is exact for every finite logit.
-
-    Returns ``(value, dprob)`` with ``dprob = (p − t) / (p (1 − p)) / B`` [LOSS-4].
-
-    Derivation: docs/derivations/loss.md#loss-3
-    """
-    B = prob.shape[0]
-    eps = max(LOG_EPS, float(np.finfo(prob.dtype).eps))  # 1 - 1e-12 rounds to 1 in float32
-    p = np.clip(prob, eps, 1.0 - eps)  # (B, D)
-    value = -float(np.sum(target * np.log(p) + (1.0 - target) * np.log1p(-p))) / B  # [LOSS-3]
-    dprob = (p - target) / (p * (1.0 - p)) / B  # (B, D) [LOSS-4]
-    return value, dprob
 
 
 def bce_with_logits_sum(logits, target):

@@ -65,8 +65,8 @@ def kl_sparsity_forward(h, rho, weight):
     ``KL(ρ || ρ̂) = ρ log(ρ/ρ̂) + (1 − ρ) log((1 − ρ)/(1 − ρ̂))`` [SPARSE-4], the divergence between two
     Bernoulli distributions. ``h`` must lie in (0, 1) (sigmoid codes). ρ̂ is clipped to
     ``[ε, 1 − ε]`` (ε = max(LOG_EPS, machine epsilon)) only so that the log stays finite; the backward
-    evaluates its formula at the clipped value, as :func:`npae.pairs.functional.bce_loss` does. The clip
-    never fires unless every example saturates a unit.
+    evaluates its formula at the clipped value. The clip never fires unless every example saturates
+    a unit.
 
     Parameters
     ----------
