@@ -21,28 +21,19 @@ from _trace import lines_run, place_ran
 #: tags none of whose lines any fit or public call runs, each with its reason. Keep it short: a
 #: tag here is on its way to the training path, or outside it on purpose.
 TAG_EXCEPTIONS = {
-    "IWAE-11": "pending the VAE rewrite (another helper puts VAE and TwoLayerVAE on these pairs; "
-               "delete this line after merging it)",
+    "IWAE-11": "the simplified form of [IWAE-10]'s backward, derived to show why q's two mu-paths "
+               "cancel; tested equal to the node-by-node backward that training runs (test_bounds.py)",
 }
 
 #: functions that hold a tagged line but run in no fit or public call, while the same tag runs
-#: elsewhere: the model re-derives the math inline instead of calling the tagged function. IWAE-10,
-#: FLOW-7, GAUSS-1 and GAUSS-2 are here rather than above because vae.py's inline copies carry the
-#: same tags and do run; the pairs themselves do not until the VAE rewrite lands (then delete the
-#: "pending the VAE rewrite" lines).
+#: elsewhere, each with its reason.
 FUNCTION_EXCEPTIONS = {
-    "npae/pairs/bounds.py:reparam_log_ratio_backward": "pending the VAE rewrite",
-    "npae/pairs/bounds.py:reparam_log_ratio_backward_fused": "pending the VAE rewrite",
-    "npae/pairs/latent.py:log_normal": "pending the VAE rewrite",
-    "npae/pairs/latent.py:log_standard_normal": "pending the VAE rewrite",
-    "npae/pairs/bounds.py:reparam_log_ratio_forward": "pending the VAE rewrite",
-    "npae/pairs/bounds.py:reparam_log_q": "pending the VAE rewrite",
-    "npae/pairs/flows.py:planar_stack_forward": "pending the VAE rewrite",
-    "npae/pairs/flows.py:flow_log_density": "pending the VAE rewrite",
-    # not the VAE rewrite's: bounds.iwae_objective_forward computes its log-mean-exp inline (it
-    # needs the shifted exponentials again for the weights); latent.logmeanexp is a public helper
-    # that only the tests call. The lead decides: call it from there, or remove it.
-    "npae/pairs/latent.py:logmeanexp": "public helper, no caller in npae (see comment)",
+    "npae/pairs/bounds.py:reparam_log_ratio_backward_fused": "[IWAE-11], see above",
+    "npae/pairs/bounds.py:reparam_log_q": "[IWAE-11]: log q written through eps, see above",
+    # bounds.iwae_objective_forward computes its log-mean-exp inline (it needs the shifted
+    # exponentials again for the normalised weights [IWAE-5]); latent.logmeanexp is the public
+    # one-shot form that the streaming estimate [IWAE-3] of log_likelihood_estimate is tested against.
+    "npae/pairs/latent.py:logmeanexp": "public one-shot helper, the streaming estimate's reference",
 }
 
 
