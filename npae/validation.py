@@ -81,23 +81,31 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
                 owner="the model"):
     """Return ``X`` as a C-contiguous array of ``dtype`` after checking kind, shape and values.
 
-    Parameters
-    ----------
-    X : array_like
-        The input. Lists are accepted; object, string and complex arrays are refused (TypeError).
-    name : str
-        The argument's name, used in messages.
-    n_features : int or None
-        Required size of the last axis.
-    owner : str
-        Who expects ``n_features`` (a class name), for the message.
-    ndim : int or tuple of int
-        Allowed numbers of dimensions (2 for a batch ``(B, D)``).
-    dtype : dtype
-        Dtype of the returned array.
-    finite : bool
-        Refuse NaN and inf (ValueError naming how many and the first position).
+    ``X``: array_like of real numbers (lists too; strings, objects, complex and sparse refused);
+    ``name``: the argument's name for messages; ``n_features``: the required size of the last axis
+    (``owner`` expects it); ``ndim``: the allowed numbers of dimensions; ``finite``: refuse NaN and
+    inf. Raises :class:`InputError` / :class:`InputTypeError` naming ``name``.
     """
+    arr = _real_array(X, name)
+    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if arr.ndim not in ndims or arr.size == 0 or (n_features is not None and arr.shape[-1] != n_features):
+        _refuse_shape(arr, name, ndims, n_features, owner)
+    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():  # before any cast
+        bad = ~np.isfinite(arr)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{name} contains {int(bad.sum())} NaN or inf value(s), first at index {first}")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize:  # e.g. to float32
+        top, biggest = float(np.finfo(dtype).max), max(-float(arr.min()), float(arr.max()))
+        if biggest > top:  # the cast would turn these into inf
+            raise InputError(f"{name} has values of magnitude up to {biggest:g}, beyond the range "
+                             f"of {np.dtype(dtype).name} (max {top:g})")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _real_array(X, name):
+    """``X`` as a NumPy array of real numbers (bool, int or float), or the error that names ``name``."""
+    if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
+        return X
     if isinstance(X, (str, bytes)) or X is None:
         raise InputTypeError(f"{name} must be an array of numbers, got {type(X).__name__}")
     if hasattr(X, "toarray") and type(X).__module__.startswith("scipy.sparse"):
@@ -118,7 +126,11 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
             raise InputTypeError(f"{name} must hold real numbers; an entry is not one ({err})") from None
     if arr.dtype.kind not in "biuf":
         raise InputTypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
-    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    return arr
+
+
+def _refuse_shape(arr, name, ndims, n_features, owner):
+    """Raise the error for an array of the wrong number of dimensions, features or examples."""
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         hint = " (a batch of shape (n_samples, n_features))" if 2 in ndims else ""
@@ -129,22 +141,11 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
     if n_features is not None and arr.shape[-1] != n_features:
         raise InputError(f"{name} has {arr.shape[-1]} features, but {owner} is expecting "
                          f"{n_features} features as input (shape {arr.shape})")
-    if arr.size == 0:
-        if arr.ndim == 2 and arr.shape[1] == 0:
-            raise InputError(f"{name} is empty: 0 feature(s) (shape={arr.shape}) while a minimum of "
-                             f"1 is required.")
-        raise InputError(f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a minimum of 1 "
-                         f"is required.")
-    if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():  # before any cast
-        bad = ~np.isfinite(arr)
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(f"{name} contains {int(bad.sum())} NaN or inf value(s), first at index {first}")
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize:  # e.g. to float32
-        top, biggest = float(np.finfo(dtype).max), max(-float(arr.min()), float(arr.max()))
-        if biggest > top:  # the cast would turn these into inf
-            raise InputError(f"{name} has values of magnitude up to {biggest:g}, beyond the range "
-                             f"of {np.dtype(dtype).name} (max {top:g})")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    if arr.ndim == 2 and arr.shape[1] == 0:
+        raise InputError(f"{name} is empty: 0 feature(s) (shape={arr.shape}) while a minimum of "
+                         f"1 is required.")
+    raise InputError(f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a minimum of 1 "
+                     f"is required.")
 
 
 def check_bool(name, value):

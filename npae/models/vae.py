@@ -310,26 +310,12 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         return self._elbo_step(x, eps, c)
 
     def loss_and_grads(self, x, y=None, eps=None):
-        """The training loss on the batch ``x`` and its gradient for every parameter.
-
-        The loss is the β-weighted negative ELBO ([ELBO-1], closed-form KL) or, for
-        ``objective="iwae"`` or a flow, the objective of the log-weights ([IWAE-4] / [IWAE-6]).
-
-        Parameters
-        ----------
-        x : (B, n_features) array
-        y : (B,) int labels, for a conditional model only
-        eps : (B, latent_dim) or (L, B, latent_dim) array, optional
-            Standard-normal noise of the sampler. Given: the step is deterministic and the loss
-            averages (or, for IWAE, combines) the ``L`` samples. Omitted: ``k`` samples are drawn
-            from ``self.rng``.
-
-        Returns
-        -------
-        loss : float
-            Nats per example.
-        grads : dict
-            Same keys and shapes as ``params``.
+        """``(loss, grads)`` of the training objective on the batch ``x`` (B, n_features): the
+        β-weighted negative ELBO [ELBO-1], or the objective of the log-weights for
+        ``objective="iwae"`` or a flow ([IWAE-4] / [IWAE-6]), in nats per example; ``grads`` has the
+        keys and shapes of ``params``. ``y``: the labels of a conditional model. ``eps`` (B, Z) or
+        (L, B, Z): the sampler's standard-normal noise, making the step deterministic (omitted:
+        ``k`` draws from ``self.rng``).
         """
         if "params" not in vars(self):  # not built yet: build on first use, or say fit first
             self._require_built()
