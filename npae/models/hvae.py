@@ -30,7 +30,8 @@ from npae.pairs import latent
 from npae.constants import LOGVAR_CLAMP_WARN_FRACTION
 from npae.init import make_rng
 from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp, param_array
-from npae.models.model import Model, _shapes_by_building, fresh_grads
+from npae.models.model import Model, fresh_grads
+from npae.models.sizing import _shapes_by_building
 from npae.models.vae import CollapseWarning
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds
@@ -111,7 +112,7 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
     @classmethod
     def _declared_shapes(cls, config):
         """The arrays a model file of this class must hold, read off a shape-only build
-        (:func:`npae.models.model._shapes_by_building`: nothing of the declared size is allocated)."""
+        (:func:`npae.models.sizing._shapes_by_building`: nothing of the declared size is allocated)."""
         if not isinstance(config, dict):
             raise ValueError(f"config must be an object, got {config!r:.60}")
         return _shapes_by_building(cls, config)

@@ -32,9 +32,6 @@ import numpy as np
 from npae.data import io
 from npae.models.sklearn_protocol import ParamsMixin
 from npae.models.sizing import _SIZERS, _class_key, _shapes_by_building, check_declarable
-# Re-exported for the model modules that size their own arrays from a config (hvae.py, semisup.py):
-from npae.models.sizing import (_config_arch, _config_dtype, _config_int, _config_sizes,  # noqa: F401
-                                mlp_declared_shapes)
 from npae.training.loop import fit_loop
 from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_scalar,
                              check_unit_interval)

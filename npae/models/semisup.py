@@ -13,8 +13,9 @@ from npae.pairs.m2 import (UNLABELLED, enumerate_classes, labelled_bound_backwar
 from npae.fast.backends import ops
 from npae.init import make_rng
 from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp
-from npae.models.model import (Model, _config_arch, _config_dtype, _config_int, _config_sizes, fresh_grads,
-                               mlp_declared_shapes)
+from npae.models.model import Model, fresh_grads
+from npae.models.sizing import (_config_arch, _config_dtype, _config_int, _config_sizes,
+                                mlp_declared_shapes)
 from npae.validation import (InputError, check_array, check_choice, check_dtype,
                              check_labels, check_scalar, check_sizes)
 
