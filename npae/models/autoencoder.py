@@ -12,6 +12,7 @@ from npae.init import make_rng
 from npae.models.architectures import build_chains
 from npae.models.layers import ACTIVATION_NAMES, DenseAct, FlatParams, build_mlp  # noqa: F401 (re-exported)
 from npae.models.model import Model, fresh_grads
+from npae.models.sklearn_protocol import shared_docs
 from npae.pairs.penalties import NOISES, contractive_penalty_deep_forward, corrupt
 from npae.validation import InputError, check_array, check_choice, check_dtype, check_scalar, check_sizes
 
@@ -21,6 +22,7 @@ from npae.validation import InputError, check_array, check_choice, check_dtype, 
 JACOBIAN_CHUNK_NUMBERS = 2 ** 21
 
 
+@shared_docs
 class Autoencoder(Model):
     """Deterministic autoencoder.
 
@@ -42,11 +44,7 @@ class Autoencoder(Model):
         Reconstruction loss, **summed over features and averaged over the batch**. ``"bce"`` needs
         ``output="sigmoid"`` and training data in [0, 1]; it is computed from the logits (stable
         form).
-    dtype : "float64" | "float32"
-    seed : int or None
-        Seeds the generator used for the initial weights and the minibatch shuffling.
-    slope, alpha : float
-        Leak slope of ``leaky_relu`` and α of ``elu``, wherever those activations are used.
+    .. shared:: dtype; seed; slope, alpha
     init : "auto" or an initializer name (glorot_uniform, glorot_normal, he_uniform, he_normal).
     arch : "mlp" | "conv"
         ``"mlp"``: dense layers of widths ``hidden``. ``"conv"``: for images, strided 3x3
@@ -59,10 +57,7 @@ class Autoencoder(Model):
         layer). Replaces ``arch`` and ``hidden`` on that side.
     image_shape : None, (H, W) or (C, H, W)
         Shape of the images, for convolutions; None: square one-channel images (784 -> 28x28).
-    random_state : int or None
-        scikit-learn's name for ``seed``; when given it wins.
-    warm_start : bool
-        ``fit`` continues from the current weights instead of starting again from the seed.
+    .. shared:: random_state; warm_start
 
     Attributes
     ----------

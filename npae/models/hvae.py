@@ -31,6 +31,7 @@ from npae.constants import LOGVAR_CLAMP_WARN_FRACTION
 from npae.init import make_rng
 from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp, param_array
 from npae.models.model import Model, fresh_grads
+from npae.models.sklearn_protocol import shared_docs
 from npae.models.sizing import _shapes_by_building
 from npae.models.vae import CollapseWarning
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
@@ -39,6 +40,7 @@ from npae.validation import (InputError, InputTypeError, check_array, check_choi
                              check_scalar, check_sizes)
 
 
+@shared_docs
 class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
     """Variational autoencoder with two stochastic layers z1 (near the data) and z2 (on top).
 
@@ -64,10 +66,7 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
         softplus, elu).
     likelihood : "bernoulli" | "gaussian"
         p(x|z1): Bernoulli logits (data in [0, 1]) or a Gaussian mean, as :class:`npae.VAE`.
-    dtype : "float64" | "float32"
-    seed : int or None
-        Seeds ``self.rng`` (initial weights, minibatch order, every training eps). Evaluation and
-        sampling draw from streams of their own derived from it.
+    .. shared:: dtype; seed
     variance : "fixed" | "shared" | "per_feature" | "learned"
         The Gaussian decoder's σ², as :class:`npae.VAE` (ignored by the Bernoulli one).
     objective : "elbo" | "iwae"
@@ -75,12 +74,7 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
         [IWAE-4] (its gradient weights the k draws by their normalised weights [IWAE-5]).
     k : int >= 1
         Draws of (z1, z2) per example and training step.
-    slope, alpha : float
-        Leak slope of leaky_relu, α of elu.
-    random_state : int or None
-        scikit-learn's name for ``seed``; when given it wins.
-    warm_start : bool
-        ``fit`` continues from the current weights instead of starting again from the seed.
+    .. shared:: slope, alpha; random_state; warm_start
 
     Attributes
     ----------

@@ -14,6 +14,7 @@ from npae.fast.backends import ops
 from npae.init import make_rng
 from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp
 from npae.models.model import Model, fresh_grads
+from npae.models.sklearn_protocol import shared_docs
 from npae.models.sizing import (_config_arch, _config_dtype, _config_int, _config_sizes,
                                 mlp_declared_shapes)
 from npae.validation import (InputError, check_array, check_choice, check_dtype,
@@ -36,6 +37,7 @@ def check_mixed_labels(name, y, n_classes, n_samples=None):
     return check_labels(name, y, n_classes, n_samples, unlabelled=UNLABELLED)
 
 
+@shared_docs
 class SemiSupervisedVAE(Model):
     """The M2 model of Kingma, Rezende, Mohamed & Welling (2014): a VAE whose class label is a
     second latent variable, observed on some rows and inferred on the others.
@@ -76,19 +78,13 @@ class SemiSupervisedVAE(Model):
         rows of which N_l labelled), the paper's ``α = 0.1 · N`` on its summed objective; before any
         fit it is 0.1. The value in use is ``alpha_``. Short runs learn the classes faster with a
         larger α (docs/semisupervised.md#alpha-the-weight-of-the-labels).
-    dtype : "float64" | "float32"
-    seed : int or None
-        Seeds ``rng``: initial weights, minibatch order and every training ``eps``. Evaluation and
-        sampling draw from streams of their own.
+    .. shared:: dtype; seed
     variance : "fixed" | "shared" | "per_feature"
         The Gaussian decoder's σ²: 1, one learned log σ² (``decoder.logvar`` of shape (1,)), or one
         per feature (shape (input_dim,)). Ignored by the Bernoulli decoder.
     slope, elu_alpha : float
         Leak slope of leaky_relu, α of elu.
-    random_state : int or None
-        scikit-learn's name for ``seed``; when given it wins.
-    warm_start : bool
-        ``fit`` continues from the current weights instead of starting again from the seed.
+    .. shared:: random_state; warm_start
 
     Attributes
     ----------

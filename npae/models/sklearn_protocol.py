@@ -9,6 +9,43 @@ import inspect
 
 from npae.validation import InputError
 
+#: Parameter docs that every model class shares, written once. A class docstring names the ones it
+#: takes on a line ``.. shared:: dtype; seed; ...`` in its Parameters section; :func:`shared_docs`
+#: puts the text there (``help(npae.VAE)`` shows it whole).
+SHARED_PARAMS = {
+    "dtype": ('dtype : "float64" | "float32"',
+              "Floating-point type of the parameters and of every computation."),
+    "seed": ("seed : int or None",
+             "Seeds ``self.rng``: initial weights, minibatch order and every training draw (eps, "
+             "corruptions). Evaluation and sampling draw from streams of their own derived from it, "
+             "never from ``self.rng``."),
+    "slope, alpha": ("slope, alpha : float", "Leak slope of leaky_relu and α of elu, wherever those "
+                                             "activations are used."),
+    "random_state": ("random_state : int or None", "scikit-learn's name for ``seed``; when given it wins."),
+    "warm_start": ("warm_start : bool",
+                   "``fit`` continues from the current weights instead of starting again from the seed."),
+}
+
+
+def shared_docs(cls):
+    """Class decorator: replace a docstring line ``.. shared:: a; b`` by the docs of the shared
+    parameters ``a`` and ``b`` (:data:`SHARED_PARAMS`), at that line's indentation."""
+    import textwrap
+    lines = []
+    for line in (cls.__doc__ or "").splitlines():
+        if line.strip().startswith(".. shared::"):
+            indent = line[:len(line) - len(line.lstrip())]
+            names = [n.strip() for n in line.split("::", 1)[1].split(";")]
+            for name in names:
+                head, body = SHARED_PARAMS[name]
+                lines.append(indent + head)
+                lines += textwrap.wrap(body, 96, initial_indent=indent + "    ",
+                                       subsequent_indent=indent + "    ")
+        else:
+            lines.append(line)
+    cls.__doc__ = "\n".join(lines)
+    return cls
+
 
 class ParamsMixin:
     """``get_params`` / ``set_params`` from the constructor's signature (no ``*args``/``**kwargs``)."""

@@ -36,6 +36,7 @@ from npae.init import make_rng
 from npae.models.architectures import build_chains
 from npae.models.layers import ACTIVATION_NAMES, FlatParams
 from npae.models.model import Model
+from npae.models.sklearn_protocol import shared_docs
 from npae.models.vae_flows import FLOWS, PLANAR_START, FlowPosterior  # noqa: F401 (re-exported)
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds, LogWeightStep  # noqa: F401
@@ -47,6 +48,7 @@ class CollapseWarning(UserWarning):
     """A VAE ended training with no active latent unit: its codes carry no information about x."""
 
 
+@shared_docs
 class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
     """Variational autoencoder with a diagonal Gaussian posterior and a N(0, I) prior.
 
@@ -87,16 +89,7 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
     flow_hidden : int or None
         Hidden width of each IAF step's MADE (default ``max(2 * latent_dim, 8)``; the context has
         ``latent_dim`` entries).
-    dtype : "float64" | "float32"
-    seed : int or None
-        Seeds ``self.rng``: initial weights, minibatch order and every training ``eps``. Evaluation
-        and sampling draw from streams of their own derived from it (never from ``self.rng``).
-    slope, alpha : float
-        Leak slope of leaky_relu, α of elu.
-    random_state : int or None
-        scikit-learn's name for ``seed``; when given it wins.
-    warm_start : bool
-        ``fit`` continues from the current weights instead of starting again from the seed.
+    .. shared:: dtype; seed; slope, alpha; random_state; warm_start
     arch, encoder_layers, decoder_layers, image_shape
         The layers, as for :class:`npae.Autoencoder`: ``arch="conv"`` for convolutional chains,
         or stacks of your own (:mod:`npae.models.architectures`). A conditional model's label reaches a
