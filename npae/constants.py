@@ -88,10 +88,8 @@ DIVERGENCE_FACTOR = 1e4
 #: Number of batches at the start of a fit whose losses make the reference of DIVERGENCE_FACTOR.
 DIVERGENCE_REFERENCE_BATCHES = 10
 
-#: Multiply-adds of a training step's largest product (batch × fan-in × fan-out) above which the
-#: fused backend runs the per-step loop instead of the compiled epoch. Inside numba, a product
-#: costs more than NumPy's (the result is written through a temporary, a transposed operand is
-#: copied): measured, float32 VAE 784-H-20, batch 128, 8,000 MNIST images, s/epoch compiled /
-#: per-step: H = 16 (1.6 M) 0.034 / 0.045, H = 64 (6.4 M) 0.070 / 0.080, H = 128 (12.8 M)
-#: 0.090 / 0.090, H = 256 (25.7 M) 0.220 / 0.138, H = 400 (40 M) 0.270 / 0.239.
-COMPILED_EPOCH_MAX_MACS = 10_000_000
+#: Multiply-adds of a whole fit's forward products (steps × the products of one step, see
+#: npae.fast.threads.step_macs) from which the ``auto`` backend runs the fused kernels: below it the
+#: kernels cannot pay for their compilation on an empty numba cache within the run. Measured as
+#: whole processes (docs/performance.md, "the auto rule").
+AUTO_FUSED_MIN_MACS = 20_000_000_000

@@ -4,9 +4,8 @@ the loss history, an estimate). Run twice with one empty ``NUMBA_CACHE_DIR``: th
 compiles every kernel, the second loads them from the cache; the lines must be equal.
 
 What reaches which kernel (npae.fast.backends.FusedOps):
-  ae-adam / ae-leaky-momentum   the compiled epoch (dense loops, BCE / squared error, Adam / momentum)
-                                and, in the first ten batches, dense_act + bce + adam_update per step
-  vae                           the compiled VAE epoch (reparameterization + KL inside it)
+  ae-adam / ae-leaky-momentum   dense_act (relu / leaky relu), bce, adam_update (momentum: NumPy)
+  vae                           dense_act, reparam_kl forward and backward, bce, adam_update
   vae-iwae                      per step: dense_act, reparam_kl, bce_with_logits_loss, adam_update
   vae-conv                      conv2d_act and conv_transpose2d_act, forward and backward
   estimate                      bernoulli_log_likelihood (the IWAE estimate's hot loop)

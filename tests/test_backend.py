@@ -132,6 +132,65 @@ def test_the_reading_surface_is_on_the_training_path(digits, monkeypatch, module
         npae.VAE(64, hidden=(16,), latent_dim=2).fit(X, epochs=1, progress=False)
 
 
+@fused_only
+def test_the_first_run_runs_the_pairs_a_student_reads(tmp_path, monkeypatch, capsys):
+    """``npae train vae`` with default settings (the README's first command) fails when
+    ``functional.relu_backward`` raises: its every step runs the pairs. Under ``NPAE_BACKEND=fused``
+    the same run trains (that unit is a kernel there), which shows the choice is the backend's."""
+    from npae.app import cli
+    monkeypatch.setattr(functional, "relu_backward", _raising("relu_backward"))
+    monkeypatch.setenv("NPAE_DEBUG", "1")
+    with npae.backend("auto"):
+        assert cli.main(["train", "vae", "--out", str(tmp_path / "a"), "--no-progress"]) == cli.EXIT_BUG
+    assert "relu_backward was called" in capsys.readouterr().err
+    with npae.backend("fused"):
+        assert cli.main(["train", "vae", "--epochs", "3", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    import json
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["backend"] == "fused"
+
+
+@fused_only
+def test_auto_runs_reference_for_the_main_job_and_fused_where_kernels_pay(digits):
+    """The rule of ``auto`` (:func:`npae.fast.backends.choose`) depends on the job alone: the main
+    job (64-128-2, 1,527 digits, batch 64, 100 epochs: 2,400 steps) runs the pairs; an MNIST-size
+    VAE over a few thousand steps runs the kernels; ``model.backend_`` records what ran, and an
+    explicit backend is never second-guessed."""
+    main_job = npae.VAE(64, hidden=(128,), latent_dim=2)
+    mnist = npae.VAE(784, hidden=(400,), latent_dim=20)
+    assert backends.choose(main_job, 2400, 64) == "reference"
+    assert backends.choose(mnist, 20 * 40, 128) == "fused"  # 20 epochs of 5,000 images
+    assert backends.choose(mnist, 2, 128) == "reference"
+    with npae.backend("auto"):
+        model = npae.VAE(64, hidden=(16,), latent_dim=2).fit(digits[0], epochs=1, progress=False)
+        assert model.backend_ == "reference" and backends.ops.running == "reference"
+    with npae.backend("fused"):
+        assert npae.VAE(64, hidden=(16,), latent_dim=2).fit(
+            digits[0], epochs=1, progress=False).backend_ == "fused"
+
+
+def test_auto_outside_fit_and_after_a_fused_fit_is_reference(monkeypatch, digits):
+    """Under ``auto``, a fit the rule gives to the kernels leaves ``reference`` behind it: a
+    student's ``loss_and_grads`` call afterwards runs the pairs."""
+    monkeypatch.setattr(npae.constants, "AUTO_FUSED_MIN_MACS", 0)
+    with npae.backend("auto"):
+        model = npae.VAE(64, hidden=(16,), latent_dim=2).fit(digits[0][:64], epochs=1, progress=False)
+        assert model.backend_ == ("fused" if "fused" in backends.available() else "reference")
+        assert backends.ops.running == "reference"
+        assert backends.ops.dense_act_backward is backends.ReferenceOps.dense_act_backward
+
+
+def test_import_npae_does_not_import_numba():
+    """numba costs a third of a second to import; a run that uses no kernel never pays it."""
+    import subprocess
+    import sys
+    code = "import sys, npae; npae.VAE(8, hidden=(4,)).fit(__import__('numpy').full((16, 8), .5), " \
+           "epochs=1, progress=False); print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "NPAE_BACKEND": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_every_tagged_line_of_the_step_runs_in_a_reference_fit(digits):
     """Trace a reference fit of a VAE and of the autoencoder family line by line: each tag the
     derivations give for the training step must sit on a line that actually ran."""
@@ -241,7 +300,7 @@ def test_switch_and_context():
 # ----------------------------------------------------------------------------------------------
 # structure
 # ----------------------------------------------------------------------------------------------
-BACKEND_LAYER = {"backends.py", "kernels.py"}
+BACKEND_LAYER = {"backends.py", "kernels.py", "conv_kernels.py"}
 
 
 def test_only_the_backend_layer_knows_about_numba():

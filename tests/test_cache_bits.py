@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import npae
-from npae.fast import kernels
+from npae.fast import conv_kernels, kernels
 
 pytestmark = pytest.mark.skipif("fused" not in npae.fast.backends.available(),
                                 reason="numba is not available")
@@ -78,7 +78,9 @@ def _cases(rng, dtype):
                                    [(B, D), (D,)], [1, dtype(0.0)]),
         "bernoulli_rows [LOSS-5]": (
             kernels.bernoulli_rows, [sk, t, np.log1p(np.exp(-np.abs(sk)))], [(K, B)], []),
-        "ep_sq": (kernels.ep_sq, [rng.standard_normal(4 * D).astype(dtype)], [], []),
+        "nchw_to_rows_sum [CONV-5]": (
+            conv_kernels.nchw_to_rows_sum, [rng.standard_normal((B, 3, 4, 5)).astype(dtype)],
+            [(B * 4 * 5, 3), (3,)], []),
     }
 
 
@@ -103,5 +105,6 @@ def test_kernels_compile_without_fast_math():
     """No fast-math flag: each one (contract, reassoc, nsz, arcp, afn) lets LLVM pick arithmetic that
     depends on the machine code, which is what broke exact resumes on a cold cache."""
     assert kernels.SAFE_FASTMATH is False
-    for kernel in (kernels.bce_with_logits, kernels.vae_epoch, kernels.im2col, kernels.ep_finite):
+    for kernel in (kernels.bce_with_logits, kernels.adam, conv_kernels.im2col,
+                   conv_kernels.act_backward_rows):
         assert kernel.targetoptions.get("fastmath") in (None, False), kernel

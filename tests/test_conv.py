@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from npae.pairs import conv
-from npae.fast import kernels
+from npae.fast import conv_kernels
 from npae.gradcheck import check_pair
 from npae.init import CONV_INITIALIZERS, conv_fans, he_normal_conv, make_rng
 
@@ -210,7 +210,7 @@ def test_pixels_no_window_reads_get_exactly_zero_gradient(rng):
         assert np.all(dx[..., unread] == 0.0)
         read = [c for c in range(8) if c not in unread]
         assert np.all(dx[..., read] != 0.0)
-        dxf, _, _ = kernels.conv2d_backward_fused(rng.standard_normal(y.shape), cache)
+        dxf, _, _ = conv_kernels.conv2d_backward_fused(rng.standard_normal(y.shape), cache)
         assert np.all(dxf[..., unread] == 0.0)
 
 
@@ -263,7 +263,7 @@ def test_array_shape_errors_name_the_problem():
     with pytest.raises(ValueError, match="larger than the padded input"):
         conv.conv2d_forward(x, np.zeros((1, 2, 6, 3)), np.zeros(1))
     with pytest.raises(ValueError, match="output_padding"):
-        kernels.conv_transpose2d_forward_fused(x, np.zeros((2, 1, 3, 3)), np.zeros(1), 2, 0, 3)
+        conv_kernels.conv_transpose2d_forward_fused(x, np.zeros((2, 1, 3, 3)), np.zeros(1), 2, 0, 3)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,12 +367,12 @@ def test_conv2d_fused_equals_reference(dtype, cfg, seed):
     W = rng.standard_normal(W_shape).astype(dtype)
     b = rng.standard_normal(W_shape[0]).astype(dtype)
     y_ref, cache_ref = conv.conv2d_forward(x, W, b, stride, padding)
-    y, cache = kernels.conv2d_forward_fused(x, W, b, stride, padding)
+    y, cache = conv_kernels.conv2d_forward_fused(x, W, b, stride, padding)
     _close(y, y_ref, dtype)
     dy = rng.standard_normal(y.shape).astype(dtype)
     grads_ref = conv.conv2d_backward(dy, cache_ref)
     for c in (cache, cache_ref):  # the caches are interchangeable
-        for g, g_ref in zip(kernels.conv2d_backward_fused(dy, c), grads_ref):
+        for g, g_ref in zip(conv_kernels.conv2d_backward_fused(dy, c), grads_ref):
             _close(g, g_ref, dtype)
     for g, g_ref in zip(conv.conv2d_backward(dy, cache), grads_ref):
         _close(g, g_ref, dtype)
@@ -387,12 +387,12 @@ def test_conv_transpose2d_fused_equals_reference(dtype, cfg, seed):
     W = rng.standard_normal(W_shape).astype(dtype)
     b = rng.standard_normal(W_shape[1]).astype(dtype)
     y_ref, cache_ref = conv.conv_transpose2d_forward(x, W, b, stride, padding, output_padding)
-    y, cache = kernels.conv_transpose2d_forward_fused(x, W, b, stride, padding, output_padding)
+    y, cache = conv_kernels.conv_transpose2d_forward_fused(x, W, b, stride, padding, output_padding)
     _close(y, y_ref, dtype)
     dy = rng.standard_normal(y.shape).astype(dtype)
     grads_ref = conv.conv_transpose2d_backward(dy, cache_ref)
     for c in (cache, cache_ref):
-        for g, g_ref in zip(kernels.conv_transpose2d_backward_fused(dy, c), grads_ref):
+        for g, g_ref in zip(conv_kernels.conv_transpose2d_backward_fused(dy, c), grads_ref):
             _close(g, g_ref, dtype)
 
 
@@ -400,15 +400,15 @@ def test_fused_accepts_non_contiguous_inputs_and_keeps_float32(rng):
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)[:, :, ::2, ::-1]  # (2, 3, 5, 8), strided
     W = rng.standard_normal((3, 4, 3, 2)).astype(np.float32).transpose(1, 0, 2, 3)  # (4, 3, 3, 2)
     b = rng.standard_normal(4)  # float64 bias: the result must still be float32
-    y, cache = kernels.conv2d_forward_fused(x, W, b, 2, 1)
+    y, cache = conv_kernels.conv2d_forward_fused(x, W, b, 2, 1)
     y_ref, _ = conv.conv2d_forward(x, W, b, 2, 1)
     _close(y, y_ref, np.float32)
     dy = np.asfortranarray(rng.standard_normal(y.shape).astype(np.float32))
-    for g in kernels.conv2d_backward_fused(dy, cache):
+    for g in conv_kernels.conv2d_backward_fused(dy, cache):
         assert g.dtype == np.float32
-    yt, cache_t = kernels.conv_transpose2d_forward_fused(y, W, np.zeros(3, np.float32), 2, 1, 1)
+    yt, cache_t = conv_kernels.conv_transpose2d_forward_fused(y, W, np.zeros(3, np.float32), 2, 1, 1)
     assert yt.dtype == np.float32 and yt.shape == (2, 3, 6, 9)  # back to (5, 8) plus output_padding
-    for g in kernels.conv_transpose2d_backward_fused(np.ones_like(yt), cache_t):
+    for g in conv_kernels.conv_transpose2d_backward_fused(np.ones_like(yt), cache_t):
         assert g.dtype == np.float32
 
 

@@ -184,22 +184,28 @@ assert abs(v - v_ref) <= 1e-12 * abs(v_ref) and np.allclose(ds, ds_ref, rtol=1e-
 model = VAE(6, hidden=(4,), latent_dim=2, seed=0)
 h = model.fit(rng.random((20, 6)), epochs=2, batch_size=8, progress=False).history_
 assert np.isfinite(h["loss"]).all()
-print(kernels.ENABLED, npae.get_backend(), h["loss"][-1])
+print(kernels.ENABLED, npae.get_backend(), model.backend_, h["loss"][-1])
 """
 
 
 def test_npae_jit_0_selects_the_reference_backend():
-    enabled, name, _ = _run(CHECK, NPAE_JIT="0").split()
-    assert enabled == "False" and name == "reference"
+    """Without the kernels ``auto`` runs every fit under reference, and ``fused`` cannot be asked
+    for (it warns and falls back to auto)."""
+    enabled, name, ran, _ = _run(CHECK, NPAE_JIT="0").split()
+    assert enabled == "False" and name == "auto" and ran == "reference"
+    out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": ROOT, "NPAE_JIT": "0", "NPAE_BACKEND": "fused"})
+    assert out.returncode == 0 and "NPAE_BACKEND='fused' is not available" in out.stderr
+    assert out.stdout.split()[1:3] == ["auto", "reference"]
 
 
 def test_numba_disable_jit_gives_same_training():
     """With NUMBA_DISABLE_JIT=1 the kernels run as Python; the training result equals the jitted
     one and the reference one."""
-    enabled, name, loss_py = _run(CHECK, NUMBA_DISABLE_JIT="1").split()
-    assert enabled == "True" and name == "fused"
-    _, name, loss_ref = _run(CHECK, NPAE_BACKEND="reference").split()
-    assert name == "reference"
+    enabled, name, ran, loss_py = _run(CHECK, NUMBA_DISABLE_JIT="1", NPAE_BACKEND="fused").split()
+    assert enabled == "True" and name == ran == "fused"
+    _, name, ran, loss_ref = _run(CHECK, NPAE_BACKEND="reference").split()
+    assert name == ran == "reference"
     np.testing.assert_allclose(float(loss_py), float(loss_ref), rtol=1e-10)
 
 

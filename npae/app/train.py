@@ -12,6 +12,16 @@ from npae.app.runspec import (IS_VAE, UserError, _build_model, _data_kind, _data
 from npae.version import __version__
 
 
+def _backend_line(model):
+    """Which implementation the fit ran, said so a student knows whether the pairs they read ran."""
+    ran = getattr(model, "backend_", None)
+    if ran == "reference":
+        return "every step ran the pairs in npae/pairs"
+    if ran == "fused":
+        return "steps ran the numba kernels of npae/fast, tested equal to the pairs"
+    return f"backend: {ran}"
+
+
 def _train(args):
     from npae.app import runs
 
@@ -103,7 +113,7 @@ def _train_in(args, out):
         warnings.simplefilter("always")
         history = model.fit(X, y if cond else None, **fit_kw).history_
     seconds = time.perf_counter() - t0
-    print(f"trained in {seconds:.1f} s", flush=True)
+    print(f"trained in {seconds:.1f} s ({_backend_line(model)})", flush=True)
     for w in caught:  # the library's warnings (posterior collapse, the logvar clamp), one line each
         _say(f"warning: {' '.join(str(w.message).split())}")
 
@@ -112,7 +122,8 @@ def _train_in(args, out):
                    config=model.config, data_spec=spec, data_provenance=info["provenance"],
                    image_shape=info["image_shape"], n_train=int(X.shape[0]), n_test=int(Xt.shape[0]),
                    epochs=len(history["loss"]), batch_size=args.batch_size, lr=args.lr,
-                   seconds=round(seconds, 3), units=_units(model), history=history,
+                   seconds=round(seconds, 3), backend=getattr(model, "backend_", None),
+                   units=_units(model), history=history,
                    final={k: v[-1] for k, v in history.items()}, test=test)
     model_path = os.path.join(out, "model.npz")
     with runs.naming(model_path):

@@ -20,22 +20,24 @@ _backward``                            pair ([CONV-8..11], [CONV-5], [ACT-*])
 =====================================  ============================================================
 
 * ``reference``: :class:`ReferenceOps`, every unit is the composition of the readable pairs
-  (CS231n's ``affine_relu_forward`` pattern), looked up in their modules at call time. Running
-  with ``NPAE_BACKEND=reference`` runs exactly the code the derivations describe, tags included.
-* ``fused``: :class:`FusedOps`, the numba kernels of :mod:`npae.fast.kernels`; each is proven equal to
-  the reference unit it replaces (``tests/test_backend.py``: one call, and whole models trained
-  under both backends, float64 parameters equal to rtol 1e-10). Where no kernel pays (smooth
-  activations, several samples per example, non-contiguous arrays) a fused unit does the same
-  NumPy arithmetic as the reference.
+  (CS231n's ``affine_relu_forward`` pattern), looked up in their modules at call time. It runs
+  exactly the code the derivations describe, tags included.
+* ``fused``: :class:`FusedOps`, the numba kernels of :mod:`npae.fast.kernels` and
+  :mod:`npae.fast.conv_kernels`; each is proven equal to the reference unit it replaces
+  (``tests/test_backend.py``: one call, and whole models trained under both backends, float64
+  parameters equal to rtol 1e-10). Where no kernel pays (smooth activations, several samples per
+  example, non-contiguous arrays) a fused unit does the same NumPy arithmetic as the reference.
+* ``auto`` (the default): ``reference`` everywhere, except a fit big enough that the kernels pay
+  for their compilation within it (:func:`choose`; the rule and its measurements are in
+  docs/performance.md). So the first run a student makes, ``npae train vae``, runs the pairs they
+  read; ``model.backend_`` says what a fit ran.
 
-The choice is made once: :func:`set_backend`, the :func:`backend` context manager, or the
-environment variable ``NPAE_BACKEND`` (``reference`` | ``fused``) read at import. ``NPAE_JIT=0``
-still means ``reference``; without numba only ``reference`` exists. ``fused`` is the default when
-numba imports. This module and :mod:`npae.fast.kernels` are the only ones that know whether numba is
-there.
+The choice: :func:`set_backend`, the :func:`backend` context manager, or the environment variable
+``NPAE_BACKEND`` (``auto`` | ``reference`` | ``fused``) read at import. Without numba (or with
+``NPAE_JIT=0``) ``fused`` does not exist and ``auto`` always means ``reference``. numba itself is
+imported only when a fused unit first runs, so ``import npae`` does not pay for it.
 """
 import contextlib
-import math
 import os
 import warnings
 
@@ -44,13 +46,12 @@ import numpy as np
 from npae import constants
 from npae.pairs import conv
 from npae.pairs import functional as F
-from npae.fast import kernels
 from npae.pairs import latent
 from npae.fast import threads
 from npae.pairs import updates
 from npae.validation import InputError, check_choice
 
-BACKENDS = ("reference", "fused")
+BACKENDS = ("auto", "reference", "fused")
 
 
 DenseActCache = F.DenseActCache  # the dense+activation cache, defined beside its reference unit
@@ -118,11 +119,6 @@ class ReferenceOps:
         bad = sum(a.size - np.count_nonzero(np.isfinite(a)) for a in (p, m, v))
         if bad:
             raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=bad)
-
-    @staticmethod
-    def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
-        """The reference backend runs every epoch step by step: no compiled epoch (None)."""
-        return None
 
     # ---------------------------------------------------------------- convolution + activation
     @staticmethod
@@ -256,34 +252,17 @@ class FusedOps:
         if bad:  # counted by the kernel in its one pass
             raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=int(bad))
 
-    @staticmethod
-    def epoch_runner(model, opt, flat, clip_norm, batch_size, data):
-        """Replaces the per-step loop of an epoch by one numba call (:class:`CompiledEpoch`) when
-        the model (``model._compiled_spec()``), the optimizer and the data allow it and the model
-        is small (:data:`npae.constants.COMPILED_EPOCH_MAX_MACS`); None otherwise, and the per-step
-        path runs, silently and correctly."""
-        spec = model._compiled_spec() if hasattr(model, "_compiled_spec") else None
-        if spec is None or flat is None or len(data) != 1 or getattr(opt, "compiled_kind", None) is None:
-            return None
-        if threads.largest_product(model, batch_size) > constants.COMPILED_EPOCH_MAX_MACS:
-            return None  # large products: NumPy's are faster than numba's (the constant says how much)
-        for chain in spec["chains"]:
-            for step in chain.steps:
-                if not hasattr(step, "act_name") or step.act_name not in kernels.EPOCH_ACT_CODES:
-                    return None
-        return CompiledEpoch(model, spec, opt, flat, clip_norm, batch_size, data[0].shape[1])
-
     # ---------------------------------------------------------------- convolution + activation
     @staticmethod
     def conv2d_act_forward(x, W, b, stride, padding, act, hyper, reuse=None):
         """Replaces :meth:`ReferenceOps.conv2d_act_forward`: im2col, one BLAS product, and the
         NCHW layout with bias and ReLU / leaky ReLU in one pass
-        (:func:`npae.fast.kernels.conv2d_act_forward_fused`); smooth activations run their NumPy pair
+        (:func:`npae.fast.conv_kernels.conv2d_act_forward_fused`); smooth activations run their NumPy pair
         on the convolution's output. ``reuse``: the layer's previous cache, whose scratch arrays
         (im2col matrix, rows) are written again instead of allocated (None: new ones)."""
         work = _work_of(reuse)
         code = kernels.ACT_CODES.get(act)
-        h, a, conv_cache = kernels.conv2d_act_forward_fused(
+        h, a, conv_cache = conv_kernels.conv2d_act_forward_fused(
             x, W, b, stride, padding, 0 if code is None else code, hyper.get("slope", 0.0), work)
         act_cache = None
         if code is None:
@@ -294,21 +273,22 @@ class FusedOps:
     def conv2d_act_backward(dh, cache, dW, db, input_grad=True):
         """Replaces :meth:`ReferenceOps.conv2d_act_backward`: f', the rows layout and ``db`` in one
         pass, ``dW`` on BLAS written in place, and ``dx`` (patch gradients on BLAS, col2im) only
-        when ``input_grad`` (:func:`npae.fast.kernels.conv2d_act_backward_fused`)."""
+        when ``input_grad`` (:func:`npae.fast.conv_kernels.conv2d_act_backward_fused`)."""
         code = kernels.ACT_CODES.get(cache.act)
         if code is None:
             dh, code = activation_pair(cache.act)[1](dh, cache.act_cache), 0
-        return kernels.conv2d_act_backward_fused(dh, cache.a, code, cache.hyper.get("slope", 0.0),
-                                                 cache.conv_cache, dW, db, input_grad, cache.work)
+        return conv_kernels.conv2d_act_backward_fused(
+            dh, cache.a, code, cache.hyper.get("slope", 0.0), cache.conv_cache, dW, db, input_grad,
+            cache.work)
 
     @staticmethod
     def conv_transpose2d_act_forward(x, W, b, stride, padding, output_padding, act, hyper, reuse=None):
         """Replaces :meth:`ReferenceOps.conv_transpose2d_act_forward`: one BLAS product, col2im
-        onto the bias, one activation pass (:func:`npae.fast.kernels.conv_transpose2d_act_forward_fused`);
-        ``reuse`` as in :meth:`conv2d_act_forward`."""
+        onto the bias, one activation pass (``conv_transpose2d_act_forward_fused`` of
+        :mod:`npae.fast.conv_kernels`); ``reuse`` as in :meth:`conv2d_act_forward`."""
         work = _work_of(reuse)
         code = kernels.ACT_CODES.get(act)
-        h, a, conv_cache = kernels.conv_transpose2d_act_forward_fused(
+        h, a, conv_cache = conv_kernels.conv_transpose2d_act_forward_fused(
             x, W, b, stride, padding, output_padding, 0 if code is None else code,
             hyper.get("slope", 0.0), work)
         act_cache = None
@@ -320,11 +300,11 @@ class FusedOps:
     def conv_transpose2d_act_backward(dh, cache, dW, db, input_grad=True):
         """Replaces :meth:`ReferenceOps.conv_transpose2d_act_backward`: f' and ``db`` in one pass,
         one im2col of the result for both ``dW`` (in place) and ``dx`` (only when ``input_grad``)
-        (:func:`npae.fast.kernels.conv_transpose2d_act_backward_fused`)."""
+        (:func:`npae.fast.conv_kernels.conv_transpose2d_act_backward_fused`)."""
         code = kernels.ACT_CODES.get(cache.act)
         if code is None:
             dh, code = activation_pair(cache.act)[1](dh, cache.act_cache), 0
-        return kernels.conv_transpose2d_act_backward_fused(
+        return conv_kernels.conv_transpose2d_act_backward_fused(
             dh, cache.a, code, cache.hyper.get("slope", 0.0), cache.conv_cache, dW, db, input_grad,
             cache.work)
 
@@ -334,16 +314,19 @@ class FusedOps:
 # --------------------------------------------------------------------------------------------------
 IMPLEMENTATIONS = {"reference": ReferenceOps, "fused": FusedOps}
 UNITS = ("dense_act_forward", "dense_act_backward", "bce_with_logits_loss", "bernoulli_log_likelihood",
-         "reparam_kl_forward", "reparam_kl_backward", "adam_update", "epoch_runner",
+         "reparam_kl_forward", "reparam_kl_backward", "adam_update",
          "conv2d_act_forward", "conv2d_act_backward", "conv_transpose2d_act_forward",
          "conv_transpose2d_act_backward")
 
+kernels = conv_kernels = None  # the numba modules, imported by _load_kernels when fused first runs
+
 
 class Ops:
-    """The one object model code calls (``ops.dense_act_forward(...)``). :func:`set_backend` copies
-    the chosen implementation's units onto it, so a call is a plain attribute lookup."""
+    """The one object model code calls (``ops.dense_act_forward(...)``). The switch copies the
+    running implementation's units onto it, so a call is a plain attribute lookup. ``name`` is the
+    backend asked for (``auto`` included); ``running`` the implementation whose units are here."""
 
-    name = None
+    name = running = None
 
     def __repr__(self):
         return f"<npae ops: {self.name}>"
@@ -352,29 +335,56 @@ class Ops:
 ops = Ops()
 
 
+def _numba_installed():
+    """numba can be imported (found without importing it: that takes a third of a second) and
+    ``NPAE_JIT`` is not 0."""
+    import importlib.util
+    return os.environ.get("NPAE_JIT", "1") != "0" and importlib.util.find_spec("numba") is not None
+
+
+def _load_kernels():
+    """Import the kernel modules (and with them numba) the first time ``fused`` runs."""
+    global kernels, conv_kernels
+    if kernels is None:
+        from npae.fast import conv_kernels as ck, kernels as k
+        if not k.ENABLED:
+            raise InputError("backend 'fused' needs numba, which failed to import; use 'reference'")
+        kernels, conv_kernels = k, ck
+
+
 def available():
-    """The backends this installation can run: ``("reference", "fused")``, or ``("reference",)``
-    without numba (or with ``NPAE_JIT=0``)."""
-    return BACKENDS if kernels.ENABLED else ("reference",)
+    """The backends this installation can run: ``("auto", "reference", "fused")``, or
+    ``("auto", "reference")`` without numba (or with ``NPAE_JIT=0``), where auto always picks
+    reference."""
+    return BACKENDS if _numba_installed() else ("auto", "reference")
+
+
+def _install(impl_name):
+    if impl_name == "fused":
+        _load_kernels()
+    impl = IMPLEMENTATIONS[impl_name]
+    for unit in UNITS:
+        setattr(ops, unit, getattr(impl, unit))
+    ops.running = impl_name
 
 
 def set_backend(name):
-    """Make ``name`` (``"reference"`` or ``"fused"``) the implementation behind :data:`ops`; returns
-    the previous name. ``"fused"`` needs numba (and ``NPAE_JIT`` not 0)."""
+    """Make ``name`` (``"auto"``, ``"reference"`` or ``"fused"``) the backend behind :data:`ops`;
+    returns the previous name. ``"fused"`` needs numba (and ``NPAE_JIT`` not 0). Under ``"auto"``
+    everything outside ``fit`` (``loss_and_grads``, evaluation) runs ``reference``, and each fit
+    runs what :func:`choose` picks for it."""
     check_choice("backend", name, BACKENDS)
     if name not in available():
         raise InputError("backend 'fused' needs numba (and NPAE_JIT not set to 0); only "
-                         "'reference' is available here")
+                         "'auto' and 'reference' are available here")
     previous = ops.name
-    impl = IMPLEMENTATIONS[name]
-    for unit in UNITS:
-        setattr(ops, unit, getattr(impl, unit))
+    _install("reference" if name == "auto" else name)
     ops.name = name
     return previous
 
 
 def get_backend():
-    """The name of the active backend: ``"reference"`` or ``"fused"``."""
+    """The name of the backend asked for: ``"auto"``, ``"reference"`` or ``"fused"``."""
     return ops.name
 
 
@@ -389,123 +399,46 @@ def backend(name):
         set_backend(previous)
 
 
+def choose(model, n_steps, batch_size):
+    """The implementation ``auto`` runs for a fit of ``n_steps`` steps of ``batch_size`` examples:
+    ``"fused"`` when the fit is long and large enough that the kernels save more time than
+    compiling them costs on an empty numba cache, ``"reference"`` otherwise.
+
+    The size of the fit is the multiply-adds of its forward products over all its steps
+    (:func:`npae.fast.threads.step_macs` times ``n_steps``); the threshold,
+    :data:`npae.constants.AUTO_FUSED_MIN_MACS`, is the measured break-even (docs/performance.md).
+    The choice depends on the job alone, never on timing or on whether numba's cache is warm, so
+    that the same call gives the same numbers every time."""
+    if "fused" not in available():
+        return "reference"
+    work = int(n_steps) * threads.step_macs(model, batch_size)
+    return "fused" if work >= constants.AUTO_FUSED_MIN_MACS else "reference"
+
+
+@contextlib.contextmanager
+def for_fit(model, n_steps, batch_size):
+    """Run a fit under the implementation the active backend gives it (``auto``: :func:`choose`);
+    yields its name, which ``fit`` records as ``model.backend_``."""
+    if ops.name != "auto":
+        yield ops.running
+        return
+    chosen = choose(model, n_steps, batch_size)
+    _install(chosen)
+    try:
+        yield chosen
+    finally:
+        _install("reference")
+
+
 def _initial_backend():
     requested = os.environ.get("NPAE_BACKEND", "").strip().lower()
-    default = "fused" if kernels.ENABLED else "reference"
     if not requested:
-        return default
+        return "auto"
     if requested not in available():
         warnings.warn(f"NPAE_BACKEND={requested!r} is not available here (choose from "
-                      f"{', '.join(available())}); using {default!r}", stacklevel=2)
-        return default
+                      f"{', '.join(available())}); using 'auto'", stacklevel=2)
+        return "auto"
     return requested
-
-
-# --------------------------------------------------------------------------------------------------
-# the compiled epoch (fused backend only)
-# --------------------------------------------------------------------------------------------------
-class CompiledEpoch:
-    """One numba call per epoch for the models whose whole step the kernels express
-    (``model._compiled_spec()``: a plain MLP Autoencoder, or a VAE with the closed-form KL, one
-    sample, no condition and a Bernoulli or unit-variance Gaussian decoder) with SGD, momentum,
-    Nesterov or Adam (weight decay and clipping included).
-
-    Reference: the per-step path of :func:`npae.training.loop.fit_loop`; the epoch draws the same random
-    numbers from ``model.rng`` in the same order (the permutation, then each batch's eps), so both
-    give the same parameters and history (``tests/test_compiled_epoch.py``). The workspace (every
-    activation and gradient buffer of a step) is allocated once, here.
-    """
-
-    def __init__(self, model, spec, opt, flat, clip_norm, batch_size, n_features):
-        self.model, self.opt, self.flat = model, opt, flat
-        self.kind = spec["kind"]
-        self.clip = float(clip_norm) if clip_norm is not None else 0.0
-        theta = flat.param_data
-        self.dtype = theta.dtype
-        offsets = {name: off for name, off, _ in flat.layout}
-        rows, hyper, pos = [], [], 0
-        B = int(batch_size)
-        encoder, decoder = spec["chains"]
-        self.n_enc = len(encoder.steps)
-        for chain in (encoder, decoder):
-            names = {id(layer): name for name, layer, key in chain.entries if key == "W"}
-            for step in chain.steps:
-                dense = step.dense
-                name = names[id(dense)]
-                nin, nout = dense.n_in, dense.n_out
-                code = kernels.EPOCH_ACT_CODES[step.act_name]
-                offA = pos
-                pos += B * nout
-                if code == 0:
-                    offH = offA
-                else:
-                    offH = pos
-                    pos += 2 * B * nout  # H, then the activation's gradient
-                offD = pos
-                pos += B * nin
-                rows.append([offsets[name], offsets[name[:-1] + "b"], nin, nout, code, offA, offH, offD])
-                hyper.append(step.hyper.get("slope", step.hyper.get("alpha", 0.0)))
-        D = int(n_features)
-        Z = spec.get("latent_dim", 1)
-        # xb, dh, dout, z, mask, ½σε, ½em1, exp(−|s|), log1p(exp(−|s|))
-        extra = [B * D, B * 2 * Z, B * D, B * Z, B * Z, B * Z, B * Z, B * D, B * D]
-        self.offs = np.zeros(len(extra), dtype=np.int64)
-        for k, size in enumerate(extra):
-            self.offs[k] = pos
-            pos += size
-        self.ws = np.zeros(pos, dtype=self.dtype)
-        self.lay = np.array(rows, dtype=np.int64)
-        self.hyp = np.array(hyper, dtype=self.dtype)
-        self.spec = spec
-        self.batch_size = B
-        slots = opt.flat_state(flat) if opt.slots else []
-        self.m = slots[0] if slots else np.zeros(1, dtype=self.dtype)
-        self.v = slots[1] if len(slots) > 1 else np.zeros(1, dtype=self.dtype)
-        self.opt_code = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}[opt.compiled_kind]
-        self.term_names = ("loss", "recon", "kl") if self.kind == "vae" else ("loss",)
-
-    def _coefficients(self, n_batches):
-        """Each step's optimizer coefficients, computed as the per-step path computes them."""
-        opt, dt = self.opt, self.dtype
-        if self.opt_code == 3:
-            return np.stack([kernels.adam_coefficients(opt.lr, opt.beta1, opt.beta2, opt.eps,
-                                                       opt.t + 1 + b, dt)
-                             for b in range(n_batches)])
-        momentum = getattr(opt, "momentum", 0.0)
-        return np.tile(np.array([opt.lr, momentum, 0, 0, 0, 0], dtype=dt), (n_batches, 1))
-
-    def run(self, perm, X, limit=math.inf):
-        """Train one epoch on ``X`` in the order ``perm``; returns ``(terms, steps, bad)``: the
-        per-batch loss terms (n_batches, n_terms), the number of steps applied and, when a step
-        diverged, ``(batch, kind)``: kinds 1–3 (non-finite loss or gradient, loss above ``limit``)
-        left that step's parameters untouched and its gradients in the flat array; kind 4 (the
-        update wrote NaN or inf) took it."""
-        model, n = self.model, X.shape[0]
-        n_batches = -(-n // self.batch_size)
-        spec = model._compiled_spec()
-        coefs = self._coefficients(n_batches)
-        wd = self.dtype.type(self.opt.weight_decay)
-        counts = np.array([0, 0, -1, 0], dtype=np.int64)
-        theta, grad = self.flat.param_data, self.flat.grad_data
-        X = np.ascontiguousarray(X)
-        perm = np.ascontiguousarray(perm, dtype=np.int64)
-        if self.kind == "vae":
-            eps = model.rng.standard_normal((n, spec["latent_dim"])).astype(self.dtype, copy=False)
-            terms = np.zeros((n_batches, 3))
-            steps = kernels.vae_epoch(X, perm, eps, self.batch_size, theta, grad, self.m, self.v,
-                                      self.ws, self.lay, self.hyp, self.n_enc, spec["latent_dim"],
-                                      spec["likelihood"], self.dtype.type(spec["beta"]), self.offs,
-                                      self.opt_code, coefs, wd, self.clip, float(limit), terms, counts)
-            model.clamp_count_ += int(counts[0])
-            model.clamp_entries_ += int(counts[1])
-        else:
-            terms = np.zeros((n_batches, 1))
-            steps = kernels.ae_epoch(X, perm, self.batch_size, theta, grad, self.m, self.v, self.ws,
-                                     self.lay, self.hyp, self.n_enc, spec["loss"], self.offs,
-                                     self.opt_code, coefs, wd, self.clip, float(limit), terms, counts)
-        self.opt.t += int(steps) + (1 if counts[3] == 4 else 0)  # a taken step counts
-        bad = (int(counts[2]), int(counts[3])) if counts[2] >= 0 else None
-        return terms, int(steps), bad
 
 
 set_backend(_initial_backend())

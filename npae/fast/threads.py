@@ -31,19 +31,28 @@ SMALL_PRODUCT_MACS = 4_000_000
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-def largest_product(model, batch_size):
-    """Multiply-adds of the largest matrix product one training step of ``model`` makes:
-    ``batch_size · n_in · n_out`` of its widest dense layer (conv layers count their im2col
+def _products(model, batch_size):
+    """Multiply-adds of each matrix product of one forward pass of ``model`` on ``batch_size``
+    examples: ``batch_size · n_in · n_out`` per dense layer (conv layers count their im2col
     product)."""
-    largest = 0
     for chain in (getattr(model, name, None) for name in ("encoder", "decoder", "head")):
         for layer in getattr(chain, "layers", ()):
             macs = getattr(layer, "macs_per_example", None)
             if macs is not None:
-                largest = max(largest, int(batch_size) * int(macs()))
+                yield int(batch_size) * int(macs())
             elif hasattr(layer, "n_in") and hasattr(layer, "n_out"):
-                largest = max(largest, int(batch_size) * layer.n_in * layer.n_out)
-    return largest
+                yield int(batch_size) * layer.n_in * layer.n_out
+
+
+def largest_product(model, batch_size):
+    """Multiply-adds of the largest matrix product one training step of ``model`` makes."""
+    return max(_products(model, batch_size), default=0)
+
+
+def step_macs(model, batch_size):
+    """Multiply-adds of all the products of one forward pass (the backward makes about twice as
+    many): the size of a training step, as :func:`npae.fast.backends.choose` weighs it."""
+    return sum(_products(model, batch_size))
 
 
 def choose(model, batch_size, threads=None):

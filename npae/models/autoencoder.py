@@ -150,16 +150,6 @@ class Autoencoder(Model):
         logits = self.decoder.apply(self.encoder.apply(x))  # (B, D)
         return {"loss": float(np.mean(self._recon_per_example(logits, x)))}
 
-    def _compiled_spec(self):
-        """What a compiled epoch needs to run this model's step (see
-        ``npae.fast.backends.FusedOps.epoch_runner``), or None. The plain autoencoder's step is two
-        dense chains and a reconstruction loss; variants that add noise or a penalty return None."""
-        if not self._step_is(Autoencoder, "_loss_and_grads", "_recon_loss"):
-            return None
-        kinds = {("bce", "sigmoid"): 0, ("mse", "sigmoid"): 1, ("mse", "identity"): 2}
-        kind = kinds[(self.loss, self.output)]
-        return {"kind": "ae", "chains": (self.encoder, self.decoder), "loss": kind}
-
     def loss_and_grads(self, x):
         """Loss and gradients on the batch ``x`` (B, n_features).
 

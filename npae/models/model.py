@@ -167,14 +167,6 @@ class Model(ParamsMixin):
         """One training step on a batch: ``(loss, grads)``, with ``last_terms`` set."""
         return self._loss_and_grads(*batch)
 
-    def _step_is(self, owner, *names):
-        """True when this object's training step is ``owner``'s own: neither ``_train_batch`` nor
-        any of ``names`` is overridden by a subclass (a compiled epoch would bypass an override)."""
-        cls = type(self)
-        if cls._train_batch is not Model._train_batch:
-            return False
-        return all(getattr(cls, name) is getattr(owner, name) for name in names)
-
     def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
             progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
             resume=None, clip_norm=None, threads=None):

@@ -52,7 +52,8 @@ from npae import constants
 from npae.data import io
 from npae.training import optim
 from npae.fast import threads as threads_policy
-from npae.fast.backends import NonFiniteUpdate, ops
+from npae.fast import backends
+from npae.fast.backends import NonFiniteUpdate
 from npae.training.report import Progress
 from npae.validation import InputError, check_bool, check_path, check_scalar
 
@@ -516,8 +517,11 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
                        start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
                        verbose=verbose)
     n_threads = threads_policy.choose(model, batch_size, threads)
-    try:
+    n_steps = (epochs - st.epochs_done) * n_batches - st.batches_done
+    try:  # the backend before the thread limit: numba's BLAS loads with the kernels, inside it
+        # would keep its default threads (tests/test_threads.py)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                backends.for_fit(model, n_steps, batch_size) as model.backend_, \
                 threads_policy.limit(n_threads), _deferred_sigint() as stop:
             _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
                         n_batches=n_batches, validation_data=validation_data, patience=patience,
@@ -532,39 +536,6 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
             p[...] = st.best_params[name]
     model.best_epoch_ = st.best_epoch
     return st.history
-
-
-def _compiled_epoch(runner, model, opt, data, perm, st, epoch, batch_size, clip_norm, flat, start, step):
-    """One epoch through the fused backend's compiled epoch, with the per-step path's bookkeeping:
-    the same running sums of the loss terms (batches weighted by their size, in order), the same
-    ``last_terms``, and the same :class:`DivergenceError`s: a non-finite loss or gradient, or a loss
-    past the runaway bound [CLIP-3], raised by :func:`check_step` on the step that failed (its
-    parameters left untouched by the kernel); an update that wrote NaN or inf undone by ``start``
-    (the epoch's snapshot, the batches before it trained again step by step)."""
-    n = data[0].shape[0]
-    factor = constants.DIVERGENCE_FACTOR
-    limit = factor * st.reference if st.reference is not None and st.reference > 0 else math.inf
-    terms, steps, bad = runner.run(perm, data[0], limit)
-    names = runner.term_names
-    for b in range(steps):
-        size = min(batch_size, n - b * batch_size)
-        for k, key in enumerate(names):
-            st.sums[key] = st.sums.get(key, 0.0) + float(terms[b, k]) * size
-        st.record_loss(float(terms[b, 0]))
-    if bad is not None:
-        b, kind = bad
-        if kind == 4:  # the update of batch b wrote NaN or inf
-            start.rewind(model, opt, st, step, to=b)
-            raise DivergenceError(
-                f"training diverged at epoch {epoch} batch {b}: the optimizer step made the "
-                f"parameters NaN or inf; the step is undone: parameters, optimizer state and "
-                f"generator are back to their values before this batch. Lower the learning rate "
-                f"or set clip_norm.", epoch=epoch, batch=b, source="update of the parameters")
-        model.last_terms = {key: float(terms[b, k]) for k, key in enumerate(names)}
-        check_step(model, float(terms[b, 0]), flat.grads, epoch, b, clip_norm, flat, st.reference)
-        raise DivergenceError(f"training diverged at epoch {epoch} batch {b}", epoch=epoch, batch=b,
-                              source="compiled epoch")  # check_step raises first; kept for safety
-    model.last_terms = {key: float(terms[steps - 1, k]) for k, key in enumerate(names)}
 
 
 class _EpochStart:
@@ -614,10 +585,6 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
             model.params.get(k) is v for k, v in model_flat.params.items()):
         flat_data = model_flat.param_data
     checks_its_writes = _checks_its_writes(opt)
-    # the fused backend may run a whole epoch in one call; None: the per-step loop below
-    runner = None
-    if model_flat is not None and model_flat.holds(model.params, model_flat.grads):
-        runner = ops.epoch_runner(model, opt, model_flat, clip_norm, batch_size, data)
 
     def interrupted(epoch, batch, saved_already=False):
         """The exception to raise after Ctrl-C, once every batch before ``batch`` of ``epoch``
@@ -662,13 +629,6 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
             return None
 
         start = _EpochStart(model, opt, st, first)
-        settled = len(st.early_losses) >= constants.DIVERGENCE_REFERENCE_BATCHES
-        if runner is not None and first == 0 and settled:  # the early loss scale is known
-            _compiled_epoch(runner, model, opt, data, perm, st, epoch, batch_size, clip_norm,
-                            model_flat, start, step)
-            if bar is not None:
-                bar.batch(n_batches)
-            first = n_batches  # every batch is done
         for b in range(first, n_batches):
             bad = step(b)
             if bad is not None:

@@ -70,9 +70,6 @@ class Optimizer:
             self._flat_key, self._flat_arrays = key, arrays
         return self._flat_arrays
 
-    #: how the fused backend's compiled epoch updates with this optimizer (None: it does not)
-    compiled_kind = None
-
     def state_dict(self):
         """Plain arrays and numbers describing the optimizer fully (for checkpoints)."""
         out = {"t": self.t}
@@ -97,8 +94,6 @@ class Optimizer:
 class SGD(Optimizer):
     """p ← p − lr · g [OPT-2]."""
 
-    compiled_kind = "sgd"
-
     def _update(self, name, p, g):
         updates.sgd_update(p, g, self.lr)
 
@@ -114,10 +109,6 @@ class Momentum(Optimizer):
         self.momentum = check_scalar("momentum", momentum, low=0.0, high=1.0, high_open=True)
         self.nesterov = bool(nesterov)
 
-    @property
-    def compiled_kind(self):
-        return "nesterov" if self.nesterov else "momentum"
-
     def _update(self, name, p, g):
         updates.momentum_update(p, g, self._slot("velocity", name, p), self.lr, self.momentum,
                                 self.nesterov)
@@ -128,7 +119,6 @@ class Adam(Optimizer):
     Adam unit (:func:`npae.pairs.updates.adam_update` under ``reference``)."""
 
     slots = ("m", "v")
-    compiled_kind = "adam"
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=OPTIM_EPS, weight_decay=0.0):
         super().__init__(lr, weight_decay)
