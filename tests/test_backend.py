@@ -157,9 +157,10 @@ def test_auto_runs_reference_for_the_main_job_and_fused_where_kernels_pay(digits
     explicit backend is never second-guessed."""
     main_job = npae.VAE(64, hidden=(128,), latent_dim=2)
     mnist = npae.VAE(784, hidden=(400,), latent_dim=20)
-    assert backends.choose(main_job, 2400, 64) == "reference"
-    assert backends.choose(mnist, 20 * 40, 128) == "fused"  # 20 epochs of 5,000 images
-    assert backends.choose(mnist, 2, 128) == "reference"
+    assert backends.choose(main_job, 2400 * 64) == "reference"
+    assert backends.choose(mnist, 20 * 40 * 128) == "fused"  # 20 epochs of 5,000 images
+    assert backends.choose(mnist, 2 * 128) == "reference"
+    assert backends.choose(mnist, 200 * 500) == "fused"  # the IWAE-500 estimate of 200 images
     with npae.backend("auto"):
         model = npae.VAE(64, hidden=(16,), latent_dim=2).fit(digits[0], epochs=1, progress=False)
         assert model.backend_ == "reference" and backends.ops.running == "reference"

@@ -267,7 +267,7 @@ class LossLog(npae.Autoencoder):
 def test_the_divergence_reference_travels_with_the_checkpoint(tmp_path):
     """The early loss scale of the divergence rule is that of the uninterrupted run, also after a
     resume: it is the first batches' losses, saved with the checkpoint."""
-    from npae.training.loop import read_training_state
+    from npae.training.checkpoint import read_training_state
     path = tmp_path / "ckpt.npz"
     first = LossLog(6, hidden=(5,), latent_dim=2, seed=4)
     first.fit(X, epochs=3, batch_size=8, progress=False, checkpoint=path)  # 15 batches

@@ -250,7 +250,7 @@ def test_loss_reference_is_robust():
     """Checks [CLIP-3]'s runaway-loss rule: the early loss scale R (the first loss, or the median when that
     is larger) and the one-sided threshold at DIVERGENCE_FACTOR · R.
     """
-    from npae.training.loop import loss_reference
+    from npae.training.checkpoint import loss_reference
     assert loss_reference(None, []) is None
     assert loss_reference(56.0, [56.0]) == 56.0
     assert loss_reference(56.0, [56.0, 40.0, 30.0]) == 56.0  # a fast learner: the first loss counts

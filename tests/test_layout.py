@@ -109,3 +109,10 @@ def test_the_math_imports_no_model_speed_or_file():
     for module, deps in graph().items():
         if layer_of(module) == "pairs":
             assert {layer_of(d) for d in deps} <= {"leaves", "pairs"}, (module, deps)
+
+
+def test_no_module_is_over_600_lines():
+    """A module holds one job; past 600 lines it is holding several (split it by job, not by size)."""
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert not long, long

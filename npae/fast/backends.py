@@ -27,8 +27,8 @@ _backward``                            pair ([CONV-8..11], [CONV-5], [ACT-*])
   (``tests/test_backend.py``: one call, and whole models trained under both backends, float64
   parameters equal to rtol 1e-10). Where no kernel pays (smooth activations, several samples per
   example, non-contiguous arrays) a fused unit does the same NumPy arithmetic as the reference.
-* ``auto`` (the default): ``reference`` everywhere, except a fit big enough that the kernels pay
-  for their compilation within it (:func:`choose`; the rule and its measurements are in
+* ``auto`` (the default): ``reference`` everywhere, except a fit or an importance-sampled bound
+  big enough that the kernels pay for their compilation within it (:func:`choose`; the rule and its measurements are in
   docs/performance.md). So the first run a student makes, ``npae train vae``, runs the pairs they
   read; ``model.backend_`` says what a fit ran.
 
@@ -371,8 +371,8 @@ def _install(impl_name):
 def set_backend(name):
     """Make ``name`` (``"auto"``, ``"reference"`` or ``"fused"``) the backend behind :data:`ops`;
     returns the previous name. ``"fused"`` needs numba (and ``NPAE_JIT`` not 0). Under ``"auto"``
-    everything outside ``fit`` (``loss_and_grads``, evaluation) runs ``reference``, and each fit
-    runs what :func:`choose` picks for it."""
+    what a student calls by hand (``loss_and_grads``, ``encode``, ...) runs ``reference``, and each
+    fit or bound runs what :func:`choose` picks for it (:func:`for_job`)."""
     check_choice("backend", name, BACKENDS)
     if name not in available():
         raise InputError("backend 'fused' needs numba (and NPAE_JIT not set to 0); only "
@@ -399,30 +399,30 @@ def backend(name):
         set_backend(previous)
 
 
-def choose(model, n_steps, batch_size):
-    """The implementation ``auto`` runs for a fit of ``n_steps`` steps of ``batch_size`` examples:
-    ``"fused"`` when the fit is long and large enough that the kernels save more time than
-    compiling them costs on an empty numba cache, ``"reference"`` otherwise.
+def choose(model, rows):
+    """The implementation ``auto`` runs for a job that pushes ``rows`` examples through ``model``
+    (a fit: steps × batch size; an importance-sampled bound: examples × samples): ``"fused"`` when
+    the job is large enough that the kernels save more time than they cost to load and compile on
+    an empty numba cache, ``"reference"`` otherwise.
 
-    The size of the fit is the multiply-adds of its forward products over all its steps
-    (:func:`npae.fast.threads.step_macs` times ``n_steps``); the threshold,
-    :data:`npae.constants.AUTO_FUSED_MIN_MACS`, is the measured break-even (docs/performance.md).
-    The choice depends on the job alone, never on timing or on whether numba's cache is warm, so
-    that the same call gives the same numbers every time."""
+    The size of the job is the multiply-adds of the forward products over all its rows
+    (:func:`npae.fast.threads.step_macs`); the threshold, :data:`npae.constants.AUTO_FUSED_MIN_MACS`,
+    is the measured break-even (docs/performance.md). The choice depends on the job alone, never on
+    timing or on whether numba's cache is warm, so the same call gives the same numbers every time."""
     if "fused" not in available():
         return "reference"
-    work = int(n_steps) * threads.step_macs(model, batch_size)
+    work = threads.step_macs(model, int(rows))
     return "fused" if work >= constants.AUTO_FUSED_MIN_MACS else "reference"
 
 
 @contextlib.contextmanager
-def for_fit(model, n_steps, batch_size):
-    """Run a fit under the implementation the active backend gives it (``auto``: :func:`choose`);
-    yields its name, which ``fit`` records as ``model.backend_``."""
+def for_job(model, rows):
+    """Run a fit or an estimate under the implementation the active backend gives it (``auto``:
+    :func:`choose`); yields its name, which ``fit`` records as ``model.backend_``."""
     if ops.name != "auto":
         yield ops.running
         return
-    chosen = choose(model, n_steps, batch_size)
+    chosen = choose(model, rows)
     _install(chosen)
     try:
         yield chosen

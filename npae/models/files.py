@@ -14,7 +14,7 @@ import numpy as np
 
 from npae.data import io
 from npae.models.model import MODEL_CLASSES
-from npae.training.loop import check_checkpoint_listing, read_training_state
+from npae.training.checkpoint import check_checkpoint_listing, read_training_state
 
 
 def _check_declared(cls, mf):

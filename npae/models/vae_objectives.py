@@ -13,6 +13,7 @@ Derivations: docs/derivations/iwae.md, flow.md.
 """
 import numpy as np
 
+from npae.fast import backends
 from npae.pairs import bounds
 from npae.pairs import latent
 from npae.validation import check_scalar
@@ -47,16 +48,17 @@ class LogWeightBounds:
         if chunk is None:  # keep one chunk of decoder outputs near 2^22 numbers
             chunk = max(1, (1 << 22) // (min(batch_size, X.shape[0]) * self.n_features_in_))
         out = np.empty(X.shape[0])
-        for start in range(0, X.shape[0], batch_size):
-            stop = min(start + batch_size, X.shape[0])
-            acc, total = latent.StreamingLogMeanExp(), np.zeros(stop - start)
-            for k0 in range(0, k, chunk):
-                logw = log_weights(start, stop, min(chunk, k - k0), rng)  # (kc, b)
-                if elbo:
-                    total += logw.sum(axis=0)
-                else:
-                    acc.update(logw.astype(np.float64))  # [IWAE-3]
-            out[start:stop] = total / k if elbo else acc.result()
+        with backends.for_job(self, X.shape[0] * k):  # auto: kernels for a large estimate only
+            for start in range(0, X.shape[0], batch_size):
+                stop = min(start + batch_size, X.shape[0])
+                acc, total = latent.StreamingLogMeanExp(), np.zeros(stop - start)
+                for k0 in range(0, k, chunk):
+                    logw = log_weights(start, stop, min(chunk, k - k0), rng)  # (kc, b)
+                    if elbo:
+                        total += logw.sum(axis=0)
+                    else:
+                        acc.update(logw.astype(np.float64))  # [IWAE-3]
+                out[start:stop] = total / k if elbo else acc.result()
         return out
 
 
