@@ -86,7 +86,8 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
     (``owner`` expects it); ``ndim``: the allowed numbers of dimensions; ``finite``: refuse NaN and
     inf. Raises :class:`InputError` / :class:`InputTypeError` naming ``name``.
     """
-    arr = _real_array(X, name)
+    real = isinstance(X, np.ndarray) and X.dtype.kind in "biuf"
+    arr = X if real else _real_array(X, name)  # lists, objects, the refusals: see there
     ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in ndims or arr.size == 0 or (n_features is not None and arr.shape[-1] != n_features):
         _refuse_shape(arr, name, ndims, n_features, owner)
@@ -103,9 +104,8 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
 
 
 def _real_array(X, name):
-    """``X`` as a NumPy array of real numbers (bool, int or float), or the error that names ``name``."""
-    if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
-        return X
+    """``X`` (not already a real NumPy array) as a NumPy array of real numbers (bool, int or
+    float), or the error that names ``name``."""
     if isinstance(X, (str, bytes)) or X is None:
         raise InputTypeError(f"{name} must be an array of numbers, got {type(X).__name__}")
     if hasattr(X, "toarray") and type(X).__module__.startswith("scipy.sparse"):

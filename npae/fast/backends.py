@@ -28,9 +28,9 @@ _backward``                            pair ([CONV-8..11], [CONV-5], [ACT-*])
   parameters equal to rtol 1e-10). Where no kernel pays (smooth activations, several samples per
   example, non-contiguous arrays) a fused unit does the same NumPy arithmetic as the reference.
 * ``auto`` (the default): ``reference`` everywhere, except a fit or an importance-sampled bound
-  big enough that the kernels pay for their compilation within it (:func:`choose`; the rule and its measurements are in
-  docs/performance.md). So the first run a student makes, ``npae train vae``, runs the pairs they
-  read; ``model.backend_`` says what a fit ran.
+  big enough that the kernels pay for their compilation within it (:func:`choose`; the rule and
+  its measurements are in docs/performance.md). So the first run a student makes,
+  ``npae train vae``, runs the pairs they read; ``model.backend_`` says what a fit ran.
 
 The choice: :func:`set_backend`, the :func:`backend` context manager, or the environment variable
 ``NPAE_BACKEND`` (``auto`` | ``reference`` | ``fused``) read at import. Without numba (or with
