@@ -31,6 +31,7 @@ present.
 """
 import argparse
 import gzip
+import importlib.metadata
 import json
 import os
 import platform
@@ -40,6 +41,7 @@ import time
 import numpy as np
 
 from npae.app.bench_peers import JaxPeer, TorchPeer, import_jax, import_torch
+from npae.app.bench_process import format_process_table, run_process_case
 from npae.fast import backends
 from npae.data import datasets
 from npae.models.layers import Activation, Dense
@@ -294,14 +296,16 @@ def _cases(quick, epochs):
 
 
 def run(quick=False, use_torch=True, use_jax=True, cases=("main", "tiny", "mnist", "iwae"),
-        dtypes=("float32", "float64"), epochs=None, busy=0):
-    """Run the benchmark; returns ``{"machine": ..., "peak_gflops": ..., "results": [...]}``."""
+        dtypes=("float32", "float64"), epochs=None, busy=0, repeats=None):
+    """Run the benchmark; returns ``{"machine": ..., "peak_gflops": ..., "results": [...]}``.
+    ``repeats``: runs of each command of the process case (:mod:`npae.app.bench_process`)."""
     threads = blas_threads()
-    torch = import_torch(threads) if use_torch else None
-    jax = import_jax() if use_jax else None
+    in_process = any(case not in ("process", "iwae") for case in cases)  # cases that import the peers here
+    torch = import_torch(threads) if use_torch and in_process else None
+    jax = import_jax() if use_jax and in_process else None
     info = machine_info()
-    info["torch"] = torch.__version__ if torch is not None else None
-    info["jax"] = jax[0].__version__ if jax is not None else None
+    info["torch"] = _version("torch") if use_torch else None
+    info["jax"] = _version("jax") if use_jax else None
     n_peak = 1024 if quick else 2048
     peak = {dt: gemm_peak(np.dtype(dt), n=n_peak) for dt in ("float32", "float64")}
     defs = _cases(quick, epochs)
@@ -310,8 +314,12 @@ def run(quick=False, use_torch=True, use_jax=True, cases=("main", "tiny", "mnist
         for load in ([0, busy] if busy else [0]):
             procs = start_busy(load) if load else []
             try:
-                if case == "iwae":
-                    res = run_iwae_case(defs["mnist"][2], k=100 if quick else 500, n=50 if quick else 200)
+                if case in ("iwae", "process"):
+                    res = (run_iwae_case(defs["mnist"][2], k=100 if quick else 500, n=50 if quick else 200)
+                           if case == "iwae" else
+                           run_process_case(quick=quick, repeats=repeats, epochs=epochs,
+                                            peers=[p for p, use in (("torch", use_torch), ("jax", use_jax))
+                                                   if use]))
                     res["busy"] = load
                     results.append(res)
                     continue
@@ -328,14 +336,20 @@ def run(quick=False, use_torch=True, use_jax=True, cases=("main", "tiny", "mnist
     for dt in peak:
         peak[dt] = max(peak[dt], gemm_peak(np.dtype(dt), n=n_peak))
     for res in results:
-        dt = res["dtype"]
-        res["peak_gflops"] = peak[dt]
-        if "npae_gflops" in res:
-            res["peak_fraction"] = res["npae_gflops"] / peak[dt]
-        else:
-            res["peak_fraction"] = res["decoder_gflops"] / peak[dt]
+        gflops = res.get("npae_gflops", res.get("decoder_gflops"))
+        if gflops is not None:  # the process case times whole processes, no GEMM
+            res["peak_gflops"] = peak[res["dtype"]]
+            res["peak_fraction"] = gflops / peak[res["dtype"]]
     _slowdowns(results)
     return {"machine": info, "peak_gflops": peak, "results": results}
+
+
+def _version(package):
+    """The installed version of ``package`` (None: not installed), without importing it."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _slowdowns(results):
@@ -354,7 +368,7 @@ def _slowdowns(results):
 
 
 def format_table(report):
-    """The report as Markdown tables: training cases, then the IWAE estimate."""
+    """The report as Markdown tables: training cases, the IWAE estimate, then whole processes."""
     def f(value, spec):
         return "–" if value is None else format(value, spec)
 
@@ -362,10 +376,9 @@ def format_table(report):
     head = ("| case | dtype | busy | npae s/epoch | " + " | ".join(f"{p} / npae" for p in peers)
             + " | npae % GEMM peak | slowdown npae / " + " / ".join(peers)
             + " | test −ELBO npae / torch / jax |")
-    lines = [head, "|" + "---|" * (7 + len(peers))]
-    for r in report["results"]:
-        if "npae_s" not in r:
-            continue
+    training = [r for r in report["results"] if "npae_s" in r]
+    lines = [head, "|" + "---|" * (7 + len(peers))] if training else []
+    for r in training:
         slow = (" / ".join(f(r.get(f"{lib}_slowdown"), ".2f") for lib in ["npae", *peers])
                 if r.get("busy") else "–")
         nelbo = " / ".join(f(r.get(f"{lib}_test_nelbo"), ".2f") for lib in ("npae", "torch", "jax_scan"))
@@ -383,6 +396,9 @@ def format_table(report):
     for r in main_rows:
         lines.append(f"\nmain job, busy {r.get('busy', 0)}: npae trained {r['epochs']} epochs in "
                      f"{r['npae_total_s']:.3f} s (validation included)")
+    for r in report["results"]:
+        if r.get("key") == "process":
+            lines += ["", *format_process_table(r)]
     m = report["machine"]
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items())
     lines.append("")
@@ -398,17 +414,22 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
-    parser.add_argument("--cases", nargs="+", choices=["main", "tiny", "mnist", "conv", "iwae"],
+    parser.add_argument("--cases", nargs="+", choices=["main", "tiny", "mnist", "conv", "iwae", "process"],
                         default=["main", "tiny", "mnist", "conv", "iwae"],
-                        help="conv: the convolutional VAE on MNIST, float32 only")
+                        help="conv: the convolutional VAE on MNIST, float32 only; process: whole processes "
+                             "of the main job, launch to trained model, cold and warm numba cache (not in "
+                             "the default list: about 40 processes)")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
                         default=["float32", "float64"])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per library and case")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="process case: runs of each command (default 5, --quick 1)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="run every case again with N busy-loop processes on the machine")
     args = parser.parse_args(argv)
     report = run(quick=args.quick, use_torch=not args.no_torch, use_jax=not args.no_jax,
-                 cases=tuple(args.cases), dtypes=tuple(args.dtypes), epochs=args.epochs, busy=args.busy)
+                 cases=tuple(args.cases), dtypes=tuple(args.dtypes), epochs=args.epochs, busy=args.busy,
+                 repeats=args.repeats)
     print(format_table(report))
     if args.json:
         with open(args.json, "w") as fh:
