@@ -247,10 +247,8 @@ def main_job_settings(argv=("train", "vae")):
 def _base_env():
     """The caller's environment without npae's backend and numba cache settings, with the
     ``npae`` being benchmarked first on the path (so the children import this very copy)."""
-    import npae
-
     env = {k: v for k, v in os.environ.items() if k not in ("NPAE_BACKEND", "NUMBA_CACHE_DIR")}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(npae.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above npae/app/
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     return env
 
@@ -268,6 +266,36 @@ def _commands(backends, peers):
 
 def _installed(library):
     return all(importlib.util.find_spec(name) is not None for name in SCRIPTS[library][1])
+
+
+def write_scripts(folder, settings, X, libraries):
+    """Write the training split to ``folder/train.npy`` and each library's script beside it (its
+    first line ``S = {...}``: ``settings`` and the data's path); returns ``{library: path}``."""
+    data = os.path.join(folder, "train.npy")
+    np.save(data, X)
+    paths = {}
+    for lib in libraries:
+        paths[lib] = os.path.join(folder, f"job_{lib}.py")
+        with open(paths[lib], "w") as fh:
+            fh.write(f"S = {dict(settings, data=data)!r}\n" + SCRIPTS[lib][0])
+    return paths
+
+
+def _env(cmd, base, work, warm_dirs):
+    """The environment of one run of ``cmd``: npae's gets its backend (unset for the default) and
+    a numba cache folder, new and empty (cold) or the first cold run's (warm); JAX's its XLA flags."""
+    env = dict(base)
+    if cmd["library"] == "npae":
+        if cmd["backend"] is not None:
+            env["NPAE_BACKEND"] = cmd["backend"]
+        if cmd["cache"] == "cold":
+            env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-", dir=work)
+            warm_dirs.setdefault(cmd["backend"], env["NUMBA_CACHE_DIR"])
+        else:
+            env["NUMBA_CACHE_DIR"] = warm_dirs[cmd["backend"]]
+    elif cmd["library"] == "jax":
+        env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), JAX_XLA_FLAGS]))
+    return env
 
 
 def _run_script(path, env, timeout):
@@ -297,32 +325,16 @@ def run_process_case(quick=False, repeats=None, epochs=None, backends=(None, "re
     absent = [p for p in peers if not _installed(p)]
     commands = _commands(backends, [p for p in peers if p not in absent])
     for cmd in commands:
-        cmd.update(times=[], losses=[], cache_files=[], runs=[], error=None)
+        cmd.update(runs=[], error=None)
     work = tempfile.mkdtemp(prefix="npae-bench-process-")
     try:
-        data = os.path.join(work, "train.npy")
-        np.save(data, X)
-        scripts = {}
-        for lib in {cmd["library"] for cmd in commands}:
-            scripts[lib] = os.path.join(work, f"job_{lib}.py")
-            with open(scripts[lib], "w") as fh:
-                fh.write(f"S = {dict(settings, data=data)!r}\n" + SCRIPTS[lib][0])
+        scripts = write_scripts(work, settings, X, {cmd["library"] for cmd in commands})
         base, warm_dirs = _base_env(), {}
         for _ in range(repeats):
             for cmd in commands:
                 if cmd["error"]:
                     continue
-                env = dict(base)
-                if cmd["library"] == "npae":
-                    if cmd["backend"] is not None:
-                        env["NPAE_BACKEND"] = cmd["backend"]
-                    if cmd["cache"] == "cold":
-                        env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-", dir=work)
-                        warm_dirs.setdefault(cmd["backend"], env["NUMBA_CACHE_DIR"])
-                    else:
-                        env["NUMBA_CACHE_DIR"] = warm_dirs[cmd["backend"]]
-                elif cmd["library"] == "jax":
-                    env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), JAX_XLA_FLAGS]))
+                env = _env(cmd, base, work, warm_dirs)
                 try:
                     wall, out = _run_script(scripts[cmd["library"]], env, timeout)
                 except (RuntimeError, subprocess.TimeoutExpired) as err:
@@ -330,29 +342,31 @@ def run_process_case(quick=False, repeats=None, epochs=None, backends=(None, "re
                         raise
                     cmd["error"] = " ".join(str(err).split())[:300]
                     continue
-                cmd["times"].append(wall)
-                cmd["losses"].append(out["loss"])
-                cmd["runs"].append(out)
-                if cmd["library"] == "npae":
-                    cmd["cache_files"].append(sum(len(f) for _, _, f in os.walk(env["NUMBA_CACHE_DIR"])))
+                if cmd["library"] == "npae":  # what numba's cache holds after the run
+                    out["cache_files"] = sum(len(f) for _, _, f in os.walk(env["NUMBA_CACHE_DIR"]))
+                cmd["runs"].append(dict(out, wall_s=wall))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _summary(settings, commands, absent, repeats)
 
 
 def _summary(settings, commands, absent, repeats):
-    """The report's entry: per command its times, median and min, final loss, and the ratios."""
+    """The report's entry: per command its runs (wall seconds and what the script printed), median
+    and min wall seconds, final loss (median over the runs), and npae's ratios."""
     for cmd in commands:
-        if cmd["times"]:
-            cmd.update(median_s=statistics.median(cmd["times"]), min_s=min(cmd["times"]),
-                       final_loss=statistics.median(cmd["losses"]), version=cmd["runs"][-1].get("version"))
-        if cmd["library"] == "npae" and cmd["runs"]:
-            cmd["backend_used"] = cmd["runs"][-1].get("backend")  # the model's backend_, when it has one
-            cmd["session_backend"] = cmd["runs"][-1].get("session_backend")
-    timed_peers = [c for c in commands if c["library"] != "npae" and c["times"]]
+        runs = cmd["runs"]
+        if not runs:
+            continue
+        times = [run["wall_s"] for run in runs]
+        cmd.update(times=times, median_s=statistics.median(times), min_s=min(times),
+                   final_loss=statistics.median(run["loss"] for run in runs), version=runs[-1]["version"])
+        if cmd["library"] == "npae":
+            cmd["backend_used"] = runs[-1]["backend"]  # the model's backend_, when it has one
+            cmd["session_backend"] = runs[-1]["session_backend"]
+    timed_peers = [c for c in commands if c["library"] != "npae" and c["runs"]]
     faster = min(timed_peers, key=lambda c: c["median_s"]) if timed_peers else None
     for cmd in commands:
-        if cmd["library"] == "npae" and faster is not None and cmd["times"]:
+        if cmd["library"] == "npae" and faster is not None and cmd["runs"]:
             cmd["ratio"] = faster["median_s"] / cmd["median_s"]
     return {"case": "whole process: npae train vae's job", "key": "process", "dtype": settings["dtype"],
             "epochs": settings["epochs"], "repeats": repeats, "settings": settings, "commands": commands,
@@ -384,7 +398,7 @@ def format_process_table(res):
             backend = backend or f"default → {used}"
         else:
             backend = f"{cmd['library']} {cmd.get('version') or ''}".strip()
-        if cmd["error"] and not cmd["times"]:
+        if cmd["error"] and not cmd["runs"]:
             lines.append(f"| {cmd['command']} | {backend} | failed: {cmd['error'][:120]} | | | |")
             continue
         lines.append(f"| {cmd['command']} | {backend} | {f(cmd.get('median_s'), '.2f')} | "
