@@ -1,6 +1,7 @@
 """Training-speed benchmark: the same VAE in npae and, when they can be imported, in PyTorch and JAX.
 
-    python -m npae.app.bench [--quick] [--json PATH] [--busy N] [--cases main tiny mnist iwae]
+    python -m npae.app.bench [--quick] [--json PATH] [--busy N] [--cases main tiny mnist conv iwae process]
+                             [--repeats N]
 
 Per case (architecture, batch, dtype) every library trains the same Bernoulli VAE (ReLU MLP
 encoder emitting [mu | logvar], ReLU MLP decoder emitting logits), from the same initial weights

@@ -45,8 +45,8 @@ import numpy as np
 QUICK_EPOCHS = 10
 
 #: The JAX command's XLA setting: Eigen on one thread (a tiny model; the other libraries use one).
-#: The folklore companion ``intra_op_parallelism_threads=1`` is not an XLA flag (XLA reads only the
-#: ``--`` tokens), so it is left out.
+#: Its folklore companion ``intra_op_parallelism_threads=1`` is no XLA flag (no ``--``; jax 0.10.2
+#: passes over it), so it is left out.
 JAX_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 
 # The scripts: each starts with a line ``S = {...}`` (its settings), then one of these bodies. Each
@@ -387,15 +387,16 @@ def format_process_table(res):
     lines = [f"Whole process (launch to trained model), busy {res.get('busy', 0)}: {s['data']}, VAE "
              f"{sizes}, {res['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']:g}, {s['dtype']}; "
              f"{res['repeats']} run(s) of each command, round-robin; ratio: faster peer ({faster}) / npae, "
-             f"> 1: npae is faster. "
-             f"{res['last_batch']}.", "",
+             f"> 1: npae is faster. {res['last_batch']}.", "",
              "| command | backend | median s | min s | final loss | ratio vs faster peer |",
              "|---|---|---|---|---|---|"]
     for cmd in res["commands"]:
         if cmd["library"] == "npae":
             used = cmd.get("backend_used") or cmd.get("session_backend")  # backend_, else npae's switch
-            backend = cmd["backend"] if cmd["backend"] in (used, None) else f"{cmd['backend']} → {used}"
-            backend = backend or f"default → {used}"
+            if cmd["backend"] is None:
+                backend = f"default → {used}"
+            else:
+                backend = used if cmd["backend"] == used else f"{cmd['backend']} → {used}"
         else:
             backend = f"{cmd['library']} {cmd.get('version') or ''}".strip()
         if cmd["error"] and not cmd["runs"]:
