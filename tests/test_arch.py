@@ -442,7 +442,7 @@ def test_resume_is_bit_identical(tmp_path, digits, case):
 # --------------------------------------------------------------------------------------------------
 def test_one_step_equals_torch_when_available():
     torch = pytest.importorskip("torch")
-    from npae.app import bench
+    from npae.app import bench_peers as bench  # the torch twins live with the peers
 
     result = bench.conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0)
     assert result["loss_rel_diff"] < 1e-10

@@ -1,12 +1,16 @@
-"""Smoke run of the benchmark, npae alone (tests never import PyTorch)."""
+"""Smoke run of the benchmark, npae alone (tests never import PyTorch: the process case's peers
+run in child processes, when installed)."""
+import ast
 import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from npae.app import bench
+import npae
+from npae.app import bench, bench_process, cli
 
 
 def test_run_case_and_table_without_torch():
@@ -61,3 +65,71 @@ def test_iwae_case_reports_decoder_gflops():
     X = np.random.default_rng(0).random((4, 784))
     res = bench.run_iwae_case(X, k=3, n=2, hidden=(8,), latent_dim=2, repeats=1)
     assert res["seconds"] > 0 and res["decoder_gflops"] > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole-process case (npae.app.bench_process)
+# --------------------------------------------------------------------------------------------------
+def test_process_case_times_npae_cold_and_warm_and_notes_absent_peers(monkeypatch, capsys, tmp_path):
+    # the peers count as not installed here (their own test runs them): listed, never an error
+    monkeypatch.setattr(bench_process, "_installed", lambda library: library == "npae")
+    path = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--cases", "process", "--epochs", "2", "--json", str(path)]) == 0
+    (res,) = json.loads(path.read_text())["results"]
+    assert res["key"] == "process" and res["epochs"] == 2 and res["repeats"] == 1
+    assert res["not_installed"] == ["torch", "jax"] and res["faster_peer"] is None
+    by_name = {cmd["command"]: cmd for cmd in res["commands"]}
+    for backend in ("default", "NPAE_BACKEND=reference", "NPAE_BACKEND=fused"):
+        for cache in ("cold", "warm"):
+            cmd = by_name[f"npae ({backend}), {cache} cache"]
+            assert len(cmd["times"]) == 1 and 0 < cmd["min_s"] == cmd["median_s"] < 120
+            assert np.isfinite(cmd["final_loss"]) and cmd["session_backend"] in ("reference", "fused")
+    fused_cold, fused_warm = (by_name[f"npae (NPAE_BACKEND=fused), {c} cache"] for c in ("cold", "warm"))
+    assert fused_warm["runs"][0]["cache_files"] > 0  # the warm run found a cache the cold one filled
+    assert fused_warm["final_loss"] == fused_cold["final_loss"]  # the cache does not change a bit
+    table = capsys.readouterr().out
+    assert "| command | backend | median s | min s | final loss | ratio vs faster peer |" in table
+    assert "| npae (NPAE_BACKEND=fused), warm cache | fused |" in table
+    assert "| PyTorch (eager, 1 thread) | torch | not installed: skipped |" in table
+
+
+def test_process_case_runs_the_installed_peers():
+    peers = [lib for lib in ("torch", "jax") if bench_process._installed(lib)]
+    if not peers:
+        pytest.skip("neither PyTorch nor JAX is installed")
+    res = bench_process.run_process_case(quick=True, epochs=1, backends=("reference",), peers=peers)
+    for cmd in res["commands"]:
+        assert cmd["error"] is None, cmd["error"]
+        # after one epoch every library beats coin flips on each of the 64 pixels (64 ln 2 nats)
+        assert cmd["median_s"] > 0 and cmd["final_loss"] < 64 * np.log(2)
+    losses = [cmd["final_loss"] for cmd in res["commands"]]
+    assert max(losses) < 1.2 * min(losses)
+    assert res["faster_peer"] in peers and res["commands"][0]["ratio"] > 0
+    assert "| – |" in "\n".join(bench_process.format_process_table(res))
+
+
+def test_process_script_trains_the_model_the_cli_trains(monkeypatch, tmp_path):
+    """The npae script's model, data and fit settings are those of ``npae train vae`` (run here up
+    to its call of fit, which records its arguments and stops the command)."""
+    settings, X = bench_process.main_job_settings()
+    script = bench_process.write_scripts(tmp_path, settings, X, ["npae"])["npae"]
+    with open(script) as fh:
+        S = ast.literal_eval(fh.readline()[len("S = "):])
+    seen = {}
+
+    def fit(self, X, y=None, **kwargs):
+        seen.update(params=self.get_params(), X=X, y=y, kwargs=kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(npae.VAE, "fit", fit)
+    assert cli.main(["train", "vae", "--out", str(tmp_path / "run")]) == cli.EXIT_INTERRUPTED
+    assert npae.VAE(**S["model"]).get_params() == seen["params"]
+    assert np.array_equal(np.load(S["data"]), seen["X"]) and seen["y"] is None
+    for name in ("epochs", "batch_size", "lr", "threads"):
+        assert S["fit"][name] == seen["kwargs"][name]
+    assert seen["kwargs"].get("warmup_epochs", 0) == 0  # the script leaves fit's default, 0
+    params = seen["params"]
+    assert (S["hidden"], S["latent_dim"], S["dtype"], S["seed"]) == (
+        params["hidden"], params["latent_dim"], params["dtype"], params["seed"])
+    training = ("batch_size", "lr", "epochs")
+    assert [S[k] for k in training] == [seen["kwargs"][k] for k in training]
