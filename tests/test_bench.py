@@ -83,7 +83,9 @@ def test_process_case_times_npae_cold_and_warm_and_notes_absent_peers(monkeypatc
         for cache in ("cold", "warm"):
             cmd = by_name[f"npae ({backend}), {cache} cache"]
             assert len(cmd["times"]) == 1 and 0 < cmd["min_s"] == cmd["median_s"] < 120
-            assert np.isfinite(cmd["final_loss"]) and cmd["session_backend"] in ("reference", "fused")
+            assert np.isfinite(cmd["final_loss"]) and cmd["backend_used"] in ("reference", "fused")
+            assert cmd["session_backend"] == ("auto" if backend == "default" else backend.split("=")[1])
+    assert by_name["npae (default), cold cache"]["backend_used"] == "reference"  # the main job runs the pairs
     fused_cold, fused_warm = (by_name[f"npae (NPAE_BACKEND=fused), {c} cache"] for c in ("cold", "warm"))
     assert fused_warm["runs"][0]["cache_files"] > 0  # the warm run found a cache the cold one filled
     assert fused_warm["final_loss"] == fused_cold["final_loss"]  # the cache does not change a bit
