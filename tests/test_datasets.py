@@ -16,7 +16,6 @@ import pytest
 from _measure import measure_calls
 from _idx_files import idx_header, register_official, write_gzip_bomb, write_idx_set, write_png
 from npae import datasets
-from npae.data import mnist
 from npae.datasets import DatasetError, DataNotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +47,9 @@ def _isolated_cache(tmp_path, monkeypatch):
             raise AssertionError(f"a test tried the network: {url}")
         return real_urlopen(url, *args, **kwargs)
 
-    real_urlopen = mnist.urllib.request.urlopen  # the downloads live in npae/data/mnist.py
-    monkeypatch.setattr(mnist.urllib.request, "urlopen", no_network)
+    import urllib.request  # npae.data.mnist imports it when a download starts
+    real_urlopen = urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
 
 
 def test_digits_bundled():

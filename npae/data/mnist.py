@@ -10,7 +10,6 @@ import hashlib
 import os
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
@@ -356,6 +355,8 @@ def download(url, dest, *, md5=None, sha256=None, timeout=60, progress=None, max
     """
     if md5 is None and sha256 is None:
         raise ValueError("download needs an md5= or sha256= checksum to verify against")
+    import urllib.request  # here, not at import: http and email cost import npae 17 ms
+
     from tqdm import tqdm
 
     dest = Path(dest)

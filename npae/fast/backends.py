@@ -38,6 +38,7 @@ The choice: :func:`set_backend`, the :func:`backend` context manager, or the env
 imported only when a fused unit first runs, so ``import npae`` does not pay for it.
 """
 import contextlib
+import math
 import os
 import warnings
 
@@ -116,7 +117,9 @@ class ReferenceOps:
         """:func:`npae.pairs.updates.adam_update`, in place; raises :class:`NonFiniteUpdate` if it wrote a
         NaN or an inf into ``p``, ``m`` or ``v`` (the caller restores them: npae.training.loop)."""
         updates.adam_update(p, g, m, v, lr, beta1, beta2, eps, t)
-        bad = sum(a.size - np.count_nonzero(np.isfinite(a)) for a in (p, m, v))
+        if math.isfinite(float(np.vdot(p, p) + np.vdot(m, m) + np.vdot(v, v))):  # one pass each
+            return
+        bad = sum(a.size - np.count_nonzero(np.isfinite(a)) for a in (p, m, v))  # or an overflow
         if bad:
             raise NonFiniteUpdate(f"the Adam update wrote {bad} NaN/inf entries", count=bad)
 

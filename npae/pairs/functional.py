@@ -38,15 +38,16 @@ def dense_forward(x, W, b):
     return y, (x, W)
 
 
-def dense_backward(dy, cache):
+def dense_backward(dy, cache, input_grad=True):
     """Gradients of the affine map: ``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_rows dy``.
 
-    Returns ``(dx, dW, db)`` with the shapes of ``x``, ``W`` and ``b``.
+    Returns ``(dx, dW, db)`` with the shapes of ``x``, ``W`` and ``b``; ``dx`` is None when
+    ``input_grad`` is False (a first layer's input is the data: its gradient is never used).
 
     Derivation: docs/derivations/dense.md#dense-2
     """
     x, W = cache
-    dx = dy @ W.T  # (B, n_in) [DENSE-2]
+    dx = dy @ W.T if input_grad else None  # (B, n_in) [DENSE-2]
     dW = x.T @ dy  # (n_in, n_out) [DENSE-3]
     db = dy.sum(axis=0)  # (n_out,) [DENSE-4]
     return dx, dW, db
@@ -184,8 +185,8 @@ def dense_act_backward(dh, cache, dW, db, input_grad=True):
     writes ``dW`` and ``db`` in place (the layer's gradient arrays) and returns ``dx`` (None when
     ``input_grad`` is False)."""
     da = activation_pair(cache.act)[1](dh, cache.act_cache)  # (B, n_out)
-    dx, dW[...], db[...] = dense_backward(da, (cache.x, cache.W))
-    return dx if input_grad else None
+    dx, dW[...], db[...] = dense_backward(da, (cache.x, cache.W), input_grad)
+    return dx
 
 
 # --------------------------------------------------------------------------------------------------
