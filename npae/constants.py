@@ -88,8 +88,15 @@ DIVERGENCE_FACTOR = 1e4
 #: Number of batches at the start of a fit whose losses make the reference of DIVERGENCE_FACTOR.
 DIVERGENCE_REFERENCE_BATCHES = 10
 
-#: Multiply-adds of a whole fit's forward products (steps × the products of one step, see
-#: npae.fast.threads.step_macs) from which the ``auto`` backend runs the fused kernels: below it the
-#: kernels cannot pay for their compilation on an empty numba cache within the run. Measured as
-#: whole processes (docs/performance.md, "the auto rule").
-AUTO_FUSED_MIN_MACS = 20_000_000_000
+#: The ``auto`` backend's break-even (npae.fast.backends.choose; docs/performance.md, "the auto
+#: rule"): entries of elementwise work in a job (rows × dense outputs + updates × parameters) from
+#: which the kernels save more than their cold start (numba's import and compilation, about 1.1 s
+#: on an empty cache, 0.2 s on a warm one). Measured, whole processes against per-step savings:
+#: the main job's VAE (38 k entries a step) breaks even cold at about 10,000 steps (3.9e8), an
+#: MNIST-size VAE 784-400-20 (856 k a step) at about 420 steps in float64 (3.6e8) and 1,000 in
+#: float32 (8.7e8).
+AUTO_FUSED_MIN_ENTRIES = 500_000_000
+#: The same for a model with convolution layers, in rows (examples through the model): their
+#: im2col and col2im loops save 40-90 ms a step of 128 MNIST images, so the kernels pay after
+#: about 30 such steps.
+AUTO_FUSED_MIN_CONV_ROWS = 4_096

@@ -153,14 +153,19 @@ def test_the_first_run_runs_the_pairs_a_student_reads(tmp_path, monkeypatch, cap
 def test_auto_runs_reference_for_the_main_job_and_fused_where_kernels_pay(digits):
     """The rule of ``auto`` (:func:`npae.fast.backends.choose`) depends on the job alone: the main
     job (64-128-2, 1,527 digits, batch 64, 100 epochs: 2,400 steps) runs the pairs; an MNIST-size
-    VAE over a few thousand steps runs the kernels; ``model.backend_`` records what ran, and an
-    explicit backend is never second-guessed."""
+    VAE over 20 epochs of 5,000 images runs the kernels, two steps of it or one IWAE-500 estimate
+    of 200 images (forward only) do not; a convolutional VAE runs them from 4,096 rows on;
+    ``model.backend_`` records what ran, and an explicit backend is never second-guessed."""
     main_job = npae.VAE(64, hidden=(128,), latent_dim=2)
     mnist = npae.VAE(784, hidden=(400,), latent_dim=20)
-    assert backends.choose(main_job, 2400 * 64) == "reference"
-    assert backends.choose(mnist, 20 * 40 * 128) == "fused"  # 20 epochs of 5,000 images
-    assert backends.choose(mnist, 2 * 128) == "reference"
-    assert backends.choose(mnist, 200 * 500) == "fused"  # the IWAE-500 estimate of 200 images
+    conv = npae.VAE(784, arch="conv", latent_dim=16)
+    assert backends.choose(main_job, 2400 * 64, 2400) == "reference"
+    assert backends.choose(main_job, 40_000 * 64, 40_000) == "fused"  # 1,700 epochs
+    assert backends.choose(mnist, 800 * 128, 800) == "fused"  # 20 epochs of 5,000 images
+    assert backends.choose(mnist, 2 * 128, 2) == "reference"
+    assert backends.choose(mnist, 200 * 500) == "reference"  # the IWAE-500 estimate of 200 images
+    assert backends.choose(conv, 32 * 128, 32) == "fused"
+    assert backends.choose(conv, 128, 1) == "reference"
     with npae.backend("auto"):
         model = npae.VAE(64, hidden=(16,), latent_dim=2).fit(digits[0], epochs=1, progress=False)
         assert model.backend_ == "reference" and backends.ops.running == "reference"
@@ -172,7 +177,7 @@ def test_auto_runs_reference_for_the_main_job_and_fused_where_kernels_pay(digits
 def test_auto_outside_fit_and_after_a_fused_fit_is_reference(monkeypatch, digits):
     """Under ``auto``, a fit the rule gives to the kernels leaves ``reference`` behind it: a
     student's ``loss_and_grads`` call afterwards runs the pairs."""
-    monkeypatch.setattr(npae.constants, "AUTO_FUSED_MIN_MACS", 0)
+    monkeypatch.setattr(npae.constants, "AUTO_FUSED_MIN_ENTRIES", 0)
     with npae.backend("auto"):
         model = npae.VAE(64, hidden=(16,), latent_dim=2).fit(digits[0][:64], epochs=1, progress=False)
         assert model.backend_ == ("fused" if "fused" in backends.available() else "reference")

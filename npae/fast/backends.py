@@ -48,7 +48,6 @@ from npae import constants
 from npae.pairs import conv
 from npae.pairs import functional as F
 from npae.pairs import latent
-from npae.fast import threads
 from npae.pairs import updates
 from npae.validation import InputError, check_choice
 
@@ -402,30 +401,44 @@ def backend(name):
         set_backend(previous)
 
 
-def choose(model, rows):
-    """The implementation ``auto`` runs for a job that pushes ``rows`` examples through ``model``
-    (a fit: steps × batch size; an importance-sampled bound: examples × samples): ``"fused"`` when
-    the job is large enough that the kernels save more time than they cost to load and compile on
-    an empty numba cache, ``"reference"`` otherwise.
+def _layers(model):
+    for chain in (getattr(model, name, None) for name in ("encoder", "decoder", "head")):
+        yield from getattr(chain, "layers", ())
 
-    The size of the job is the multiply-adds of the forward products over all its rows
-    (:func:`npae.fast.threads.step_macs`); the threshold, :data:`npae.constants.AUTO_FUSED_MIN_MACS`,
-    is the measured break-even (docs/performance.md). The choice depends on the job alone, never on
-    timing or on whether numba's cache is warm, so the same call gives the same numbers every time."""
+
+def choose(model, rows, updates=0):
+    """The implementation ``auto`` runs for a job that pushes ``rows`` examples through ``model``
+    and makes ``updates`` optimizer steps (a fit: steps × batch size rows and one update a step; an
+    importance-sampled bound: examples × samples rows, no update): ``"fused"`` when the kernels
+    save more time in the job than loading and compiling them costs on an empty numba cache,
+    ``"reference"`` otherwise.
+
+    What the kernels save is elementwise work (bias and activation, the loss, the sampler, Adam),
+    so a job is weighed by the entries that work touches: ``rows`` times the outputs of the dense
+    layers, plus ``updates`` times the parameters; fused from
+    :data:`npae.constants.AUTO_FUSED_MIN_ENTRIES`. A model with convolution layers runs fused
+    from :data:`npae.constants.AUTO_FUSED_MIN_CONV_ROWS` rows: its im2col and col2im loops save
+    far more per entry. Both thresholds are measured break-evens (docs/performance.md). The choice
+    depends on the job alone, never on timing or on whether numba's cache is warm, so the same call
+    gives the same numbers every time."""
     if "fused" not in available():
         return "reference"
-    work = threads.step_macs(model, int(rows))
-    return "fused" if work >= constants.AUTO_FUSED_MIN_MACS else "reference"
+    layers = list(_layers(model))
+    if any(hasattr(layer, "out_channels") for layer in layers):  # a convolution
+        return "fused" if rows >= constants.AUTO_FUSED_MIN_CONV_ROWS else "reference"
+    outputs = sum(layer.n_out for layer in layers if hasattr(layer, "n_out"))
+    entries = int(rows) * outputs + int(updates) * int(getattr(model, "n_params", 0))
+    return "fused" if entries >= constants.AUTO_FUSED_MIN_ENTRIES else "reference"
 
 
 @contextlib.contextmanager
-def for_job(model, rows):
+def for_job(model, rows, updates=0):
     """Run a fit or an estimate under the implementation the active backend gives it (``auto``:
     :func:`choose`); yields its name, which ``fit`` records as ``model.backend_``."""
     if ops.name != "auto":
         yield ops.running
         return
-    chosen = choose(model, rows)
+    chosen = choose(model, rows, updates)
     _install(chosen)
     try:
         yield chosen

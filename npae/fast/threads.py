@@ -49,12 +49,6 @@ def largest_product(model, batch_size):
     return max(_products(model, batch_size), default=0)
 
 
-def step_macs(model, batch_size):
-    """Multiply-adds of all the products of one forward pass (the backward makes about twice as
-    many): the size of a training step, as :func:`npae.fast.backends.choose` weighs it."""
-    return sum(_products(model, batch_size))
-
-
 def choose(model, batch_size, threads=None):
     """The number of BLAS threads for fitting ``model`` (None: leave BLAS as it is)."""
     if threads is not None:

@@ -271,7 +271,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
     try:  # the backend before the thread limit: numba's BLAS loads with the kernels, inside it
         # would keep its default threads (tests/test_threads.py)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                backends.for_job(model, n_steps * batch_size) as model.backend_, \
+                backends.for_job(model, n_steps * batch_size, n_steps) as model.backend_, \
                 threads_policy.limit(n_threads), _deferred_sigint() as stop:
             _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
                         n_batches=n_batches, validation_data=validation_data, patience=patience,
