@@ -1,5 +1,7 @@
-"""Shared test configuration: a hypothesis profile that tolerates JIT compilation."""
+"""Shared test configuration: a hypothesis profile that tolerates JIT compilation, and Ctrl-C as
+a terminal delivers it."""
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -11,6 +13,19 @@ settings.register_profile(
     derandomize=True,
 )
 settings.load_profile("npae")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_as_a_terminal_delivers_it():
+    """The Ctrl-C tests need SIGINT to arrive. A shell that starts pytest in the background (``cmd &``)
+    makes the process ignore SIGINT, which npae rightly respects (``training.loop._deferred_sigint``
+    leaves an ignored SIGINT alone) and which child processes inherit; give the suite Python's
+    usual handler, as a terminal would, and put the disposition back afterwards."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def off_kink(a, margin=0.05, limit=5.0):
