@@ -10,10 +10,10 @@ and written to its ``.ipynb`` with the outputs, so the figures render where the 
 (GitHub, nbviewer) without running anything. What is stored is kept small and stable: PNG
 figures only, re-encoded with a 256-colour palette (a third of the bytes; the plots read the same),
 no widget state (the kernel runs as if ipywidgets were absent, so each ``fit`` leaves its one
-summary line rather than a live bar), no per-cell timestamps, execution counts 1, 2, 3, ... and no
-absolute path of this machine (the build refuses to write a
-notebook whose outputs name the checkout's directory). The one thing that changes between runs is
-the time in each ``fit``'s summary line.
+summary line rather than a live bar), a cell's prints as one block, no per-cell timestamps,
+execution counts 1, 2, 3, ... and no absolute path of this machine (the build refuses to write a
+notebook whose outputs name one). What changes between two builds is the time in each ``fit``'s
+summary line (and the last digits of a few gradient-check errors near 1e-12).
 
 Needs jupytext, nbclient, nbformat and ipykernel (``pip install -e ".[test]"`` or ``".[notebooks]"``).
 ``tests/test_notebooks.py`` checks that each stored notebook holds the cells of its ``.py``.
@@ -59,6 +59,19 @@ def small_png(data):
     out = io.BytesIO()
     palette.save(out, format="PNG", optimize=True)
     return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def merged_streams(outputs):
+    """Consecutive stdout (or stderr) outputs as one: the kernel splits a cell's prints by timing,
+    which would change the stored file from one build to the next; a notebook shows them alike."""
+    merged = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    return merged
 
 
 def sources(patterns=()):
@@ -109,6 +122,7 @@ def build(script, quick=False):
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)
+        cell.outputs = merged_streams(cell.outputs)
         count += 1
         cell.execution_count = count
         for out in cell.outputs:
