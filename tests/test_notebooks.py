@@ -13,10 +13,14 @@ errors (as in the rest of the suite) and the ``npae`` of this checkout. Then, pe
 
 and, without running anything:
 
-* the stored notebooks carry no outputs and no execution counts;
+* the stored notebooks carry their outputs (``python demos/notebooks/build.py`` executes each from
+  its ``.py`` and writes them): every code cell ran, in order, without error; every ``figure`` cell
+  stores a PNG; no widget state, per-cell timestamps or absolute paths of the machine that built it;
 * every link to ``docs/derivations/<page>.md#<tag>`` points at a heading of that page, and every
   relative link at a file that exists;
-* a paired ``.py`` (jupytext percent format, the source for review) holds the same cells.
+* each notebook has its ``.py`` twin (jupytext percent format, the source for review and for the
+  build) and holds exactly its cells: same order, kinds, sources and tags, so a notebook edited
+  without its twin (or the reverse) fails.
 
 nbclient, ipykernel and nbformat (and jupytext for the pairing test) come with the ``test``
 extras; without them the execution tests skip, saying which is missing.
@@ -110,14 +114,32 @@ def test_the_lecture_notebooks_are_there_and_listed():
         assert f"{name}.ipynb" in readme, f"demos/notebooks/README.md does not list {name}.ipynb"
 
 
+#: A stored notebook larger than this holds more than its figures (a widget, a figure per loop step).
+MAX_BYTES = 1_000_000
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_stored_without_outputs(path):
+def test_stored_with_outputs(path):
+    """The stored notebook is an executed one, so its figures render where the code is hosted."""
+    rebuild = f"rebuild it: python demos/notebooks/build.py {path.stem[:2]}"
     nb = _load(path)
-    dirty = [i for i, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code"
-             and (cell.get("outputs") or cell.get("execution_count") is not None)]
-    assert not dirty, (f"{path.name}: cells {dirty} carry outputs or execution counts; store it "
-                       f"cleared (jupytext --sync from the .py, or clear outputs before saving)")
+    code = [c for c in nb["cells"] if c["cell_type"] == "code" and _source(c).strip()]
+    counts = [c.get("execution_count") for c in code]
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{path.name}: execution counts {counts}: not every cell ran, in order, once; {rebuild}")
+    errors = [i for i, c in enumerate(code) if any(o["output_type"] == "error" for o in c["outputs"])]
+    assert not errors, f"{path.name}: code cells {errors} stored an error; {rebuild}"
+    for cell in code:
+        pngs = [o for o in cell["outputs"] if "image/png" in o.get("data", {})]
+        first_line = _source(cell).splitlines()[0]
+        if "figure" in _tags(cell):
+            assert pngs, f"{path.name}: the figure cell starting {first_line!r} stores no PNG; {rebuild}"
+        assert "execution" not in cell.get("metadata", {}), f"{path.name} stores cell timestamps"
     assert "widgets" not in nb.get("metadata", {}), f"{path.name} stores widget state"
+    text = path.read_text(encoding="utf-8")
+    for where in (str(ROOT), "/ipykernel_"):  # the checkout; the kernel's temporary files
+        assert where not in text, f"{path.name} names {where}: outputs must not hold absolute paths"
+    assert len(text.encode()) < MAX_BYTES, f"{path.name}: {len(text.encode()):,} bytes"
 
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -148,11 +170,17 @@ def test_links_resolve(path):
     assert derivation_links, f"{path.name} links no derivation page"
 
 
+def test_every_source_has_its_notebook():
+    scripts = sorted(p.stem for p in NB_DIR.glob("[0-9][0-9]_*.py"))
+    assert scripts == [p.stem for p in NOTEBOOKS], (
+        "each demos/notebooks/NN_*.py and its .ipynb come in pairs: python demos/notebooks/build.py")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_paired_script_holds_the_same_cells(path):
+    """The .ipynb's cells (kind, source, tags, in order) are those jupytext reads from the .py."""
     script = path.with_suffix(".py")
-    if not script.exists():
-        pytest.skip(f"{path.name} has no paired .py")
+    assert script.exists(), f"{path.name} has no .py twin (the source the build executes)"
     jupytext = pytest.importorskip("jupytext", reason="jupytext (test extras) reads the paired .py")
 
     def cells(nb):
@@ -160,7 +188,8 @@ def test_paired_script_holds_the_same_cells(path):
 
     paired = json.loads(jupytext.writes(jupytext.read(script), fmt="ipynb"))
     assert cells(paired) == cells(_load(path)), (
-        f"{script.name} and {path.name} differ: edit the .py, then `jupytext --sync {script.name}`")
+        f"{script.name} and {path.name} differ: edit the .py, then "
+        f"`python demos/notebooks/build.py {path.stem[:2]}` (or `jupytext --sync {script.name}`)")
 
 
 # --------------------------------------------------------------------------------------------------
