@@ -16,7 +16,7 @@ import pytest
 
 import npae
 from npae.app import runs
-from npae.data import io, locks
+from npae.data import locks
 from npae.training.loop import StaleLockWarning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +35,12 @@ def lock_path(checkpoint):
 def write_lock(path, **holder):
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(holder, fh)
+
+
+def dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 @pytest.fixture
@@ -242,10 +248,17 @@ def test_a_save_killed_by_sigkill_leaves_nothing_after_the_next_save(tmp_path):
     assert len(left) == 1 and path.read_bytes() == before
     # what must stay: a live writer's temp file (this process's), a young temp of an older npae,
     # the user's own files that only look alike
+    # another host's (its pid means nothing here), the user's own files that only look alike
     live = f"{locks.temp_prefix(path)}abcd1234.tmp"
-    keep = [live, ".model.npz.x1y2z3w4.tmp", "model.npz.backup.tmp", ".other.npz.1.abcdefgh.tmp"]
+    elsewhere = "000000" if locks.host_tag() != "000000" else "111111"
+    foreign = f".model.npz.{dead_pid()}-99-h{elsewhere}.abcd1234.tmp"
+    keep = [live, ".model.npz.x1y2z3w4.tmp", foreign, "model.npz.backup.tmp", ".other.npz.1.abcdefgh.tmp"]
     for name in keep:
         (tmp_path / name).write_bytes(b"keep me")
+    old = tmp_path / ".model.npz.oldsaver.tmp"  # an older npae's, untouched for longer than a save takes
+    old.write_bytes(b"half")
+    when = time.time() - 2 * locks.UNNAMED_TEMP_SECONDS
+    os.utime(old, (when, when))
     model.save(path)
     assert sorted(os.listdir(tmp_path)) == sorted(["model.npz", *keep])
     assert npae.load(str(path)).config == model.config

@@ -17,7 +17,7 @@ Three things go wrong when runs share a folder or die half-way, and each has its
 * **A second run over a first.** :func:`holds_run` tells whether a folder already holds a run's
   files; :func:`claim_new_folder` takes ``runs/vae-digits``, or ``runs/vae-digits-2``, ``-3``, ...,
   the first that holds no run, so repeating a command never replaces what an earlier run saved.
-* **Leftovers of a killed save.** Temporary files are named ``.<target>.<pid>-<start>.<random>.tmp``
+* **Leftovers of a killed save.** Temporary files are named ``.<target>.<pid>-<start>-h<host>.<random>.tmp``
   (here and in the model saver, :func:`npae.data.io._write_atomic`; an older model saver wrote
   ``.<target>.<random>.tmp``). :func:`clean_stale_temps` removes those of processes that are gone;
   call it once the folder's lock is held (then no other run writes there).
@@ -32,14 +32,15 @@ import os
 import re
 import tempfile
 
-from npae.data.locks import FileLock, _host, pid_alive, temp_prefix, writer_gone  # noqa: F401 (pid_alive)
+from npae.data.locks import TEMP_TAIL, FileLock, _host, pid_alive, temp_is_stale, temp_prefix  # noqa: F401
 
 LOCK_NAME = ".npae-lock"
 
-#: A temporary file of an atomic write: ``.<target>.<pid>[-<start>].<random>.tmp`` or (an older model
-#: saver's) ``.<target>.<random>.tmp``.
-_TEMP_NAME = re.compile(r"^\.(?P<target>.+?)\.(?:(?P<pid>\d+)(?:-(?P<start>\d+))?\.)?"
-                        r"(?P<random>[A-Za-z0-9_]+)\.tmp$")
+#: A temporary file of an atomic write: ``.<target>.<tail>``, the tail as in
+#: :data:`npae.data.locks.TEMP_TAIL` (``<pid>-<start>-h<host>.<random>.tmp``, or an older model
+#: saver's ``<random>.tmp``).
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+?)\.(?P<tail>(?:\d+(?:-\d+)?(?:-h[0-9a-f]{6})?\.)?"
+                        r"[A-Za-z0-9_]+\.tmp)$")
 
 
 class OutputError(OSError):
@@ -167,8 +168,8 @@ def atomic_write(path, data):
     """Write ``data`` to ``path`` so that ``path`` is always either the old file or the whole new one.
 
     ``data``: bytes, str (UTF-8), or a function called with a binary file object that writes the
-    content. The bytes go to ``.<name>.<pid>-<start>.<random>.tmp`` in the same folder, are flushed and
-    fsynced, get the permissions of the file they replace (else 0o644), and are renamed over
+    content. The bytes go to ``.<name>.<pid>-<start>-h<host>.<random>.tmp`` in the same folder,
+    are flushed and fsynced, get the permissions of the file they replace (else 0o644), and are renamed over
     ``path``; the folder is fsynced so that the rename itself survives a crash. Any failure
     removes the temporary file, leaves ``path`` as it was, and raises :class:`OutputError` naming
     ``path`` (a KeyboardInterrupt is re-raised as it is, after the same clean-up). Returns ``path``.
@@ -238,10 +239,10 @@ def naming(path, what="write"):
 def clean_stale_temps(folder):
     """Remove the temporary files that killed atomic writes left in ``folder``; returns their names.
 
-    A name with a pid (``.<target>.<pid>-<start>.<random>.tmp``) is removed when that process no
-    longer runs or the pid is another process's now (:func:`npae.data.locks.writer_gone`); one
-    without (an older model saver's ``.<target>.<random>.tmp``) always: the caller holds the
-    folder's :class:`RunLock`, so no other run is writing into the folder now.
+    A name with a pid (``.<target>.<pid>-<start>-h<host>.<random>.tmp``) is removed when its
+    writer is gone (:func:`npae.data.locks.temp_is_stale`: the process no longer runs, or the pid is
+    another process's now); one without (an older model saver's ``.<target>.<random>.tmp``)
+    always: the caller holds the folder's :class:`RunLock`, so no other run is writing there now.
     """
     removed = []
     try:
@@ -252,10 +253,10 @@ def clean_stale_temps(folder):
         m = _TEMP_NAME.match(name)
         if m is None:
             continue
-        pid, start = m.group("pid"), m.group("start")
-        if pid is not None and writer_gone(int(pid), int(start) if start else None) is None:
-            continue  # being written by a live process
         full = os.path.join(folder, name)
+        tail = m.group("tail")
+        if TEMP_TAIL.match(tail).group("pid") is not None and not temp_is_stale(tail, full):
+            continue  # being written by a live process
         with contextlib.suppress(OSError):
             if os.path.isfile(full) and not os.path.islink(full):
                 os.unlink(full)

@@ -17,12 +17,14 @@ writers that are gone. Standard library only (the ``npae`` command's folder lock
 * **Released on every path.** A lock that cannot be written (disk full) is removed before the error
   is raised; :meth:`FileLock.release` removes the file only while it holds this lock's token.
 * **Temporary files of killed saves.** An atomic write names its temporary file
-  ``.<target>.<pid>-<start>.<random>.tmp`` (:func:`temp_prefix`): whether its writer still runs is
-  then a question with an exact answer. :func:`clean_stale_temps` removes those of ``target`` whose
-  writer is gone; every model save calls it first (:func:`npae.data.io.write`).
+  ``.<target>.<pid>-<start>-h<host>.<random>.tmp`` (:func:`temp_prefix`): whether its writer still
+  runs is then a question with an exact answer (on its own host). :func:`clean_stale_temps`
+  removes those of ``target`` whose writer is gone; every model save calls it first
+  (:func:`npae.data.io.write`).
 """
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -37,9 +39,10 @@ EMPTY_LOCK_SECONDS = 10.0
 #: nobody has written to it for this long (seconds).
 UNNAMED_TEMP_SECONDS = 600.0
 
-#: The tail of a temporary file's name after ``.<target>.``: ``<pid>[-<start>].<random>.tmp`` or,
-#: from older writers, ``<random>.tmp``.
-_TEMP_TAIL = re.compile(r"^(?:(?P<pid>\d+)(?:-(?P<start>\d+))?\.)?(?P<random>[A-Za-z0-9_]+)\.tmp$")
+#: The tail of a temporary file's name after ``.<target>.``: ``<pid>[-<start>][-h<host>].<random>.tmp``
+#: (``<host>``: :func:`host_tag`) or, from older writers, ``<random>.tmp``.
+TEMP_TAIL = re.compile(r"^(?:(?P<pid>\d+)(?:-(?P<start>\d+))?(?:-h(?P<host>[0-9a-f]{6}))?\.)?"
+                       r"(?P<random>[A-Za-z0-9_]+)\.tmp$")
 
 
 class FileInUse(OSError):
@@ -110,6 +113,12 @@ def writer_gone(pid, start=None):
 
 def _host():
     return socket.gethostname()
+
+
+def host_tag():
+    """Six hex digits that tell this host's temporary files from another's (a folder shared over
+    NFS, or by containers with their own pids): a pid is judged only on its own host."""
+    return hashlib.sha256(_host().encode("utf-8", "replace")).hexdigest()[:6]
 
 
 # ---------------------------------------------------------------------------------------- the lock
@@ -271,21 +280,23 @@ def checkpoint_lock(path):
 
 # ---------------------------------------------------------------------------------------- temp files
 def temp_prefix(path):
-    """The name prefix of an atomic write's temporary file for ``path``: ``.<name>.<pid>-<start>.``
-    (the random part and ``.tmp`` follow), so :func:`clean_stale_temps` can tell a live writer's."""
+    """The name prefix of an atomic write's temporary file for ``path``:
+    ``.<name>.<pid>-<start>-h<host>.`` (the random part and ``.tmp`` follow), so
+    :func:`clean_stale_temps` can tell a live writer's."""
     start = process_start(os.getpid())
     owner = f"{os.getpid()}-{start}" if start is not None else f"{os.getpid()}"
-    return f".{os.path.basename(os.fspath(path))}.{owner}."
+    return f".{os.path.basename(os.fspath(path))}.{owner}-h{host_tag()}."
 
 
-def temp_is_stale(name, full):
-    """Whether the temporary file ``name`` (at ``full``; the tail after ``.<target>.``) was left by a
-    writer that is gone: its pid no longer runs or is another process now; a name without a pid
-    (older writers) once untouched for :data:`UNNAMED_TEMP_SECONDS`."""
-    m = _TEMP_TAIL.match(name)
+def temp_is_stale(tail, full):
+    """Whether the temporary file at ``full``, whose name ends in ``tail`` (what follows
+    ``.<target>.``), was left by a writer that is gone: its pid, on this host, no longer runs or is
+    another process now. A name without a pid (an older writer's) or of another host: once nobody
+    has written to it for :data:`UNNAMED_TEMP_SECONDS`."""
+    m = TEMP_TAIL.match(tail)
     if m is None:
         return False
-    if m.group("pid") is None:
+    if m.group("pid") is None or m.group("host") not in (None, host_tag()):
         try:
             return time.time() - os.stat(full).st_mtime > UNNAMED_TEMP_SECONDS
         except OSError:
@@ -296,7 +307,8 @@ def temp_is_stale(name, full):
 
 def clean_stale_temps(path):
     """Remove the temporary files that killed atomic writes of ``path`` left beside it (names
-    ``.<name>.<pid>-<start>.<random>.tmp`` and older ``.<name>.<random>.tmp``) whose writer is gone;
+    ``.<name>.<pid>-<start>-h<host>.<random>.tmp`` and older ``.<name>.<random>.tmp``) whose writer
+    is gone (:func:`temp_is_stale`);
     a live writer's stay, and so does every file of another name. Returns the names removed."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     lead = f".{name}."
