@@ -86,13 +86,14 @@ def process_start(pid):
 
 
 def _is_python(pid):
-    """Whether process ``pid`` runs a Python interpreter (True when that cannot be read)."""
+    """Whether process ``pid`` runs a Python interpreter (True when that cannot be told: no
+    ``/proc``, or an empty command line, as a process has for an instant while it starts)."""
     try:
         with open(f"/proc/{int(pid)}/cmdline", "rb") as fh:
             first = fh.read().split(b"\0")[0]
     except OSError:
         return True
-    return b"python" in os.path.basename(first).lower() or b"npae" in first.lower()
+    return not first or b"python" in os.path.basename(first).lower() or b"npae" in first.lower()
 
 
 def writer_gone(pid, start=None):
