@@ -409,6 +409,21 @@ def test_disk_full_names_the_file(tmp_path, capsys, monkeypatch):
     line = one_line_error(err)
     assert code == 1 and f"cannot write or read checkpoint {tmp_path / 'checkpoint.npz'}: No space left " \
         f"on device" in line  # the first file written is the checkpoint, during fit
+    assert not [n for n in os.listdir(tmp_path) if "lock" in n or n.endswith(".tmp")]  # all released
+
+
+def test_disk_full_when_taking_the_folder_leaves_no_lock(tmp_path, capsys, monkeypatch):
+    """The issue's "stuck" folder: a lock file the disk had no room for stayed, and every later run
+    was refused as "in use by another npae run"."""
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    code, out, err = run(["train", "ae", *QUICK, "--hidden", "8", "--out", str(tmp_path)], capsys)
+    assert code == 1 and "cannot write to output folder" in one_line_error(err)
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    code, out, err = run(["train", "ae", *QUICK, "--hidden", "8", "--out", str(tmp_path)], capsys)
+    assert code == 0 and "in use" not in err
 
 
 def test_python_dash_m_npae_help():

@@ -18,12 +18,16 @@ from npae.app import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-#: A child's first lines: npae/app/runs.py loaded on its own (it needs only the standard library), so
-#: that children start in milliseconds, not after importing numpy and numba.
-LOAD_RUNS = ("import importlib.util, sys\n"
-             f"spec = importlib.util.spec_from_file_location(\n"
-             f"    'runs', {os.path.join(ROOT, 'npae', 'app', 'runs.py')!r})\n"
-             "runs = importlib.util.module_from_spec(spec); spec.loader.exec_module(runs)\n")
+#: A child's first lines: npae/app/runs.py and npae/data/locks.py loaded on their own (they need only
+#: the standard library; the packages above them are stubs that run no __init__), so that children
+#: start in milliseconds, not after importing numpy and numba.
+LOAD_RUNS = ("import sys, types\n"
+             "for name in ('npae', 'npae.data', 'npae.app'):\n"
+             "    stub = types.ModuleType(name)\n"
+             f"    stub.__path__ = [{os.path.join(ROOT, '')!r} + name.replace('.', '/')]\n"
+             "    sys.modules[name] = stub\n"
+             "from npae.app import runs\n"
+             "assert 'numpy' not in sys.modules\n")
 
 
 def dead_pid():
@@ -214,11 +218,11 @@ def test_a_killed_save_leaves_a_temp_file_that_the_next_run_removes(tmp_path):
     child.send_signal(signal.SIGKILL)
     child.wait()
     left = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
-    assert len(left) == 1 and f".{child.pid}." in left[0]
+    assert len(left) == 1 and f".{child.pid}-" in left[0]  # the writer's pid and start time
     assert path.read_text() == '{"old": true}'  # a reader never saw the half-written file
     # the model saver's temp files carry no pid; one of a live process stays
     (tmp_path / ".model.npz.abc123xy.tmp").write_bytes(b"half a model")
-    alive = tmp_path / f".samples.png.{os.getppid()}.qwerty12.tmp"
+    alive = tmp_path / f".samples.png.{os.getpid()}.qwerty12.tmp"  # a live Python process's
     alive.write_bytes(b"")
     removed = runs.clean_stale_temps(tmp_path)
     assert sorted(removed) == sorted([left[0], ".model.npz.abc123xy.tmp"])

@@ -4,9 +4,12 @@ Three things go wrong when runs share a folder or die half-way, and each has its
 
 * **Two runs into one folder.** :class:`RunLock` takes the folder for one run: it creates
   ``<folder>/.npae-lock`` with ``O_CREAT | O_EXCL`` (the operating system lets exactly one
-  process create it) holding the holder's pid, host and command. A second run gets a
-  :class:`FolderInUse` error naming the folder and the holder. A lock left by a process that no
-  longer runs (killed, power cut) is taken over; one held on another host is never guessed about.
+  process create it) holding the holder's pid, its start time, host and command (a
+  :class:`npae.data.locks.FileLock`, the lock ``fit(..., checkpoint=...)`` also takes). A second
+  run gets a :class:`FolderInUse` error naming the folder and the holder. A lock left by a process
+  that no longer runs (killed, power cut), or whose pid now belongs to another process, is taken
+  over; one held on another host is never guessed about. A lock that cannot be written (disk
+  full) is removed at once, and every way a run ends releases it.
 * **A file half written.** :func:`atomic_write` writes to a temporary file next to the target,
   flushes it to disk, then renames it over the target (``os.replace``), so a reader sees the old
   file or the new one, never a 0-byte or half-written one. A failure (disk full, no permission)
@@ -14,10 +17,10 @@ Three things go wrong when runs share a folder or die half-way, and each has its
 * **A second run over a first.** :func:`holds_run` tells whether a folder already holds a run's
   files; :func:`claim_new_folder` takes ``runs/vae-digits``, or ``runs/vae-digits-2``, ``-3``, ...,
   the first that holds no run, so repeating a command never replaces what an earlier run saved.
-* **Leftovers of a killed save.** Temporary files are named ``.<target>.<random>.tmp`` (the model
-  saver's :func:`npae.data.io._write_atomic`) or ``.<target>.<pid>.<random>.tmp`` (here).
-  :func:`clean_stale_temps` removes those of processes that no longer run; call it once the
-  folder's lock is held (then no other run writes there).
+* **Leftovers of a killed save.** Temporary files are named ``.<target>.<pid>-<start>-h<host>.<random>.tmp``
+  (here and in the model saver, :func:`npae.data.io._write_atomic`; an older model saver wrote
+  ``.<target>.<random>.tmp``). :func:`clean_stale_temps` removes those of processes that are gone;
+  call it once the folder's lock is held (then no other run writes there).
 
 :func:`check_writable` proves a folder writable before any training time is spent, with a probe
 file of a unique name (two runs probing at once never collide).
@@ -27,15 +30,17 @@ import errno
 import json
 import os
 import re
-import socket
-import sys
 import tempfile
-import time
+
+from npae.data.locks import TEMP_TAIL, FileLock, _host, pid_alive, temp_is_stale, temp_prefix  # noqa: F401
 
 LOCK_NAME = ".npae-lock"
 
-#: A temporary file of an atomic write: ``.<target>.<random>.tmp`` or ``.<target>.<pid>.<random>.tmp``.
-_TEMP_NAME = re.compile(r"^\.(?P<target>.+?)\.(?:(?P<pid>\d+)\.)?(?P<random>[A-Za-z0-9_]+)\.tmp$")
+#: A temporary file of an atomic write: ``.<target>.<tail>``, the tail as in
+#: :data:`npae.data.locks.TEMP_TAIL` (``<pid>-<start>-h<host>.<random>.tmp``, or an older model
+#: saver's ``<random>.tmp``).
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+?)\.(?P<tail>(?:\d+(?:-\d+)?(?:-h[0-9a-f]{6})?\.)?"
+                        r"[A-Za-z0-9_]+\.tmp)$")
 
 
 class OutputError(OSError):
@@ -61,113 +66,36 @@ def _why(exc):
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-# ---------------------------------------------------------------------------------------- processes
-def pid_alive(pid):
-    """True when a process ``pid`` exists on this host (one we may not signal counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:  # e.g. an absurd pid number
-        return False
-    return True
-
-
-def _host():
-    return socket.gethostname()
-
-
 # ---------------------------------------------------------------------------------------- the lock
-class RunLock:
-    """The exclusive lock of one output folder, as a context manager::
+class RunLock(FileLock):
+    """The exclusive lock of one output folder (``<folder>/.npae-lock``, a
+    :class:`npae.data.locks.FileLock`), as a context manager::
 
         with RunLock("runs/vae-digits") as lock:
             ...  # lock.took_over: the holder (dict) of a stale lock that was replaced, else None
 
     Acquiring creates the folder if needed. The lock file holds JSON: ``pid``, ``host``,
-    ``started`` (Unix time) and ``command``. Releasing removes it only while it is still this
-    process's own.
+    ``started`` (Unix time), ``proc_start``, ``token`` and ``command``. A lock whose process is gone
+    or whose pid now belongs to another process is taken over (:meth:`note` says whose and why).
+    Releasing removes it only while it is still this lock's; a lock that cannot be written (disk
+    full) is never left behind.
     """
 
     def __init__(self, folder, command=None):
         self.folder = os.fspath(folder)
-        self.path = os.path.join(self.folder, LOCK_NAME)
-        self.command = command if command is not None else " ".join(sys.argv)
-        self.took_over = None
-        self._held = False
+        super().__init__(os.path.join(self.folder, LOCK_NAME), what=f"output folder {self.folder!r}",
+                         command=command)
 
-    # -- reading
-    def _read(self):
-        """The holder recorded in the lock file (a dict), None if the file is gone, ``{}`` if it
-        is empty or not JSON (being written, or garbage)."""
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                text = fh.read()
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return {}
-        try:
-            holder = json.loads(text)
-        except ValueError:
-            return {}
-        return holder if isinstance(holder, dict) else {}
-
-    def _stale(self, holder):
-        """Whether ``holder`` is a lock whose process is gone (judged only on this host)."""
-        pid = holder.get("pid")
-        if holder.get("host") != _host() or not isinstance(pid, int):
-            return False
-        return not pid_alive(pid)
-
-    @staticmethod
-    def describe(holder):
-        pid, host = holder.get("pid", "?"), holder.get("host", "?")
-        started = holder.get("started")
-        when = f", started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}" if \
-            isinstance(started, (int, float)) else ""
-        what = f": {holder['command']}" if holder.get("command") else ""
-        return f"pid {pid} on {host}{when}{what}"
-
-    # -- taking it
-    def _create(self):
-        """Try to create the lock file; True if this process now holds it."""
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        record = {"pid": os.getpid(), "host": _host(), "started": time.time(),
-                  "command": self.command}
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._held = True
-        return True
-
-    def _break_stale(self, holder):
-        """Remove the stale lock ``holder``; only one process at a time may (a second, tiny lock
-        ``.npae-lock.breaking`` decides which), and only if the file still holds ``holder``."""
-        breaker = self.path + ".breaking"
-        try:
-            fd = os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            with contextlib.suppress(OSError):  # a breaker that died while breaking
-                if time.time() - os.stat(breaker).st_mtime > 10.0:
-                    os.unlink(breaker)
-            return
-        try:
-            os.close(fd)
-            if self._read() == holder:
-                os.unlink(self.path)
-                self.took_over = holder
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(breaker)
+    def in_use(self, holder):
+        who = self.describe(holder) if holder else "an unreadable lock file"
+        if holder and holder.get("host") != _host():
+            hint = " on another host; remove the lock file if that run is over"
+        elif not holder:
+            hint = "; remove it if no run is using the folder"
+        else:
+            hint = "; wait for it to finish or choose another --out"
+        return FolderInUse(f"output folder {self.folder!r} is in use by another npae run "
+                           f"({who}; lock {self.path}){hint}", holder)
 
     def acquire(self, timeout=2.0):
         """Take the folder's lock or raise :class:`FolderInUse` (or :class:`OutputError` when the
@@ -177,51 +105,13 @@ class RunLock:
         except OSError as exc:
             raise OutputError(f"cannot create output folder {self.folder!r}: {_why(exc)}",
                               exc.errno) from None
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self._create():
-                    return self
-            except OSError as exc:
-                raise OutputError(f"cannot write to output folder {self.folder!r}: {_why(exc)}",
-                                  exc.errno) from None
-            holder = self._read()
-            if holder is None:  # released between our try and our look: try again
-                continue
-            if holder and self._stale(holder):
-                self._break_stale(holder)
-                continue
-            if not holder and time.monotonic() < deadline:  # being written this instant
-                time.sleep(0.02)
-                continue
-            if not holder:
-                holder = {}
-                who = "an unreadable lock file"
-            else:
-                who = self.describe(holder)
-            if holder and holder.get("host") != _host():
-                hint = " on another host; remove the lock file if that run is over"
-            elif not holder:
-                hint = "; remove it if no run is using the folder"
-            else:
-                hint = "; wait for it to finish or choose another --out"
-            raise FolderInUse(f"output folder {self.folder!r} is in use by another npae run "
-                              f"({who}; lock {self.path}){hint}", holder)
-
-    def release(self):
-        if self._held:
-            holder = self._read()
-            if holder and holder.get("pid") == os.getpid() and holder.get("host") == _host():
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
-            self._held = False
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-        return False
+        try:
+            return super().acquire(timeout)
+        except FolderInUse:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to output folder {self.folder!r}: {_why(exc)}",
+                              exc.errno) from None
 
 
 # ---------------------------------------------------------------------------------------- run folders
@@ -278,8 +168,8 @@ def atomic_write(path, data):
     """Write ``data`` to ``path`` so that ``path`` is always either the old file or the whole new one.
 
     ``data``: bytes, str (UTF-8), or a function called with a binary file object that writes the
-    content. The bytes go to ``.<name>.<pid>.<random>.tmp`` in the same folder, are flushed and
-    fsynced, get the permissions of the file they replace (else 0o644), and are renamed over
+    content. The bytes go to ``.<name>.<pid>-<start>-h<host>.<random>.tmp`` in the same folder,
+    are flushed and fsynced, get the permissions of the file they replace (else 0o644), and are renamed over
     ``path``; the folder is fsynced so that the rename itself survives a crash. Any failure
     removes the temporary file, leaves ``path`` as it was, and raises :class:`OutputError` naming
     ``path`` (a KeyboardInterrupt is re-raised as it is, after the same clean-up). Returns ``path``.
@@ -291,8 +181,7 @@ def atomic_write(path, data):
         mode = os.stat(path).st_mode & 0o777
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp",
-                                   dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as fh:
             if callable(data):
                 data(fh)
@@ -350,9 +239,10 @@ def naming(path, what="write"):
 def clean_stale_temps(folder):
     """Remove the temporary files that killed atomic writes left in ``folder``; returns their names.
 
-    A name with a pid (``.<target>.<pid>.<random>.tmp``) is removed when that process no longer
-    runs; one without (the model saver's ``.<target>.<random>.tmp``) always: the caller holds the
-    folder's :class:`RunLock`, so no other run is writing into the folder now.
+    A name with a pid (``.<target>.<pid>-<start>-h<host>.<random>.tmp``) is removed when its
+    writer is gone (:func:`npae.data.locks.temp_is_stale`: the process no longer runs, or the pid is
+    another process's now); one without (an older model saver's ``.<target>.<random>.tmp``)
+    always: the caller holds the folder's :class:`RunLock`, so no other run is writing there now.
     """
     removed = []
     try:
@@ -363,10 +253,10 @@ def clean_stale_temps(folder):
         m = _TEMP_NAME.match(name)
         if m is None:
             continue
-        pid = m.group("pid")
-        if pid is not None and (int(pid) == os.getpid() or pid_alive(int(pid))):
-            continue  # being written by a live process
         full = os.path.join(folder, name)
+        tail = m.group("tail")
+        if TEMP_TAIL.match(tail).group("pid") is not None and not temp_is_stale(tail, full):
+            continue  # being written by a live process
         with contextlib.suppress(OSError):
             if os.path.isfile(full) and not os.path.islink(full):
                 os.unlink(full)

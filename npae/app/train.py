@@ -36,7 +36,7 @@ def _train(args):
         lock = runs.RunLock(out).acquire()
     try:
         if lock.took_over is not None:
-            _say(f"took over the lock of a run that no longer runs ({runs.RunLock.describe(lock.took_over)})")
+            _say(lock.note())
         found = runs.holds_run(out)
         if found and not (args.resume or args.overwrite):
             raise UserError(f"--out {out} already holds a run ({', '.join(found)}); give --overwrite to "

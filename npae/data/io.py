@@ -37,8 +37,9 @@ not encrypt it.
 
 Writing is atomic: the file is written to a temporary file in the same directory, flushed to disk,
 then renamed over ``path`` (:func:`os.replace`), so an interrupted or failed save leaves the previous
-file intact. ``path`` is used exactly as given (no ``.npz`` is appended); ``.npz`` is the convention.
-A file stores finite numbers only: :func:`write` refuses an array holding a NaN or an inf.
+file intact; a save killed by -9 leaves its temporary file, and the next save of ``path`` removes it
+(:mod:`npae.data.locks`). ``path`` is used exactly as given (no ``.npz`` is appended); ``.npz`` is
+the convention. A file stores finite numbers only: :func:`write` refuses an array holding a NaN or an inf.
 
 The code, by job: this module writes (:func:`write`) and is the face (``npae.data.io.read``,
 ``write``, ``ModelFileError``); :mod:`npae.data.io_read` reads; :mod:`npae.data.io_format` holds
@@ -51,6 +52,7 @@ import tempfile
 
 import numpy as np
 
+from npae.data import locks
 from npae.data.io_format import (_ARRAY_KINDS, _SIGNATURE_FIELDS, FORMAT_NAME, FORMAT_VERSION, HEADER_KEY,
                                  ModelFileError, _check_path, _describe, _digest, _hmac, resolve_key)
 # The face: what callers name as npae.data.io.X, wherever it is written.
@@ -99,14 +101,17 @@ def write(path, header, arrays, *, key=None):
 
 
 def _write_atomic(path, arrays):
-    """``np.savez`` into a temporary file next to ``path``, fsync, then rename over ``path``."""
+    """``np.savez`` into a temporary file next to ``path``, fsync, then rename over ``path``. The
+    temporary file's name says which process writes it (:func:`npae.data.locks.temp_prefix`); those
+    of earlier saves of ``path`` whose process is gone (killed by -9) are removed first."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
     mode = 0o644
     with contextlib.suppress(OSError):
         mode = os.stat(path).st_mode & 0o777  # keep the permissions of the file replaced
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    locks.clean_stale_temps(path)  # what saves of this path killed by -9 left
+    fd, tmp = tempfile.mkstemp(prefix=locks.temp_prefix(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)  # a file object: savez appends no suffix

@@ -17,6 +17,11 @@ that a run stopped
 after any epoch (or, after Ctrl-C, after any batch) and resumed ends with parameters bit-identical
 to a run that was never stopped.
 
+One writer per checkpoint: ``fit(..., checkpoint=path)`` holds a lock on ``path`` from before the
+first batch until it returns or raises (:mod:`npae.data.locks`); a second process fitting into the
+same path is refused before it trains (:class:`~npae.data.locks.FileInUse`, naming the path and the
+holder's pid), so the first run's checkpoint is never replaced by another run's.
+
 Ctrl-C: while ``fit`` runs, the first SIGINT is deferred to the end of the current batch (so the
 parameters and the optimizer are never half-updated); ``fit`` then writes a checkpoint (when
 ``checkpoint`` was given) and raises :class:`TrainingInterrupted`, a ``KeyboardInterrupt`` that
@@ -44,10 +49,12 @@ import contextlib
 import math
 import signal
 import threading
+import warnings
 
 import numpy as np
 
 from npae import constants
+from npae.data import locks
 from npae.training import optim
 from npae.fast import threads as threads_policy
 from npae.fast import backends
@@ -55,6 +62,10 @@ from npae.fast.backends import NonFiniteUpdate
 from npae.training.checkpoint import _State, _resume, _save_checkpoint
 from npae.training.report import Progress
 from npae.validation import check_bool, check_path, check_scalar
+
+
+class StaleLockWarning(UserWarning):
+    """``fit(..., checkpoint=path)`` took over the lock of a process that no longer holds it."""
 
 
 class DivergenceError(FloatingPointError):
@@ -252,40 +263,61 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
         check_scalar("patience", patience, low=1, integer=True)
         if validation_data is None:
             raise ValueError("patience (early stopping) needs validation_data")
-    n = data[0].shape[0]
-    n_batches = -(-n // batch_size)
-    if resume is not None:
-        opt, st, rng_state = _resume(resume, model, n, batch_size, epochs)
-    else:
-        opt, st, rng_state = optim.get_optimizer(optimizer, lr), _State(), None
-    model.optimizer_ = opt
-    model.best_epoch_ = st.best_epoch
+    with _checkpoint_held(checkpoint):  # before training: a second fit into it is refused now
+        n = data[0].shape[0]
+        n_batches = -(-n // batch_size)
+        if resume is not None:
+            opt, st, rng_state = _resume(resume, model, n, batch_size, epochs)
+        else:
+            opt, st, rng_state = optim.get_optimizer(optimizer, lr), _State(), None
+        model.optimizer_ = opt
+        model.best_epoch_ = st.best_epoch
 
-    bar = None
-    if (progress or verbose) and st.epochs_done < epochs and not st.stopped_early:
-        bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
-                       start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
-                       verbose=verbose)
-    n_threads = threads_policy.choose(model, batch_size, threads)
-    n_steps = (epochs - st.epochs_done) * n_batches - st.batches_done
-    try:  # the backend before the thread limit: numba's BLAS loads with the kernels, inside it
-        # would keep its default threads (tests/test_threads.py)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                backends.for_job(model, n_steps * batch_size, n_steps) as model.backend_, \
-                threads_policy.limit(n_threads), _deferred_sigint() as stop:
-            _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
-                        n_batches=n_batches, validation_data=validation_data, patience=patience,
-                        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                        clip_norm=clip_norm, rng_state=rng_state)
+        bar = None
+        if (progress or verbose) and st.epochs_done < epochs and not st.stopped_early:
+            bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
+                           start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
+                           verbose=verbose)
+        n_threads = threads_policy.choose(model, batch_size, threads)
+        n_steps = (epochs - st.epochs_done) * n_batches - st.batches_done
+        try:  # the backend before the thread limit: numba's BLAS loads with the kernels, inside it
+            # would keep its default threads (tests/test_threads.py)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                    backends.for_job(model, n_steps * batch_size, n_steps) as model.backend_, \
+                    threads_policy.limit(n_threads), _deferred_sigint() as stop:
+                _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
+                            n_batches=n_batches, validation_data=validation_data, patience=patience,
+                            checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                            clip_norm=clip_norm, rng_state=rng_state)
+        finally:
+            if bar is not None:
+                bar.close(st.history, st.epochs_done)
+            model.history_ = st.history
+        if st.best_params is not None:
+            for name, p in model.params.items():
+                p[...] = st.best_params[name]
+        model.best_epoch_ = st.best_epoch
+        return st.history
+
+
+@contextlib.contextmanager
+def _checkpoint_held(path):
+    """Hold the lock of the checkpoint ``path`` (:func:`npae.data.locks.checkpoint_lock`) while the
+    block runs, and release it however the block ends (an error, a full disk, Ctrl-C). Another live
+    process holding it raises :class:`npae.data.locks.FileInUse` naming ``path`` and its pid; a stale
+    lock (its process gone, or its pid now another process's) is taken over with a warning. Temporary
+    files that killed writes of ``path`` left are removed once the lock is held."""
+    if path is None:
+        yield None
+        return
+    lock = locks.checkpoint_lock(path).acquire()
+    try:
+        if lock.took_over is not None:
+            warnings.warn(lock.note(), StaleLockWarning, stacklevel=4)
+        locks.clean_stale_temps(path)
+        yield lock
     finally:
-        if bar is not None:
-            bar.close(st.history, st.epochs_done)
-        model.history_ = st.history
-    if st.best_params is not None:
-        for name, p in model.params.items():
-            p[...] = st.best_params[name]
-    model.best_epoch_ = st.best_epoch
-    return st.history
+        lock.release()
 
 
 class _EpochStart:
