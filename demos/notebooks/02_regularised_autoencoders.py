@@ -211,6 +211,7 @@ for lam, model in models.items():
 ax1.set_title("encoder Jacobian ‖∂z/∂x‖_F per held-out digit", fontsize=10)
 ax2.set_title(f"‖z(x + δ) − z(x)‖ / ‖δ‖, δ ~ N(0, σ²I), σ = {SIGMA:.3f}", fontsize=10)
 ax1.set_ylabel("held-out digits")
+ax2.set_ylabel("held-out digits")
 ax1.legend(fontsize=8)
 fig.tight_layout()
 fig
