@@ -47,8 +47,8 @@ plotting.loss_curves(history, title="VAE on digits", path=out("vae_loss_curves.p
 print(f"held-out negative ELBO {vae.neg_elbo(X_test, seed=args.seed):.2f} nats per example; "
       f"active units {vae.active_units(X_test)} of 2; KL per dimension "
       f"{vae.kl_per_dimension(X_test).round(2).tolist()}")
-print("the scatter shows classes as regions of the plane; the grid decodes the same plane, so "
-      "neighbouring regions blend into each other")
+print("the scatter shows most classes as regions of the plane (similar digits such as 3, 5, 8 and 9 "
+      "overlap); the grid decodes the same plane, so neighbouring regions blend into each other")
 for name in ("vae_reconstructions", "vae_samples", "vae_manifold_grid", "vae_latent_scatter",
              "vae_loss_curves"):
     print(f"wrote {out(name + '.png')}")
