@@ -283,8 +283,8 @@ def lerp(z0, z1, t):
 def slerp(z0, z1, t):
     """Spherical interpolation along the great circle from ``z0`` to ``z1`` [LATENT-2].
 
-    ``(sin((1 − t) Ω) z0 + sin(t Ω) z1) / sin Ω`` with ``cos Ω = ẑ0 · ẑ1``. Falls back to
-    :func:`lerp` when the codes are (anti)parallel or zero (sin Ω ≈ 0). Returns (T, Z).
+    ``(sin((1 − t) γ) z0 + sin(t γ) z1) / sin γ`` with ``cos γ = ẑ0 · ẑ1``. Falls back to
+    :func:`lerp` when the codes are (anti)parallel or zero (sin γ ≈ 0). Returns (T, Z).
 
     Derivation: docs/derivations/latent.md#latent-2
     """
@@ -292,11 +292,11 @@ def slerp(z0, z1, t):
     n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
     if n0 == 0.0 or n1 == 0.0:
         return lerp(z0, z1, t[:, 0])
-    omega = np.arccos(np.clip(np.dot(z0, z1) / (n0 * n1), -1.0, 1.0))
-    so = np.sin(omega)
+    gamma = np.arccos(np.clip(np.dot(z0, z1) / (n0 * n1), -1.0, 1.0))  # the angle between the codes
+    so = np.sin(gamma)
     if so < 1e-8:
         return lerp(z0, z1, t[:, 0])
-    return (np.sin((1.0 - t) * omega) * z0 + np.sin(t * omega) * z1) / so  # (T, Z) [LATENT-2]
+    return (np.sin((1.0 - t) * gamma) * z0 + np.sin(t * gamma) * z1) / so  # (T, Z) [LATENT-2]
 
 
 def attribute_vector(codes_with, codes_without):
