@@ -31,7 +31,7 @@ import warnings
 
 from npae.pairs import latent
 from npae.fast.backends import ops
-from npae.constants import LOGVAR_CLAMP_WARN_FRACTION
+from npae.constants import FLOW_STEPS_MAX, LOGVAR_CLAMP_WARN_FRACTION
 from npae.init import make_rng
 from npae.models.architectures import build_chains
 from npae.models.layers import ACTIVATION_NAMES, FlatParams
@@ -142,6 +142,9 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         if self.flow is not None:
             check_choice("flow", self.flow, FLOWS)
             check_scalar("flow_steps", self.flow_steps, low=1, integer=True)
+            if self.flow_steps > FLOW_STEPS_MAX:  # each step is Python objects, trained one by one
+                raise InputError(f"flow_steps={self.flow_steps} is over the limit of {FLOW_STEPS_MAX} "
+                                 f"steps (npae.constants.FLOW_STEPS_MAX; published flows use up to 80)")
             if self.flow_hidden is not None:
                 check_scalar("flow_hidden", self.flow_hidden, low=1, integer=True)
         if self.uses_log_weights and self.beta != 1:
