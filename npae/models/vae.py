@@ -41,7 +41,7 @@ from npae.models.vae_flows import FLOWS, PLANAR_START, FlowPosterior  # noqa: F4
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds, LogWeightStep  # noqa: F401
 from npae.validation import (InputError, check_array, check_choice, check_dtype, check_labels,
-                             check_scalar, check_sizes, check_unit_interval)
+                             check_memory, check_scalar, check_sizes, check_unit_interval)
 
 
 class CollapseWarning(UserWarning):
@@ -460,6 +460,10 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         check_scalar("n", n, low=1, integer=True)
         check_scalar("temperature", temperature, low=0.0, low_open=True)
         self._require_built()
+        size = self._footprint(self.n_features_in_)
+        width = self.latent_dim + self.n_features_in_ * 3 + (0 if size is None else size[1])
+        check_memory(f"sample(n={n})", int(n) * width * np.dtype(self.dtype).itemsize,
+                     "draw fewer samples per call")
         rng = self.sample_rng_ if seed is None else make_rng(seed)
         if self.n_classes:
             if y is None:
