@@ -351,8 +351,13 @@ def _load_png_folder(folder, max_bytes):
                          max_bytes)
     # Decoding one image holds it as RGBA bytes, RGBA float32 and two float64 copies (matplotlib,
     # then the rounding below): 84 bytes a pixel beside X. Judged from the IHDR sizes, before decoding.
-    _check_size(folder, f"{len(files)} images as float64 with one {w0}x{h0} image being decoded",
-                (nbytes + h0 * w0 * _DECODE_BYTES_PER_PIXEL,), 1, max_bytes)
+    peak = nbytes + h0 * w0 * _DECODE_BYTES_PER_PIXEL
+    if peak > max_bytes:
+        raise DatasetError(f"{folder}: decoding its {w0}x{h0} PNG images would take {_fmt_bytes(peak)} "
+                           f"({_fmt_bytes(nbytes)} for the images as float64, {_DECODE_BYTES_PER_PIXEL} "
+                           f"bytes a pixel while one is decoded), over the limit of "
+                           f"{_fmt_bytes(max_bytes)}; refusing to decode them (pass max_bytes= to raise "
+                           "the limit if the images are genuine)")
     X = np.empty((len(files), h0 * w0 * channels))  # (n, H*W*C)
     for i, (path, (w, h, depth, colour)) in enumerate(zip(files, headers)):
         try:
