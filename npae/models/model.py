@@ -103,9 +103,9 @@ class Model(ParamsMixin):
 
     def _setup(self, n_features):
         """Build the network for ``n_features`` inputs from the current parameters."""
-        self._check_size(int(n_features))  # before anything of that size is allocated
         self._building = True
         try:
+            self._check_size(int(n_features))  # before anything of that size is allocated
             self._build(int(n_features))
         finally:
             self._building = False
@@ -129,10 +129,10 @@ class Model(ParamsMixin):
 
         if is_shapes_only():
             return None
-        config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params(deep=False).items()}
-        if "input_dim" in config:
-            config["input_dim"] = n_features
         try:
+            config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params(deep=False).items()}
+            if "input_dim" in config:
+                config["input_dim"] = n_features
             return footprint(type(self)._declared_shapes(config))
         except (TypeError, ValueError, AttributeError, NotImplementedError):
             return None
