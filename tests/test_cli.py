@@ -558,7 +558,8 @@ def test_arch_conv_on_plain_features_is_a_one_line_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--data", "{tmp}/x64.npy", "--image-shape", "7x7"], "--image-shape 7x7: image_shape (7, 7) does not fit 64"),
+    (["--data", "{tmp}/x64.npy", "--image-shape", "7x7"],
+     "--image-shape 7x7: image_shape (7, 7) does not fit 64"),
     (["--data", "{tmp}/x64.npy", "--image-shape", "99999999999x1"], "does not fit 64 features"),
     (["--data", "mnist", "--train-split", "../../../etc/passwd"], "--train-split takes the prefix"),
     (["--objective", "iwae", "--k", "1000000000"], "with k=1000000000 would take about"),

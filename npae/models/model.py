@@ -130,7 +130,8 @@ class Model(ParamsMixin):
         if is_shapes_only():
             return None
         try:
-            config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params(deep=False).items()}
+            params = self.get_params(deep=False)  # a Classifier's needs its building flag set
+            config = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
             if "input_dim" in config:
                 config["input_dim"] = n_features
             return footprint(type(self)._declared_shapes(config))
