@@ -100,3 +100,24 @@ AUTO_FUSED_MIN_ENTRIES = 500_000_000
 #: im2col and col2im loops save 40-90 ms a step of 128 MNIST images, so the kernels pay after
 #: about 30 such steps.
 AUTO_FUSED_MIN_CONV_ROWS = 4_096
+
+# --------------------------------------------------------------------------------------------------
+# Budgets (npae.validation.check_memory / check_work): what one call may ask of the machine, estimated
+# from the arguments before anything is allocated or run. Each is looked up when a check runs, so a
+# program may raise it (``npae.constants.MEMORY_MAX_BYTES = 16 << 30``); the environment variables
+# NPAE_MAX_BYTES and NPAE_MAX_WORK (numbers such as 16e9) win over both, for one shell or one run.
+# --------------------------------------------------------------------------------------------------
+
+#: Largest memory, in bytes, one model (its parameters with their gradients and Adam's two moments)
+#: or one training step, sampling call or decoded image may take. 2 GiB holds a float64 model of some
+#: 60 million parameters; the MNIST VAE of the demos (784-400-20) takes about 21 MB with Adam.
+MEMORY_MAX_BYTES = 2 << 30
+
+#: Largest work, in multiply-adds of the model's dense layers, of one held-out bound
+#: (``log_likelihood_estimate``, ``npae evaluate --k``): about an hour at 3e9 multiply-adds a second.
+#: The CLI's default ladder (IWAE-500) on MNIST's 10,000 test images with a 784-400-20 VAE is 3e12.
+WORK_MAX_MULTIPLY_ADDS = 1e13
+
+#: Most steps of a VAE's normalising flow. Rezende & Mohamed (2015) used up to 80; a checkpoint holds
+#: about four arrays per parameter array (IAF: five a step), under MODEL_FILE_MAX_MEMBERS.
+FLOW_STEPS_MAX = 256

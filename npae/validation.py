@@ -212,3 +212,54 @@ def check_labels(name, y, n_classes, n_samples=None, *, unlabelled=None):
                          f"{unlabelled} for an unlabelled one (n_classes={n_classes}), got values in "
                          f"[{arr.min()}, {arr.max()}]")
     return arr
+
+
+def _fmt_bytes(n):
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _limit(name, env):
+    """The budget ``npae.constants.<name>``, or the environment variable ``env`` when set."""
+    from npae import constants
+
+    text = os.environ.get(env, "").strip()
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (np.isfinite(value) and value > 0):
+            raise InputError(f"{env} must be a positive number (bytes or multiply-adds), got {text!r}")
+        return value
+    return getattr(constants, name)
+
+
+def check_memory(what, nbytes, hint=""):
+    """Refuse, before it is allocated, a job whose estimated memory ``nbytes`` (Python ints: no
+    overflow) exceeds ``npae.constants.MEMORY_MAX_BYTES`` (or ``$NPAE_MAX_BYTES``); ``what`` names the
+    argument that asked for it, ``hint`` how to ask for less. Returns ``nbytes``."""
+    limit = _limit("MEMORY_MAX_BYTES", "NPAE_MAX_BYTES")
+    if nbytes > limit:
+        raise InputError(f"{what} would take about {_fmt_bytes(nbytes)} of memory, over the limit of "
+                         f"{_fmt_bytes(limit)}{'; ' + hint if hint else ''} (the limit is "
+                         f"npae.constants.MEMORY_MAX_BYTES; raise it with the environment variable "
+                         f"NPAE_MAX_BYTES=<bytes> if the machine has the memory)")
+    return nbytes
+
+
+def check_work(what, multiply_adds, hint=""):
+    """Refuse, before it starts, a job of an estimated ``multiply_adds`` (of the model's dense
+    layers) over ``npae.constants.WORK_MAX_MULTIPLY_ADDS`` (or ``$NPAE_MAX_WORK``): memory may be
+    bounded by chunking, but the time grows with what was asked. Returns ``multiply_adds``."""
+    limit = _limit("WORK_MAX_MULTIPLY_ADDS", "NPAE_MAX_WORK")
+    if multiply_adds > limit:
+        hours = multiply_adds / 3e9 / 3600
+        raise InputError(f"{what} is about {float(multiply_adds):.3g} multiply-adds (some {hours:.3g} "
+                         f"hours at 3e9 a second), over the limit of {float(limit):.3g}"
+                         f"{'; ' + hint if hint else ''} (the limit is "
+                         f"npae.constants.WORK_MAX_MULTIPLY_ADDS; raise it with the environment "
+                         f"variable NPAE_MAX_WORK=<multiply-adds> to run it anyway)")
+    return multiply_adds

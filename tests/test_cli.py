@@ -555,3 +555,35 @@ def test_arch_conv_on_plain_features_is_a_one_line_error(tmp_path, capsys):
                           "--out", str(tmp_path / "m")], capsys)
     assert code == 1 and "--arch conv needs images; the data 'moons' are plain features" in \
         one_line_error(err)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--data", "{tmp}/x64.npy", "--image-shape", "7x7"],
+     "--image-shape 7x7: image_shape (7, 7) does not fit 64"),
+    (["--data", "{tmp}/x64.npy", "--image-shape", "99999999999x1"], "does not fit 64 features"),
+    (["--data", "mnist", "--train-split", "../../../etc/passwd"], "--train-split takes the prefix"),
+    (["--objective", "iwae", "--k", "1000000000"], "with k=1000000000 would take about"),
+    (["--hidden", "1000000000"], "TiB of memory, over the limit of 2 GiB"),
+    (["--latent-dim", "1000000000"], "TiB of memory, over the limit of 2 GiB"),
+    (["--flow", "planar", "--flow-steps", "10000000"], "flow_steps=10000000 is over the limit of 256"),
+    (["--data", "{tmp}/pngs"], "decoding its 11000x11000 PNG images would take"),
+])
+def test_sizes_beyond_the_budget_are_one_line_before_allocating(tmp_path, capsys, argv, match):
+    """Issue 24: each was a raw ValueError, a MemoryError or a hang (tests/test_bounds_of_input.py
+    checks the library's side under a capped address space)."""
+    from test_bounds_of_input import png_header_only
+
+    np.save(tmp_path / "x64.npy", np.random.default_rng(0).random((30, 64)))
+    (tmp_path / "pngs").mkdir()
+    png_header_only(tmp_path / "pngs" / "a.png", 11000, 11000)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, out, err = run(["train", "vae", *QUICK, "--out", str(tmp_path / "run"), *argv], capsys)
+    assert code == 1 and match in one_line_error(err)
+
+
+def test_evaluate_refuses_a_k_whose_work_is_beyond_the_budget(tmp_path, capsys):
+    X = datasets.load_dataset("digits")[0][:100]
+    npae.VAE(hidden=(8,), latent_dim=2).fit(X, epochs=1, progress=False).save(tmp_path / "m.npz")
+    code, out, err = run(["evaluate", str(tmp_path / "m.npz"), "--k", "1000000000", "--no-progress"], capsys)
+    assert code == 1 and "--k 1000000000 on 270 held-out examples" in one_line_error(err)
+    assert "over the limit of 1e+13" in err and "NPAE_MAX_WORK" in err

@@ -112,6 +112,12 @@ def _evaluate(args):
             print(line)
         return 0
     progress = not args.no_progress
+    from npae.validation import check_work
+
+    ladder = 1 + sum(args.k)  # the ELBO, then each IWAE-k: k draws per example through the model
+    check_work(f"--k {' '.join(map(str, args.k))} on {Xt.shape[0]} held-out examples of a model of "
+               f"{model.n_params} parameters", ladder * Xt.shape[0] * model.n_params,
+               "give a smaller --k or --max-examples")
     print("negative bounds on log p(x), nats per example (each lower bound is tighter than the last):")
     print(f"{'bound':<10} {'-bound':>14}", flush=True)
     value = _chunked(lambda x, c, s: model.neg_elbo(x, c, seed=s), Xt, lab, args.seed, 1, "ELBO",

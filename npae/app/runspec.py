@@ -72,10 +72,13 @@ def _split_indices(n, fraction, seed, flag="--test-fraction"):
     return perm[n_test:], perm[:n_test]
 
 
-def _load_idx(spec, split, say=None):
+def _load_idx(spec, split, say=None, flag="--test-split"):
     from npae.data import datasets
 
     kw = dict(data_dir=spec.get("data_dir"))
+    if not isinstance(split, str) or not split or "/" in split or os.sep in split or split in (".", ".."):
+        raise UserError(f"{flag} takes the prefix of the IDX files (train, test, or a name such as "
+                        f"train5k), not a path: got {split!r}")
     if spec.get("download"):
         try:
             return datasets.load_dataset(spec["data"], split, **kw)
@@ -95,11 +98,12 @@ def _load_split(spec, say=None):
     for unlabelled data.
     """
     from npae.data import datasets
+    from npae.validation import InputError
 
     data, seed, kind = spec["data"], spec["seed"], _data_kind(spec["data"])
     if kind == "idx":
-        X, y, info = _load_idx(spec, spec["train_split"], say)
-        Xt, yt, info_t = _load_idx(spec, spec["test_split"], say)
+        X, y, info = _load_idx(spec, spec["train_split"], say, "--train-split")
+        Xt, yt, info_t = _load_idx(spec, spec["test_split"], say, "--test-split")
         spec["data_dir"] = os.path.dirname(os.path.abspath(info["files"][0]))
         if spec.get("max_train"):
             perm = np.random.default_rng(seed).permutation(X.shape[0])[:spec["max_train"]]
@@ -110,9 +114,11 @@ def _load_split(spec, say=None):
             shape, label = spec.get("image_shape"), spec.get("label")
             if isinstance(label, str) and label.isdigit() and data.lower().endswith(".csv"):
                 label = int(label)  # a CSV's column by its 0-based index
-            X_all, y_all, info = datasets.load_path(data, label=label, header=None,
-                                                    scale="auto",
-                                                    image_shape=tuple(shape) if shape else None)
+            try:
+                X_all, y_all, info = datasets.load_path(data, label=label, header=None, scale="auto",
+                                                        image_shape=tuple(shape) if shape else None)
+            except InputError as err:  # only image_shape is checked as an argument there
+                raise UserError(f"--image-shape {'x'.join(map(str, shape or ()))}: {err}") from None
         else:
             X_all, y_all, info = datasets.load_dataset(data, seed=seed)
         train, test = _split_indices(X_all.shape[0], spec["test_fraction"], seed)

@@ -12,9 +12,13 @@ import re
 import numpy as np
 
 from npae.data.bounded import MAX_BYTES, DatasetError, _check_size, _open_regular, _read_upto
+from npae.validation import InputTypeError
 
 #: IDX type byte -> big-endian NumPy dtype (the format of LeCun's MNIST files).
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+#: Most dimensions an IDX header may declare (its byte allows 255; NumPy arrays have at most 64).
+IDX_MAX_DIMS = 32
 
 
 @contextlib.contextmanager
@@ -40,6 +44,9 @@ def _read_idx_header(stream, path):
         raise DatasetError(f"{path} is not an IDX file: its magic number is {bytes(head).hex()}, "
                            "expected 00 00, a type byte 08..0e, the number of dimensions (>= 1)")
     dtype, ndim = np.dtype(IDX_DTYPES[head[2]]), head[3]
+    if ndim > IDX_MAX_DIMS:
+        raise DatasetError(f"{path}: its IDX header declares {ndim} dimensions, more than "
+                           f"{IDX_MAX_DIMS} (MNIST's files have 1 or 3); not an array npae can read")
     dims = _read_upto(stream, 4 * ndim, path)
     if len(dims) < 4 * ndim:
         raise DatasetError(f"{path} is truncated inside its header ({4 + len(dims)} bytes, the "
@@ -91,6 +98,9 @@ def read_idx(path, *, max_bytes=MAX_BYTES):
 def parse_idx(data, name="IDX data", *, max_bytes=MAX_BYTES):
     """Parse the (decompressed) bytes of an IDX file; the checks of :func:`read_idx`, errors naming
     ``name``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputTypeError(f"parse_idx needs the file's bytes (bytes, bytearray or memoryview), got "
+                             f"{type(data).__name__}; to read a file by name use read_idx(path)")
     stream = io.BytesIO(data)
     dtype, shape, head = _read_idx_header(stream, name)
     return _read_idx_body(stream, len(data), name, dtype, shape, head, max_bytes)[0]

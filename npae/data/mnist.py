@@ -18,7 +18,7 @@ import numpy as np
 from npae.data.bounded import (_CHUNK, MAX_BYTES, DataNotFoundError, DatasetError, _check_size, _fmt_bytes,
                                _listing, _open_regular)
 from npae.data.idx import _IDX_NAME, _idx_stream, _read_idx_body, _read_idx_header
-from npae.validation import check_choice
+from npae.validation import InputError, check_choice
 
 
 class OfficialFile(NamedTuple):
@@ -230,10 +230,11 @@ def _load_idx(name, split, data_dir, download_missing, max_bytes):
     """``(X, y, info)`` of an IDX set; see :func:`load_idx_dataset`."""
     check_choice("name", name, tuple(IDX_SOURCES))
     if not isinstance(split, str) or not split or "/" in split or os.sep in split:
-        raise ValueError(f"split must be 'train', 'test' or a file prefix, got {split!r}")
+        raise InputError(f"split must be 'train', 'test' or a file prefix (a name such as train5k, "
+                         f"no folder), got {split!r}")
     prefix = _SPLIT_PREFIX.get(split, split)
     if any(prefix.startswith(s + "-") for s in IDX_SOURCES):
-        raise ValueError(f"split {split!r} starts with a data set's name; give the prefix alone")
+        raise InputError(f"split {split!r} starts with a data set's name; give the prefix alone")
     title, files = IDX_TITLES[name], IDX_SOURCES[name]["files"]
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
     official = stems[0] in files

@@ -19,7 +19,7 @@ import numpy as np
 from npae.data.bounded import (MAX_BYTES, MAX_CLASSES, DatasetError, _check_size, _fmt_bytes, _listing,
                                _open_regular, _read_upto)
 from npae.data.idx import _IDX_NAME
-from npae.validation import check_scalar
+from npae.validation import InputError, check_scalar
 
 #: Suffixes :func:`load_path` reads; a folder is read as PNG images.
 PATH_FORMATS = (".npy", ".npz", ".csv")
@@ -271,6 +271,10 @@ def _load_csv(path, label, header, max_bytes):
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+#: Bytes a pixel of one PNG takes while it is decoded: RGBA uint8 (4), RGBA float32 (16), two float64
+#: RGBA copies (64).
+_DECODE_BYTES_PER_PIXEL = 84
+
 
 def _png_header(path):
     """``(width, height, bit depth, colour type)`` from a PNG's IHDR chunk (33 bytes, no decoding)."""
@@ -343,7 +347,17 @@ def _load_png_folder(folder, max_bytes):
             raise DatasetError(f"{path} is {w}x{h} {_png_mode(c)}, but {files[0]} is {w0}x{h0} "
                                f"{_png_mode(c0)}; all images must share size and mode")
     channels = 1 if _png_mode(c0) == "greyscale" else 3
-    _check_size(folder, f"{len(files)} images as float64", (len(files), h0, w0, channels), 8, max_bytes)
+    nbytes = _check_size(folder, f"{len(files)} images as float64", (len(files), h0, w0, channels), 8,
+                         max_bytes)
+    # Decoding one image holds it as RGBA bytes, RGBA float32 and two float64 copies (matplotlib,
+    # then the rounding below): 84 bytes a pixel beside X. Judged from the IHDR sizes, before decoding.
+    peak = nbytes + h0 * w0 * _DECODE_BYTES_PER_PIXEL
+    if peak > max_bytes:
+        raise DatasetError(f"{folder}: decoding its {w0}x{h0} PNG images would take {_fmt_bytes(peak)} "
+                           f"({_fmt_bytes(nbytes)} for the images as float64, {_DECODE_BYTES_PER_PIXEL} "
+                           f"bytes a pixel while one is decoded), over the limit of "
+                           f"{_fmt_bytes(max_bytes)}; refusing to decode them (pass max_bytes= to raise "
+                           "the limit if the images are genuine)")
     X = np.empty((len(files), h0 * w0 * channels))  # (n, H*W*C)
     for i, (path, (w, h, depth, colour)) in enumerate(zip(files, headers)):
         try:
@@ -455,10 +469,10 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
         image_shape = tuple(int(s) for s in image_shape)
         if len(image_shape) not in (2, 3) or (len(image_shape) == 3 and image_shape[2] != 3) or \
                 math.prod(image_shape) != X.shape[1]:
-            raise ValueError(f"image_shape {image_shape} does not fit {X.shape[1]} features "
+            raise InputError(f"image_shape {image_shape} does not fit {X.shape[1]} features "
                              "((H, W) or (H, W, 3) with H*W*C features)")
         if shape is not None and image_shape != shape:
-            raise ValueError(f"image_shape {image_shape} differs from the images' own shape {shape}")
+            raise InputError(f"image_shape {image_shape} differs from the images' own shape {shape}")
         shape = image_shape
     info = {"image_shape": shape, "unit_interval": bool(X.min() >= 0.0 and X.max() <= 1.0),
             "classes": classes, "source": str(path), "files": tuple(files), "verified": False,

@@ -31,10 +31,10 @@ import numpy as np
 
 from npae.data import io
 from npae.models.sklearn_protocol import ParamsMixin
-from npae.models.sizing import _SIZERS, _class_key, _shapes_by_building, check_declarable
+from npae.models.sizing import _SIZERS, _class_key, _shapes_by_building, check_declarable, footprint
 from npae.training.loop import fit_loop
-from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_scalar,
-                             check_unit_interval)
+from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_memory,
+                             check_scalar, check_unit_interval)
 from npae.version import __version__
 
 #: Every Model subclass, keyed ``"<module>:<qualname>"`` (filled by ``Model.__init_subclass__``).
@@ -105,6 +105,7 @@ class Model(ParamsMixin):
         """Build the network for ``n_features`` inputs from the current parameters."""
         self._building = True
         try:
+            self._check_size(int(n_features))  # before anything of that size is allocated
             self._build(int(n_features))
         finally:
             self._building = False
@@ -115,6 +116,49 @@ class Model(ParamsMixin):
         self._built_with = self._param_snapshot()
         self.last_terms = {}
         return self
+
+    #: Copies of the parameters a fit holds: the weights, their gradients, Adam's two moments.
+    _COPIES_IN_FIT = 4
+
+    def _footprint(self, n_features):
+        """``(parameter bytes, activation width)`` of this model for ``n_features`` inputs, from its
+        declared arrays (:func:`npae.models.sizing.footprint`), without building it; None when the
+        class cannot be sized from its arguments (its own checks in ``_build`` then speak), or
+        inside a shape-only build (nothing is allocated there)."""
+        from npae.models.layers import is_shapes_only
+
+        if is_shapes_only():
+            return None
+        try:
+            params = self.get_params(deep=False)  # a Classifier's needs its building flag set
+            config = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+            if "input_dim" in config:
+                config["input_dim"] = n_features
+            return footprint(type(self)._declared_shapes(config))
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            return None
+
+    def _check_size(self, n_features):
+        """Refuse a model whose parameters, with their gradients and Adam's moments, would exceed
+        the memory budget (npae.constants.MEMORY_MAX_BYTES), before building it."""
+        size = self._footprint(n_features)
+        if size is not None:
+            check_memory(f"a {type(self).__name__} of {n_features} input features (its parameters, "
+                         f"gradients and optimizer moments)", self._COPIES_IN_FIT * size[0],
+                         "use fewer or narrower layers (hidden, latent_dim)")
+
+    def _check_step_size(self, n_rows, batch_size):
+        """Refuse a training step whose activations (forward caches and their gradients, about 4
+        numbers per layer output, for each of the k samples of z) exceed the memory budget."""
+        size = self._footprint(self.n_features_in_)
+        if size is None:
+            return
+        k = getattr(self, "k", 1) or 1
+        itemsize = np.dtype(getattr(self, "dtype", "float64")).itemsize
+        rows = min(int(batch_size), int(n_rows))
+        check_memory(f"one training step of batch_size={batch_size}" + (f" with k={k}" if k > 1 else ""),
+                     4 * int(k) * rows * (size[1] + self.n_features_in_) * itemsize,
+                     "lower k or batch_size" if k > 1 else "lower batch_size")
 
     def _seed(self):
         """The seed in effect: ``random_state`` when given (scikit-learn's name), else ``seed``."""
@@ -232,6 +276,7 @@ class Model(ParamsMixin):
                                  f"{n} features as input (input_dim={n})")
             self._setup(X.shape[1])  # fresh initial weights from the seed
         data = self._fit_data(X, y)
+        self._check_step_size(data[0].shape[0], check_scalar("batch_size", batch_size, low=1, integer=True))
         if validation_data is not None:
             if not isinstance(validation_data, tuple):
                 validation_data = (validation_data,)

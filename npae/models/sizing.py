@@ -175,3 +175,18 @@ def check_declarable(model):
                         f"{ {k: declared.get(k) for k in diff[:3]} }, built "
                         f"{ {k: actual.get(k) for k in diff[:3]} }), so load would refuse the file; "
                         f"the class must override Model._declared_shapes")
+
+
+def footprint(declared):
+    """``(bytes, width)`` of a model's declared arrays (:meth:`Model._declared_shapes`): the bytes
+    of its parameters, and the sum of its layers' output widths (the lengths of their biases), the
+    numbers one example's forward pass writes per sample of z. Python ints: no overflow."""
+    nbytes = width = 0
+    for name, (shape, dtype) in declared.items():
+        size = 1
+        for n in shape:
+            size *= int(n)
+        nbytes += size * np.dtype(dtype).itemsize
+        if name.endswith(".b") and len(shape) == 1:
+            width += int(shape[0])
+    return nbytes, width

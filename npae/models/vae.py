@@ -31,7 +31,7 @@ import warnings
 
 from npae.pairs import latent
 from npae.fast.backends import ops
-from npae.constants import LOGVAR_CLAMP_WARN_FRACTION
+from npae.constants import FLOW_STEPS_MAX, LOGVAR_CLAMP_WARN_FRACTION
 from npae.init import make_rng
 from npae.models.architectures import build_chains
 from npae.models.layers import ACTIVATION_NAMES, FlatParams
@@ -41,7 +41,7 @@ from npae.models.vae_flows import FLOWS, PLANAR_START, FlowPosterior  # noqa: F4
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds, LogWeightStep  # noqa: F401
 from npae.validation import (InputError, check_array, check_choice, check_dtype, check_labels,
-                             check_scalar, check_sizes, check_unit_interval)
+                             check_memory, check_scalar, check_sizes, check_unit_interval)
 
 
 class CollapseWarning(UserWarning):
@@ -142,6 +142,9 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         if self.flow is not None:
             check_choice("flow", self.flow, FLOWS)
             check_scalar("flow_steps", self.flow_steps, low=1, integer=True)
+            if self.flow_steps > FLOW_STEPS_MAX:  # each step is Python objects, trained one by one
+                raise InputError(f"flow_steps={self.flow_steps} is over the limit of {FLOW_STEPS_MAX} "
+                                 f"steps (npae.constants.FLOW_STEPS_MAX; published flows use up to 80)")
             if self.flow_hidden is not None:
                 check_scalar("flow_hidden", self.flow_hidden, low=1, integer=True)
         if self.uses_log_weights and self.beta != 1:
@@ -457,6 +460,10 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         check_scalar("n", n, low=1, integer=True)
         check_scalar("temperature", temperature, low=0.0, low_open=True)
         self._require_built()
+        size = self._footprint(self.n_features_in_)
+        width = self.latent_dim + self.n_features_in_ * 3 + (0 if size is None else size[1])
+        check_memory(f"sample(n={n})", int(n) * width * np.dtype(self.dtype).itemsize,
+                     "draw fewer samples per call")
         rng = self.sample_rng_ if seed is None else make_rng(seed)
         if self.n_classes:
             if y is None:

@@ -16,7 +16,7 @@ import numpy as np
 from npae.fast import backends
 from npae.pairs import bounds
 from npae.pairs import latent
-from npae.validation import check_scalar
+from npae.validation import check_scalar, check_work
 
 OBJECTIVES = ("elbo", "iwae")
 
@@ -44,6 +44,8 @@ class LogWeightBounds:
         check_scalar("batch_size", batch_size, low=1, integer=True)
         if chunk is not None:
             check_scalar("chunk", chunk, low=1, integer=True)
+        check_work(f"a bound with k={k} on {X.shape[0]} example(s) of a model of {self.n_params} "
+                   f"parameters", k * X.shape[0] * self.n_params, "lower k or the number of examples")
         rng = self._eval_rng(seed)
         if chunk is None:  # keep one chunk of decoder outputs near 2^22 numbers
             chunk = max(1, (1 << 22) // (min(batch_size, X.shape[0]) * self.n_features_in_))
