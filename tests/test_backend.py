@@ -185,6 +185,22 @@ def test_auto_outside_fit_and_after_a_fused_fit_is_reference(monkeypatch, digits
         assert backends.ops.dense_act_backward is backends.ReferenceOps.dense_act_backward
 
 
+@fused_only
+def test_a_job_inside_a_job_leaves_the_outer_jobs_units(monkeypatch):
+    """An estimate made while a fit runs (a job inside a job) gets its own choice, and afterwards the
+    fit's units are back: the outer job never continues on the inner one's implementation."""
+    model = npae.VAE(64, hidden=(16,), latent_dim=2)
+    monkeypatch.setattr(npae.constants, "AUTO_FUSED_MIN_ENTRIES", 10_000)
+    with npae.backend("auto"):
+        with backends.for_job(model, 10_000) as outer:
+            assert outer == "fused" and backends.ops.running == "fused"
+            with backends.for_job(model, 1) as inner:
+                assert inner == "reference" and backends.ops.running == "reference"
+            assert backends.ops.running == "fused"
+            assert backends.ops.dense_act_backward is backends.FusedOps.dense_act_backward
+        assert backends.ops.running == "reference"
+
+
 def test_import_npae_does_not_import_numba():
     """numba costs a third of a second to import; a run that uses no kernel never pays it."""
     import subprocess

@@ -49,6 +49,7 @@ from npae.pairs import conv
 from npae.pairs import functional as F
 from npae.pairs import latent
 from npae.pairs import updates
+from npae.fast.threads import model_layers
 from npae.validation import InputError, check_choice
 
 BACKENDS = ("auto", "reference", "fused")
@@ -401,11 +402,6 @@ def backend(name):
         set_backend(previous)
 
 
-def _layers(model):
-    for chain in (getattr(model, name, None) for name in ("encoder", "decoder", "head")):
-        yield from getattr(chain, "layers", ())
-
-
 def choose(model, rows, updates=0):
     """The implementation ``auto`` runs for a job that pushes ``rows`` examples through ``model``
     and makes ``updates`` optimizer steps (a fit: steps × batch size rows and one update a step; an
@@ -423,7 +419,7 @@ def choose(model, rows, updates=0):
     gives the same numbers every time."""
     if "fused" not in available():
         return "reference"
-    layers = list(_layers(model))
+    layers = list(model_layers(model))
     if any(hasattr(layer, "out_channels") for layer in layers):  # a convolution
         return "fused" if rows >= constants.AUTO_FUSED_MIN_CONV_ROWS else "reference"
     outputs = sum(layer.n_out for layer in layers if hasattr(layer, "n_out"))
@@ -434,16 +430,18 @@ def choose(model, rows, updates=0):
 @contextlib.contextmanager
 def for_job(model, rows, updates=0):
     """Run a fit or an estimate under the implementation the active backend gives it (``auto``:
-    :func:`choose`); yields its name, which ``fit`` records as ``model.backend_``."""
+    :func:`choose`); yields its name, which ``fit`` records as ``model.backend_``. Afterwards the
+    implementation that ran before is back, so a job inside another (an estimate made while a fit
+    runs) leaves the outer job's units in place."""
     if ops.name != "auto":
         yield ops.running
         return
-    chosen = choose(model, rows, updates)
+    previous, chosen = ops.running, choose(model, rows, updates)
     _install(chosen)
     try:
         yield chosen
     finally:
-        _install("reference")
+        _install(previous)
 
 
 def _initial_backend():

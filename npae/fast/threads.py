@@ -31,17 +31,18 @@ SMALL_PRODUCT_MACS = 4_000_000
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-def _products(model, batch_size):
-    """Multiply-adds of each matrix product of one forward pass of ``model`` on ``batch_size``
-    examples: ``batch_size · n_in · n_out`` per dense layer (conv layers count their im2col
-    product)."""
+def model_layers(model):
+    """The layers of ``model``'s chains (encoder, decoder, a classifier's head), in order."""
     for chain in (getattr(model, name, None) for name in ("encoder", "decoder", "head")):
-        for layer in getattr(chain, "layers", ()):
-            macs = getattr(layer, "macs_per_example", None)
-            if macs is not None:
-                yield int(batch_size) * int(macs())
-            elif hasattr(layer, "n_in") and hasattr(layer, "n_out"):
-                yield int(batch_size) * layer.n_in * layer.n_out
+        yield from getattr(chain, "layers", ())
+
+
+def _products(model, batch_size):
+    """Multiply-adds of each dense layer's matrix product in one forward pass of ``model`` on
+    ``batch_size`` examples: ``batch_size · n_in · n_out`` (convolution layers are not counted)."""
+    for layer in model_layers(model):
+        if hasattr(layer, "n_in") and hasattr(layer, "n_out"):
+            yield int(batch_size) * layer.n_in * layer.n_out
 
 
 def largest_product(model, batch_size):
