@@ -32,7 +32,7 @@ import os
 import re
 import tempfile
 
-from npae.data.locks import TEMP_TAIL, FileLock, _host, pid_alive, temp_is_stale, temp_prefix  # noqa: F401
+from npae.data.locks import TEMP_TAIL, FileLock, _host, remove_temps, temp_is_stale, temp_prefix
 
 LOCK_NAME = ".npae-lock"
 
@@ -244,21 +244,11 @@ def clean_stale_temps(folder):
     another process's now); one without (an older model saver's ``.<target>.<random>.tmp``)
     always: the caller holds the folder's :class:`RunLock`, so no other run is writing there now.
     """
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
+    def stale(name, full):
         m = _TEMP_NAME.match(name)
         if m is None:
-            continue
-        full = os.path.join(folder, name)
-        tail = m.group("tail")
-        if TEMP_TAIL.match(tail).group("pid") is not None and not temp_is_stale(tail, full):
-            continue  # being written by a live process
-        with contextlib.suppress(OSError):
-            if os.path.isfile(full) and not os.path.islink(full):
-                os.unlink(full)
-                removed.append(name)
-    return removed
+            return False
+        tail = m.group("tail")  # without a pid: an older saver's, and the folder is ours
+        return TEMP_TAIL.match(tail).group("pid") is None or temp_is_stale(tail, full)
+
+    return remove_temps(folder, stale)

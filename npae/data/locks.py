@@ -306,6 +306,24 @@ def temp_is_stale(tail, full):
     return writer_gone(int(m.group("pid")), int(start) if start is not None else None) is not None
 
 
+def remove_temps(folder, is_stale):
+    """Remove the regular files of ``folder`` (no links, no folders) whose name and path
+    ``is_stale(name, full)`` calls stale; returns the names removed. Files that vanish or refuse
+    meanwhile are left to the next call."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in names:
+        full = os.path.join(folder, entry)
+        with contextlib.suppress(OSError):
+            if os.path.isfile(full) and not os.path.islink(full) and is_stale(entry, full):
+                os.unlink(full)
+                removed.append(entry)
+    return removed
+
+
 def clean_stale_temps(path):
     """Remove the temporary files that killed atomic writes of ``path`` left beside it (names
     ``.<name>.<pid>-<start>-h<host>.<random>.tmp`` and older ``.<name>.<random>.tmp``) whose writer
@@ -313,17 +331,5 @@ def clean_stale_temps(path):
     a live writer's stay, and so does every file of another name. Returns the names removed."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     lead = f".{name}."
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for entry in names:
-        if not entry.startswith(lead) or not entry.endswith(".tmp"):
-            continue
-        full = os.path.join(folder, entry)
-        with contextlib.suppress(OSError):
-            if os.path.isfile(full) and not os.path.islink(full) and temp_is_stale(entry[len(lead):], full):
-                os.unlink(full)
-                removed.append(entry)
-    return removed
+    return remove_temps(folder, lambda entry, full: entry.startswith(lead) and entry.endswith(".tmp")
+                        and temp_is_stale(entry[len(lead):], full))
