@@ -215,6 +215,7 @@ def check_labels(name, y, n_classes, n_samples=None, *, unlabelled=None):
 
 
 def _fmt_bytes(n):
+    """``n`` bytes for a message: ``"2 GiB"``, ``"5.09 TiB"``, ``"512 bytes"``."""
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.3g} {unit}"

@@ -14,6 +14,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from npae.validation import _fmt_bytes  # one byte formatter for every size message
+
 
 class DatasetError(ValueError):
     """A data file exists but cannot be used: corrupt, truncated, too large, wrong checksum, wrong
@@ -39,13 +41,6 @@ MAX_BYTES = 1 << 30
 MAX_CLASSES = 256
 
 _CHUNK = 1 << 20  # bytes per read
-
-
-def _fmt_bytes(n):
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n} bytes"
 
 
 def _check_size(path, what, shape, itemsize, max_bytes):
