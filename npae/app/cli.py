@@ -2,6 +2,7 @@
 
     npae train {ae,dae,sae,cae,vae,cvae} [options]   train, then save model, metrics and figures
     npae evaluate RUN_OR_MODEL [options]             ELBO / IWAE-k ladder, or the model's own measures
+    npae explore RUN_DIR [--out FILE]                write explorer.html, the latent space in a browser
     npae --version
 
 ``npae train vae`` with no options trains a VAE with a 2-D latent space on the bundled 8x8 digits
@@ -10,6 +11,8 @@
 ``samples.png``, ``latent_scatter.png`` and ``manifold_grid.png``. Each regularised autoencoder adds
 the figure of its own idea: ``denoising.png`` (dae), ``sparsity.png`` (sae), ``contraction.png``
 (cae); the conditional VAE's ``manifold_grid.png`` is a grid of classes × latent values.
+Every run of an autoencoder or VAE also writes ``explorer.html``, its latent space to explore in a
+browser, offline (:mod:`npae.app.explorer`; ``npae explore RUN_DIR`` writes it for an earlier run).
 
 ``--data`` takes a named set (``npae.data.datasets.DATASETS``) or a path (a ``.npy``, ``.npz`` or
 ``.csv`` file, or a folder of PNGs; :func:`npae.data.datasets.load_path`). ``metrics.json`` records the
@@ -40,6 +43,7 @@ import sys
 import traceback
 
 from npae.app.evaluate import _evaluate
+from npae.app.explorer import _explore
 from npae.app.runspec import DATA_FLAGS, MODEL_FLAGS, MODELS, UserError, _data_kind, _data_name, _flag
 from npae.app.train import _train
 from npae.version import __version__
@@ -314,7 +318,20 @@ def build_parser():
     ev.add_argument("--seed", type=_number(int, 0), default=0, help="seed of the estimators' noise")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     ev.set_defaults(func=_evaluate)
-    parser._npae_sub = {"train": train, "evaluate": ev}
+
+    ex = sub.add_parser("explore", help="write explorer.html, the run's latent space in the browser",
+                        description="Write the latent explorer of a finished run (a self-contained "
+                                    "HTML page: the held-out codes, the decoder running live, "
+                                    "reconstructions, interpolations) into its folder. npae train "
+                                    "writes it for every new run; this is for runs trained earlier.")
+    ex.add_argument("run", help="a run folder written by npae train (holding model.npz and metrics.json)")
+    ex.add_argument("--out", type=_nonempty("file name"), default=None,
+                    help="write the page here (default: RUN/explorer.html)")
+    ex.add_argument("--overwrite", action="store_true", help="replace the page if the file exists")
+    ex.add_argument("--max-points", type=_number(int, 1), default=1000,
+                    help="held-out examples drawn on the plane, at most (fewer for large images)")
+    ex.set_defaults(func=_explore)
+    parser._npae_sub = {"train": train, "evaluate": ev, "explore": ex}
     return parser
 
 

@@ -59,6 +59,19 @@ def _default_spec(args):
                 image_shape=None)
 
 
+def _held_out(spec):
+    """``(Xt, yt, info)``: the held-out split of the data ``spec`` (a run's record)."""
+    if _data_kind(spec["data"]) == "idx":  # only the held-out split is needed: read it alone
+        from npae.data.datasets import binarize
+
+        Xt, yt, info = _load_idx(dict(spec, download=False), spec["test_split"])
+        if spec.get("binarize", "none") != "none":
+            Xt = binarize(Xt, "static", rng=spec["seed"] + 1)
+        return Xt, yt, info
+    _, _, Xt, yt, info = _load_split(dict(spec))
+    return Xt, yt, info
+
+
 def _evaluate(args):
     from npae.data import io
     from npae.models.classifier import Classifier
@@ -79,14 +92,7 @@ def _evaluate(args):
     for dest in ("data_dir", "test_split"):
         if getattr(args, dest) is not None:
             spec[dest] = getattr(args, dest)
-    if _data_kind(spec["data"]) == "idx":  # only the held-out split is needed: read it alone
-        from npae.data.datasets import binarize
-
-        Xt, yt, info = _load_idx(dict(spec, download=False), spec["test_split"])
-        if spec.get("binarize", "none") != "none":
-            Xt = binarize(Xt, "static", rng=spec["seed"] + 1)
-    else:
-        _, _, Xt, yt, info = _load_split(dict(spec))
+    Xt, yt, info = _held_out(spec)
     if args.max_examples:
         Xt = Xt[:args.max_examples]
         yt = None if yt is None else yt[:args.max_examples]

@@ -6,6 +6,7 @@ import os
 import time
 import warnings
 
+from npae.app import explorer
 from npae.app.lessons import _figures, _lesson_metrics, _metric_lines
 from npae.app.runspec import (IS_VAE, UserError, _build_model, _data_kind, _data_name, _load_split, _say,
                               _units)
@@ -132,6 +133,7 @@ def _train_in(args, out):
     for line in _metric_lines(test, model):
         print(line)
     written = _figures(model, args.model, Xt, yt, info, history, out, args.seed)
+    written += [p for p in [explorer.write_for_run(model, args.model, Xt, yt, info, test, out)] if p]
     for path in (model_path, checkpoint, metrics_path, *written):
         print(f"wrote {path}")
     return 0
