@@ -62,7 +62,9 @@ def test_version_and_help_show_defaults():
             help_text = sub._get_formatter()._get_help_string(action)
             switch = action.nargs == 0
             assert switch or "default" in help_text, (name, action.dest, help_text)
-        assert "(default: 100)" in text if name == "train" else "(default: [5, 50, 500])" in text
+        shown = {"train": "(default: 100)", "evaluate": "(default: [5, 50, 500])",
+                 "explore": "(default: 1000)"}
+        assert shown[name] in text
 
 
 def test_train_vae_default_folder_then_evaluate_anywhere(tmp_path, monkeypatch, capsys):
@@ -71,7 +73,7 @@ def test_train_vae_default_folder_then_evaluate_anywhere(tmp_path, monkeypatch, 
     assert code == 0, err
     run_dir = tmp_path / "runs" / "vae-digits"
     expected = {"model.npz", "checkpoint.npz", "metrics.json", "loss_curves.png", "reconstructions.png",
-                "samples.png", "latent_scatter.png", "manifold_grid.png"}
+                "samples.png", "latent_scatter.png", "manifold_grid.png", "explorer.html"}
     assert expected == set(os.listdir(run_dir))
     assert "data: bundled UCI 8x8 digits" in out and "300 train / 270 held-out" in out
     assert re.search(r"epoch 1/1 \| loss +[0-9.]+ \| recon +[0-9.]+ \| kl +[0-9.]+ \| val_loss", out), out
@@ -108,7 +110,7 @@ def test_every_model_trains_and_reports_its_own_measure(tmp_path, capsys, model,
     assert code == 0, err
     written = set(os.listdir(tmp_path))
     assert {"model.npz", "metrics.json", "loss_curves.png", "reconstructions.png",
-            "latent_scatter.png"} | files <= written, written
+            "latent_scatter.png", "explorer.html"} | files <= written, written
     test = json.loads((tmp_path / "metrics.json").read_text())["test"]
     assert measure in test
     if model == "sae":

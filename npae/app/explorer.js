@@ -181,6 +181,16 @@ function fromPlane(u, w) {  // the code at plane point (u, w): base + u v1 + w v
 
 const PTS = [];
 for (let i = 0; i < N; i++) PTS.push(toPlane(codeOf(i)));
+const ORDER = (function () {  // the points drawn in a fixed shuffled order, so no class hides another
+  const order = Array.from({length: N}, (_, i) => i);
+  let seed = 12345;
+  for (let i = N - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+})();
 
 const VIEW = (function () {  // a square window around the points (and the prior's grid)
   let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
@@ -247,7 +257,7 @@ function drawPlane() {
   ctx.strokeStyle = "rgba(0, 0, 0, 0.4)";  // the axes through 0
   const [ox, oy] = toPixel([0, 0]);
   ctx.beginPath(); ctx.moveTo(ox, 0); ctx.lineTo(ox, plane.height); ctx.moveTo(0, oy); ctx.lineTo(plane.width, oy); ctx.stroke();
-  for (let i = 0; i < N; i++) {
+  for (const i of ORDER) {
     const [px, py] = toPixel(PTS[i]);
     ctx.fillStyle = colour(LABELS ? LABELS[i] : null);
     ctx.globalAlpha = 0.75;
@@ -305,9 +315,11 @@ function pick(i) {  // a clicked point: its image and reconstruction; the last t
 function drawStrip() {  // decoded codes on the straight line from A to B
   const [a, b] = STATE.picked.map(codeOf), steps = 10, strip = document.getElementById("strip");
   const size = strip.width / steps, cell = document.createElement("canvas");
-  cell.width = cell.height = size;
+  cell.width = cell.height = size - 3;  // a white gap between the images
   const ctx = strip.getContext("2d");
   strip.height = size;
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, strip.width, strip.height);
   STATE.strip = [];
   for (let s = 0; s < steps; s++) {
     const t = s / (steps - 1), z = a.map((v, k) => (1 - t) * v + t * b[k]);

@@ -26,7 +26,6 @@ import base64
 import html
 import json
 import os
-import statistics
 from importlib import resources
 
 import numpy as np
@@ -169,6 +168,7 @@ def _points(model, Xt, yt, limit):
 def page_data(model, kind, Xt, yt, info, test, *, title=None, max_points=MAX_POINTS):
     """Everything the page shows, as a JSON-ready dict (see :func:`write_page`)."""
     from npae.models.vae import VAE
+    from npae.pairs import latent
 
     D = int(model.n_features_in_)
     limit = int(max(1, min(Xt.shape[0], max_points, max(50, IMAGE_BYTES // D))))
@@ -190,8 +190,7 @@ def page_data(model, kind, Xt, yt, info, test, *, title=None, max_points=MAX_POI
         class_names = []
     grid = None
     if is_vae and codes.shape[1] >= 2:
-        u = (np.arange(GRID_POINTS) + 0.5) / GRID_POINTS  # [LATENT-4]
-        grid = [statistics.NormalDist().inv_cdf(float(p)) for p in u]
+        grid = latent.manifold_grid(GRID_POINTS)[::GRID_POINTS, 0].tolist()  # z = Φ⁻¹((k + ½) / 15)
     shape = info.get("image_shape")
     return dict(
         title=title or f"{type(model).__name__} on {info.get('source', 'data')}",
