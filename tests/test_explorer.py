@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from npae import ConditionalVAE, VAE, Autoencoder, datasets, plotting
-from npae.app import cli, explorer
+from npae.app import cli, explorer, runs
 
 MB = 1_000_000
 
@@ -162,3 +162,15 @@ def test_explore_refuses_what_is_not_a_finished_run(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert not (empty / "explorer.html").exists()
+
+
+def test_explore_waits_for_no_run_it_would_write_beside(tmp_path, capsys):
+    """A run still writing into the folder (its lock held) is not written into."""
+    out = tmp_path / "run"
+    assert run(["train", "ae", "--epochs", "1", "--no-progress", "--max-train", "100", "--out", str(out)],
+               capsys)[0] == 0
+    (out / "explorer.html").unlink()
+    with runs.RunLock(out):
+        code, _, err = run(["explore", str(out)], capsys)
+    assert code == 1 and "in use" in err and not (out / "explorer.html").exists()
+    assert run(["explore", str(out)], capsys)[0] == 0 and (out / "explorer.html").exists()

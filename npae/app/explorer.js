@@ -287,7 +287,7 @@ function showCode(code) {  // decode the code at once and show it
   STATE.decoded = decode(STATE.code, STATE.label);
   drawImage(document.getElementById("decoded"), STATE.decoded, false);
   const what = DATA.output === "sigmoid" && DATA.is_vae ? "Bernoulli means p(x_d = 1 | z)" :
-    (DATA.is_vae ? "Gaussian means" : "reconstruction");
+    (DATA.is_vae ? "Gaussian means" : "output (what a code decodes to)");
   const y = DATA.n_classes ? `, y = ${DATA.class_names[STATE.label]}` : "";
   document.getElementById("decoded-caption").textContent =
     `The decoder, run in this page, at z = (${STATE.code.map(fmt).join(", ")})${y}: its ${what}. ` +

@@ -212,7 +212,7 @@ def _plain(value):
 def render(data):
     """The page's HTML: the shell below, the data as JSON and ``explorer.js``, all inline."""
     script = resources.files("npae.app").joinpath("explorer.js").read_text(encoding="utf-8")
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # never ends the script
+    blob = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")  # nothing ends the script
     title = html.escape(data["title"])
     return _SHELL.format(title=title, data=blob, script=script)
 
