@@ -325,3 +325,18 @@ def test_fullcov_kl_matches_torch_distributions():
     assert np.allclose(kl, t_kl.detach().numpy(), rtol=1e-12)
     assert np.allclose(dmu, tmu.grad.numpy(), rtol=1e-12, atol=1e-14)
     assert np.allclose(dL, tL.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_fullcov_kl_gradcheck_catches_a_small_error():
+    """The check of [KL-5] has teeth: a diagonal gradient 0.1% off fails it."""
+    mu, L_raw = _fullcov_inputs(2, 3, 4, 0.8)
+
+    def wrong_backward(dkl, cache):
+        dmu, dL = latent.fullcov_kl_backward(dkl, cache)
+        idx = np.arange(dL.shape[-1])
+        dL[:, idx, idx] *= 1.001
+        return dmu, dL
+
+    report = check_pair(latent.fullcov_kl_forward, wrong_backward, [mu, L_raw], names=["mu", "L_raw"], rng=0)
+    with pytest.raises(AssertionError):
+        report.assert_ok()
