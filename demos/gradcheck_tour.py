@@ -68,6 +68,9 @@ record("latent", "reparameterize", check_pair(latent.reparameterize_forward, lat
                                               [mu, logvar, eps], wrt=(0, 1), names=["mu", "logvar"]))
 record("latent", "Gaussian KL", check_pair(latent.gaussian_kl_forward, latent.gaussian_kl_backward,
                                            [mu, logvar], names=["mu", "logvar"]))
+record("latent", "full-covariance KL", check_pair(latent.fullcov_kl_forward, latent.fullcov_kl_backward,
+                                                  [mu, 0.5 * rng.standard_normal((B, Z, Z))],
+                                                  names=["mu", "L_raw"]))
 
 # %% whole models: the loss with respect to every parameter
 xu = rng.uniform(0.05, 0.95, (B, D))

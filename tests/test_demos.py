@@ -33,6 +33,12 @@ EXPECTED = {
     "unbalanced_cvae": ["unbalanced_cvae.png"],
     "cvae_agreement": ["cvae_agreement.png", "cvae_samples.png", "cvae_traversal.png"],
     "ae_vs_vae_latent": ["ae_vs_vae_latent.png"],
+    "elbo_gap": ["elbo_gap.png"],
+    "mc_vs_importance": ["mc_vs_importance.png"],
+    "overcomplete_identity": ["overcomplete_identity.png"],
+    "denoising_field": ["denoising_field.png"],
+    "beta_sweep": ["beta_sweep.png"],
+    "die_prior": ["die_prior.png"],
 }
 
 

@@ -142,6 +142,10 @@ def _fits_and_public_calls():
         z0, z1 = np.array([1.0, 0.0]), np.array([0.0, 2.0])
         latent.lerp(z0, z1, [0.0, 0.5, 1.0])
         latent.slerp(z0, z1, [0.0, 0.5, 1.0])
+        # the full-covariance KL [KL-4], [KL-5]: a public pair taught beside the diagonal one, used
+        # by no model (every npae posterior is diagonal or a flow)
+        kl, cache = latent.fullcov_kl_forward(X[:2, :3], X[:2, :9].reshape(2, 3, 3))
+        latent.fullcov_kl_backward(np.ones_like(kl), cache)
         v = latent.attribute_vector(X[:4, :2], X[4:, :2])
         latent.apply_attribute(X[:2, :2], v, 0.5)
         vae.decode(latent.manifold_grid(3))

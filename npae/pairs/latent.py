@@ -9,6 +9,9 @@ Pairs (no state, no randomness: the noise ``eps`` is an argument):
   fused path, in :func:`npae.fast.kernels.reparam_kl_forward_fused` (same expression).
 * :func:`gaussian_kl_forward` / :func:`gaussian_kl_backward`: closed-form
   ``KL(N(mu, diag exp(logvar)) || N(0, I))`` per example, summed over latents [KL-1..3].
+* :func:`fullcov_kl_forward` / :func:`fullcov_kl_backward`: the same KL for a full covariance
+  ``Sigma = L Lᵀ`` (lower-triangular ``L``, diagonal through exp) [KL-4], [KL-5]; taught beside
+  the diagonal one, used by no model (every npae posterior is diagonal or a flow).
 * :func:`reparam_kl_forward` / :func:`reparam_kl_backward`: the two composed, the backend's
   sampler+KL unit under ``reference``.
 
@@ -133,6 +136,62 @@ def gaussian_kl_backward(dkl, cache):
     dmu = dkl * mu  # (B, Z) [KL-2]
     dlogvar = dkl * 0.5 * np.expm1(logvar)  # (B, Z) [KL-3]
     return dmu, dlogvar
+
+
+# --------------------------------------------------------------------------------------------------
+# Closed-form KL of a full-covariance Gaussian to the standard normal prior
+# --------------------------------------------------------------------------------------------------
+def fullcov_scale_tril(L_raw):
+    """The Cholesky factor ``L`` of ``Sigma = L Lᵀ`` from its unconstrained parameter ``L_raw``
+    (..., D, D): the strictly lower triangle as given, the diagonal ``exp(diag(L_raw))`` (so it is
+    positive and ``log det Sigma = 2 Σ_j diag(L_raw)_j``), the upper triangle ignored (zero).
+    Forward only: the KL pair below differentiates with respect to ``L_raw`` directly."""
+    L_raw = np.asarray(L_raw)
+    D = L_raw.shape[-1]
+    low = np.tril(L_raw, k=-1)  # (..., D, D)
+    return low + np.exp(np.diagonal(L_raw, axis1=-2, axis2=-1))[..., None] * np.eye(D)
+
+
+def fullcov_kl_forward(mu, L_raw):
+    """Per-example ``KL(N(mu, L Lᵀ) || N(0, I))`` [KL-4], ``L`` = :func:`fullcov_scale_tril` (L_raw).
+
+    ``½ (Tr Sigma + muᵀmu − D − log det Sigma)``, with ``Tr Sigma = ‖L‖²_F`` and
+    ``log det Sigma = 2 Σ_j s_j`` (``s = diag(L_raw)``), written as
+    ``½ (Σ_{i>j} A_ij² + Σ_j mu_j² + Σ_j (exp(2 s_j) − 1 − 2 s_j))`` (A the strictly lower part of
+    L_raw), which is ≥ 0 term by term. With A = 0 and s = logvar / 2 it is :func:`gaussian_kl_forward`.
+
+    Parameters
+    ----------
+    mu : (B, D) array
+    L_raw : (B, D, D) array; its upper triangle does not enter (and gets a zero gradient).
+
+    Returns ``(kl, cache)``, ``kl`` of shape (B,), nats per example (no batch mean).
+
+    Derivation: docs/derivations/kl.md#kl-4
+    """
+    A = np.tril(L_raw, k=-1)  # (B, D, D) strictly lower part of L
+    s = np.diagonal(L_raw, axis1=-2, axis2=-1)  # (B, D) log of L's diagonal
+    off = np.sum(A * A, axis=(-2, -1))  # (B,) Σ_{i>j} L_ij², part of Tr Sigma [KL-4]
+    diag = np.sum(np.expm1(2.0 * s) - 2.0 * s, axis=-1)  # (B,) Σ_j (L_jj² − 1 − log L_jj²) [KL-4]
+    kl = 0.5 * (off + np.sum(mu * mu, axis=-1) + diag)  # (B,) [KL-4]
+    return kl, (mu, A, s)
+
+
+def fullcov_kl_backward(dkl, cache):
+    """Gradients of :func:`fullcov_kl_forward`: ``dmu = dkl · mu`` [KL-5],
+    ``dL_raw`` = ``dkl · A`` below the diagonal, ``dkl · (exp(2 s) − 1)`` on it, 0 above [KL-5].
+    ``dkl`` is (B,); returns ``(dmu, dL_raw)``, (B, D) and (B, D, D).
+
+    Derivation: docs/derivations/kl.md#kl-5
+    """
+    mu, A, s = cache
+    dkl = np.asarray(dkl)[..., None]  # (B, 1)
+    dmu = dkl * mu  # (B, D) [KL-5]
+    dL_raw = dkl[..., None] * A  # (B, D, D) strictly lower part [KL-5]
+    ds = dkl * np.expm1(2.0 * s)  # (B, D) diagonal [KL-5]
+    idx = np.arange(s.shape[-1])
+    dL_raw[..., idx, idx] = ds  # (B, D, D)
+    return dmu, dL_raw
 
 
 # --------------------------------------------------------------------------------------------------
