@@ -11,29 +11,31 @@ D, B, IMAGE = 16, 6, 4  # 16 features = a 4x4 one-channel image for the conv mod
 #: the VAE (Bernoulli, Gaussian with each variance), k > 1, a condition, and conv chains.
 CASES = [
     ("ae relu bce", lambda dt: npae.Autoencoder(D, hidden=(8,), latent_dim=3, dtype=dt)),
-    ("ae tanh mse identity", lambda dt: npae.Autoencoder(D, hidden=(8, 5), latent_dim=3, activation="tanh",
-                                                         output="identity", loss="mse", dtype=dt)),
-    ("ae sigmoid mse sigmoid", lambda dt: npae.Autoencoder(D, hidden=(8,), latent_dim=3, activation="sigmoid",
-                                                           code_activation="tanh", loss="mse", dtype=dt)),
-    ("ae conv leaky_relu", lambda dt: npae.Autoencoder(D, hidden=(), latent_dim=2, arch="conv",
-                                                       activation="leaky_relu", slope=0.2, dtype=dt)),
+    ("ae tanh mse identity", lambda dt: npae.Autoencoder(
+        D, hidden=(8, 5), latent_dim=3, activation="tanh", output="identity", loss="mse", dtype=dt)),
+    ("ae sigmoid mse sigmoid", lambda dt: npae.Autoencoder(
+        D, hidden=(8,), latent_dim=3, activation="sigmoid", code_activation="tanh", loss="mse", dtype=dt)),
+    ("ae conv leaky_relu", lambda dt: npae.Autoencoder(
+        D, hidden=(), latent_dim=2, arch="conv", activation="leaky_relu", slope=0.2, dtype=dt)),
     ("vae relu bernoulli", lambda dt: npae.VAE(D, hidden=(8,), latent_dim=3, dtype=dt)),
-    ("vae softplus bernoulli k=3", lambda dt: npae.VAE(D, hidden=(8,), latent_dim=3, activation="softplus",
-                                                       k=3, beta=0.5, dtype=dt)),
-    ("vae elu gaussian fixed", lambda dt: npae.VAE(D, hidden=(8,), latent_dim=3, activation="elu", alpha=0.7,
-                                                   likelihood="gaussian", dtype=dt)),
-    ("vae identity gaussian shared", lambda dt: npae.VAE(D, hidden=(8,), latent_dim=3, activation="identity",
-                                                         likelihood="gaussian", variance="shared", dtype=dt)),
-    ("vae tanh gaussian per_feature", lambda dt: npae.VAE(D, hidden=(8,), latent_dim=3, activation="tanh",
-                                                          likelihood="gaussian", variance="per_feature",
-                                                          dtype=dt)),
-    ("vae sigmoid gaussian learned", lambda dt: npae.VAE(D, hidden=(8,), latent_dim=3, activation="sigmoid",
-                                                         likelihood="gaussian", variance="learned", dtype=dt)),
+    ("vae softplus bernoulli k=3", lambda dt: npae.VAE(
+        D, hidden=(8,), latent_dim=3, activation="softplus", k=3, beta=0.5, dtype=dt)),
+    ("vae elu gaussian fixed", lambda dt: npae.VAE(
+        D, hidden=(8,), latent_dim=3, activation="elu", alpha=0.7, likelihood="gaussian", dtype=dt)),
+    ("vae identity gaussian shared", lambda dt: npae.VAE(
+        D, hidden=(8,), latent_dim=3, activation="identity", likelihood="gaussian", variance="shared",
+        dtype=dt)),
+    ("vae tanh gaussian per_feature", lambda dt: npae.VAE(
+        D, hidden=(8,), latent_dim=3, activation="tanh", likelihood="gaussian", variance="per_feature",
+        dtype=dt)),
+    ("vae sigmoid gaussian learned", lambda dt: npae.VAE(
+        D, hidden=(8,), latent_dim=3, activation="sigmoid", likelihood="gaussian", variance="learned",
+        dtype=dt)),
     ("vae conv bernoulli", lambda dt: npae.VAE(D, hidden=(), latent_dim=2, arch="conv", dtype=dt)),
     ("cvae relu bernoulli", lambda dt: npae.ConditionalVAE(D, n_classes=3, hidden=(8,), latent_dim=2, dtype=dt)),
-    ("cvae conv gaussian per_feature", lambda dt: npae.ConditionalVAE(D, n_classes=3, hidden=(), latent_dim=2,
-                                                                  arch="conv", likelihood="gaussian",
-                                                                  variance="per_feature", dtype=dt)),
+    ("cvae conv gaussian per_feature", lambda dt: npae.ConditionalVAE(
+        D, n_classes=3, hidden=(), latent_dim=2, arch="conv", likelihood="gaussian", variance="per_feature",
+        dtype=dt)),
 ]
 
 
@@ -86,8 +88,8 @@ def onnx_differences(model, X, y, Z):
     feed_c = {} if y is None else {"c": np.eye(int(model.n_classes), dtype=np.float32)[y]}
     ky = {} if y is None else {"y": y}
     out = {}
-    for part, feed, ref in [("encoder", {"x": X.astype(np.float32)},
-                             model.encode_stats(X, **ky) if isinstance(model, npae.VAE) else (model.encode(X),)),
+    code = model.encode_stats(X, **ky) if isinstance(model, npae.VAE) else (model.encode(X),)
+    for part, feed, ref in [("encoder", {"x": X.astype(np.float32)}, code),
                             ("decoder", {"z": Z.astype(np.float32)}, (model.decode(Z, **ky),))]:
         session = ort.InferenceSession(to_onnx(model, part).SerializeToString(),
                                        providers=["CPUExecutionProvider"])
