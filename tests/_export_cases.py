@@ -32,7 +32,8 @@ CASES = [
         D, hidden=(8,), latent_dim=3, activation="sigmoid", likelihood="gaussian", variance="learned",
         dtype=dt)),
     ("vae conv bernoulli", lambda dt: npae.VAE(D, hidden=(), latent_dim=2, arch="conv", dtype=dt)),
-    ("cvae relu bernoulli", lambda dt: npae.ConditionalVAE(D, n_classes=3, hidden=(8,), latent_dim=2, dtype=dt)),
+    ("cvae relu bernoulli", lambda dt: npae.ConditionalVAE(
+        D, n_classes=3, hidden=(8,), latent_dim=2, dtype=dt)),
     ("cvae conv gaussian per_feature", lambda dt: npae.ConditionalVAE(
         D, n_classes=3, hidden=(), latent_dim=2, arch="conv", likelihood="gaussian", variance="per_feature",
         dtype=dt)),
