@@ -582,18 +582,19 @@ def test_png_folder_images_must_share_size_and_mode(tmp_path, second, match):
 
 def test_png_folder_refusals(tmp_path):
     write_idx_set(tmp_path / "idx", "small", n=2)
-    with pytest.raises(DatasetError, match="no PNG images.*it holds IDX files: load them with --data mnist"):
+    with pytest.raises(DatasetError, match="no PNG or JPEG images.*it holds IDX files: load them with "
+                                           "--data mnist"):
         datasets.load_path(tmp_path / "idx")
     (tmp_path / "mixed" / "cats").mkdir(parents=True)
     write_png(tmp_path / "mixed" / "top.png", np.zeros((2, 2), np.uint8))
     write_png(tmp_path / "mixed" / "cats" / "c.png", np.zeros((2, 2), np.uint8))
-    with pytest.raises(DatasetError, match="mixes PNG images at the top"):
+    with pytest.raises(DatasetError, match="mixes images at the top"):
         datasets.load_path(tmp_path / "mixed")
-    (tmp_path / "jpg").mkdir()
-    write_png(tmp_path / "jpg" / "a.png", np.zeros((2, 2), np.uint8))
-    (tmp_path / "jpg" / "b.jpg").write_bytes(b"\xff\xd8")
-    with pytest.raises(DatasetError, match="b.jpg: only PNG images are read"):
-        datasets.load_path(tmp_path / "jpg")
+    (tmp_path / "gif").mkdir()
+    write_png(tmp_path / "gif" / "a.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / "gif" / "b.gif").write_bytes(b"GIF89a")
+    with pytest.raises(DatasetError, match="b.gif: only PNG and JPEG images are read"):
+        datasets.load_path(tmp_path / "gif")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     with pytest.raises(DatasetError, match="a.png is not a PNG file"):
@@ -613,7 +614,7 @@ def test_load_path_arguments_and_unknown_formats(tmp_path):
         datasets.load_path(tmp_path / "t10k-images-idx3-ubyte.gz")
     (tmp_path / "data.json").write_text("[]")
     with pytest.raises(DatasetError, match=r"npae reads .npy, .npz, .csv files and folders of PNG "
-                                           r"images, not .json"):
+                                           r"or JPEG images, not .json"):
         datasets.load_path(tmp_path / "data.json")
     np.save(tmp_path / "flat.npy", np.zeros((2, 12)))
     assert datasets.load_path(tmp_path / "flat.npy", image_shape=(2, 2, 3))[2]["image_shape"] == (2, 2, 3)
