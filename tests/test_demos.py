@@ -33,6 +33,7 @@ EXPECTED = {
     "unbalanced_cvae": ["unbalanced_cvae.png"],
     "cvae_agreement": ["cvae_agreement.png", "cvae_samples.png", "cvae_traversal.png"],
     "ae_vs_vae_latent": ["ae_vs_vae_latent.png"],
+    "sweep_dask": ["sweep_dask.png"],
 }
 
 
