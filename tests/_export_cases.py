@@ -82,6 +82,30 @@ def torch_differences(model, X, y, Z, eps):
     return out
 
 
+def roundtrip_differences(factory, model, X, y, Z, eps):
+    """One Adam step in torch, then :func:`npae.export.from_torch` into a fresh npae model: the
+    largest difference between the npae copy's and the trained module's encode, decode and loss."""
+    import torch
+    from npae.export import from_torch, to_torch
+    module = to_torch(model)
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(module.parameters(), lr=1e-2)
+    t = torch.from_numpy
+    ty = None if y is None else t(y)
+    module(t(X), ty).backward()
+    opt.step()
+    back = factory(str(model.dtype))
+    back._require_built()
+    from_torch(module, back)
+    ky = {} if y is None else {"y": y}
+    vae = isinstance(model, npae.VAE)
+    with torch.no_grad():
+        loss = module(t(X), ty, eps=t(eps)) if vae else module(t(X))
+        return max(rel(back.encode(X, **ky), module.encode(t(X), ty).numpy()),
+                   rel(back.decode(Z, **ky), module.decode(t(Z), ty).numpy()),
+                   rel(back.loss_and_grads(X, **({"eps": eps, **ky} if vae else {}))[0], loss.item()))
+
+
 def onnx_differences(model, X, y, Z):
     """``{"encoder", "decoder"}``: max abs differences between onnxruntime and npae (float32 graphs)."""
     import onnxruntime as ort
@@ -101,18 +125,43 @@ def onnx_differences(model, X, y, Z):
 
 def table():
     """The markdown table of docs/outgrowing-a-cpu.md."""
-    lines = ["| model | torch f64 encode / decode / loss | torch f32 encode / decode / loss "
-             "| ONNX (f32) encoder / decoder |", "|---|---|---|---|"]
+    lines = ["| model | to_torch f64 encode / decode / loss | to_torch f32 encode / decode / loss "
+             "| from_torch f64 after a torch step | ONNX (f32) encoder / decoder |", "|---|---|---|---|---|"]
     for name, factory in CASES:
         t64 = torch_differences(*make(factory, "float64"))
         t32 = torch_differences(*make(factory, "float32"))
+        back = roundtrip_differences(factory, *make(factory, "float64"))
         model, X, y, Z, _ = make(factory, "float32")
         o = onnx_differences(model, X, y, Z)
         lines.append(f"| {name} | {t64['encode']:.1e} / {t64['decode']:.1e} / {t64['loss']:.1e} "
-                     f"| {t32['encode']:.1e} / {t32['decode']:.1e} / {t32['loss']:.1e} "
+                     f"| {t32['encode']:.1e} / {t32['decode']:.1e} / {t32['loss']:.1e} | {back:.1e} "
                      f"| {o['encoder']:.1e} / {o['decoder']:.1e} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     print(table())
+
+
+def ddp_rank(rank, world, port, X, eps, state, out):
+    """One rank of a DistributedDataParallel step on CPU (gloo): rank r trains on its half of the
+    batch; the new weights go to ``out`` (rank 0)."""
+    import torch
+    import torch.distributed as dist
+    from npae.export import to_torch
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model = npae.VAE(X.shape[1], hidden=(8,), latent_dim=eps.shape[1])
+        model._require_built()
+        for name, a in state.items():
+            model.params[name][...] = a
+        ddp = torch.nn.parallel.DistributedDataParallel(to_torch(model))
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        half = X.shape[0] // world
+        rows = slice(rank * half, (rank + 1) * half)
+        ddp(torch.from_numpy(X[rows]), eps=torch.from_numpy(eps[rows])).backward()  # forward is the loss
+        opt.step()
+        if rank == 0:
+            out.put({k: v.detach().numpy().copy() for k, v in ddp.module.state_dict().items()})
+    finally:
+        dist.destroy_process_group()

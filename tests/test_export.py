@@ -1,5 +1,6 @@
 """npae.export: PyTorch modules and ONNX graphs equal to the npae models they come from, the way
 back, and clear refusals (torch, onnx and onnxruntime optional: these tests skip without them)."""
+import os
 import subprocess
 import sys
 
@@ -157,3 +158,44 @@ def test_onnx_graph_shape_and_names():
     onnx.checker.check_model(onnx.load_from_string(dec.SerializeToString()))
     with pytest.raises(npae.InputError, match="part"):
         to_onnx(vae, "middle")
+
+
+@pytest.mark.skipif(os.environ.get("NPAE_TEST_DDP") != "1",
+                    reason="starts two torch processes (~35 s on a loaded 2-core machine): NPAE_TEST_DDP=1")
+def test_distributed_data_parallel_step_equals_one_full_batch_step():
+    """Two CPU ranks (gloo), each on half the batch: DDP averages their gradients, which for a
+    per-example-mean loss is the full batch's gradient; the weights after one SGD step equal a
+    single process's step on the whole batch (float64). Opt-in (NPAE_TEST_DDP=1): its cost is two
+    fresh interpreters importing torch, not the check."""
+    torch = pytest.importorskip("torch")
+    import socket
+    import torch.multiprocessing as mp
+    from _export_cases import ddp_rank
+    from npae.export import to_torch
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    rng = np.random.default_rng(3)
+    X, eps = rng.random((8, 12)), rng.standard_normal((8, 2))
+    model = npae.VAE(12, hidden=(8,), latent_dim=2)
+    model._require_built()
+    for a in model.params.values():
+        a += 0.3 * rng.standard_normal(a.shape)
+    state = {k: v.copy() for k, v in model.params.items()}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=ddp_rank, args=(r, 2, port, X, eps, state, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = out.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    single = to_torch(model)
+    opt = torch.optim.SGD(single.parameters(), lr=0.1)
+    single(torch.from_numpy(X), eps=torch.from_numpy(eps)).backward()
+    opt.step()
+    for key, value in single.state_dict().items():
+        np.testing.assert_allclose(got[key], value.numpy(), rtol=1e-12, atol=1e-14)
