@@ -153,7 +153,8 @@ class NpaeModule(nn.Module):
             return a
         if y is None:
             raise InputError("the conditional model needs the labels y")
-        c = nn.functional.one_hot(torch.as_tensor(y).long(), self.n_classes).to(a.dtype)  # (B, C)
+        y = torch.as_tensor(y, device=a.device).long()
+        c = nn.functional.one_hot(y, self.n_classes).to(a.dtype)  # (B, C)
         c = c.expand(a.shape[:-1] + c.shape[-1:])
         return torch.cat([a, c], dim=-1)  # [ELBO-8]
 
@@ -190,7 +191,7 @@ class NpaeModule(nn.Module):
             return torch.sum(torch.clamp_min(out, 0) - out * x + torch.log1p(torch.exp(-out.abs())), dim=-1)
         D = self.n_features
         if self.variance == "fixed":
-            mean, logvar = out, torch.zeros((), dtype=out.dtype)
+            mean, logvar = out, torch.zeros((), dtype=out.dtype, device=out.device)
         elif self.variance == "learned":
             mean, logvar = out[..., :D], DECODER_LOGVAR_FLOOR + softplus(out[..., D:] - DECODER_LOGVAR_FLOOR)
         else:
