@@ -133,7 +133,7 @@ def to_onnx(model, part, *, opset=17):
     h = first
     if n_classes:
         inputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", n_classes]))
-        h = g.op("Concat", [first, "c"], axis=1)  # [ELBO-8]
+        h = g.op("Concat", [first, "c"], axis=1)  # npae's ELBO-8
     if part == "encoder":
         out = _chain(g, model.encoder, h, params)
         if kind == "autoencoder":
@@ -144,7 +144,7 @@ def to_onnx(model, part, *, opset=17):
             mu = g.op("Slice", [out, Zs[0], Zs[1], axis], "mu")
             raw = g.op("Slice", [out, Zs[1], Zs[2], axis], "logvar_raw")
             logvar = g.op("Clip", [raw, g.const("low", np.array(LOGVAR_MIN, np.float32)),
-                                   g.const("high", np.array(LOGVAR_MAX, np.float32))])  # [REPARAM-5]
+                                   g.const("high", np.array(LOGVAR_MAX, np.float32))])  # npae's REPARAM-5
             outputs = {"mu": (mu, Z), "logvar": (logvar, Z)}
     else:
         out = _chain(g, model.decoder, h, params)

@@ -16,7 +16,9 @@ PyTorch's layout) and computes, line for line, what the npae model computes:
 
 Activations are written in npae's forms (softplus as ``max(a, 0) + log1p(exp(−|a|))``, not
 ``nn.Softplus``, whose threshold at 20 differs from npae's by 2e-9), so float64 outputs agree to
-rounding. Derivations: docs/derivations/ (the same tags as the npae code they mirror).
+rounding. A twin, not a derivation: the comments name the tag of the npae line each line mirrors
+(without brackets: the tag index, ``python -m npae.tags``, lists the implementations a student reads,
+and this is not one of them).
 """
 import math
 
@@ -47,14 +49,14 @@ class Act(nn.Module):
         if self.name == "relu":
             return torch.relu(a)
         if self.name == "leaky_relu":
-            return torch.where(a > 0, a, self.slope * a)  # [ACT-4]
+            return torch.where(a > 0, a, self.slope * a)  # npae's ACT-4
         if self.name == "sigmoid":
             return torch.sigmoid(a)
         if self.name == "tanh":
             return torch.tanh(a)
         if self.name == "softplus":
             return softplus(a)
-        return torch.where(a > 0, a, self.alpha * torch.expm1(torch.clamp_max(a, 0)))  # elu [ACT-12]
+        return torch.where(a > 0, a, self.alpha * torch.expm1(torch.clamp_max(a, 0)))  # elu, npae's ACT-12
 
     def extra_repr(self):
         return self.name
@@ -156,13 +158,13 @@ class NpaeModule(nn.Module):
         y = torch.as_tensor(y, device=a.device).long()
         c = nn.functional.one_hot(y, self.n_classes).to(a.dtype)  # (B, C)
         c = c.expand(a.shape[:-1] + c.shape[-1:])
-        return torch.cat([a, c], dim=-1)  # [ELBO-8]
+        return torch.cat([a, c], dim=-1)  # npae's ELBO-8
 
     def encode_stats(self, x, y=None):
         """``(mu, logvar)`` of a VAE, logvar clamped to [LOGVAR_MIN, LOGVAR_MAX] [REPARAM-5]."""
         out = self.encoder(self._join(x, y))  # (B, 2Z)
         Z = self.latent_dim
-        return out[:, :Z], torch.clamp(out[:, Z:2 * Z], LOGVAR_MIN, LOGVAR_MAX)  # [REPARAM-5]
+        return out[:, :Z], torch.clamp(out[:, Z:2 * Z], LOGVAR_MIN, LOGVAR_MAX)  # npae's REPARAM-5
 
     def encode(self, x, y=None):
         """The code (autoencoder) or the posterior mean (VAE), (B, Z)."""
@@ -208,15 +210,15 @@ class NpaeModule(nn.Module):
             if self.loss_name == "bce":
                 return torch.sum(torch.clamp_min(out, 0) - out * x + torch.log1p(torch.exp(-out.abs()))) / B
             pred = torch.sigmoid(out) if self.output == "sigmoid" else out
-            return torch.sum((pred - x) ** 2) / B  # [LOSS-1]
+            return torch.sum((pred - x) ** 2) / B  # npae's LOSS-1
         mu, logvar = self.encode_stats(x, y)  # (B, Z)
         if eps is None:
             eps = torch.randn(B, self.latent_dim, dtype=x.dtype, device=x.device)
-        z = mu + torch.exp(0.5 * logvar) * eps  # (B, Z) or (L, B, Z) [REPARAM-2]
+        z = mu + torch.exp(0.5 * logvar) * eps  # (B, Z) or (L, B, Z) npae's REPARAM-2
         out = self.decoder_out(z, y)  # (B, D) or (L, B, D)
         recon = torch.mean(self._nll(out, x))  # over the L·B rows
-        kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B  # [KL-1]
-        return recon + self.beta * kl  # [ELBO-1]
+        kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B  # npae's KL-1
+        return recon + self.beta * kl  # npae's ELBO-1
 
     def forward(self, x, y=None, eps=None):
         """The training loss (:meth:`loss`), so that ``module(x)`` trains in a plain loop or DDP."""
