@@ -12,7 +12,7 @@ cluster run the same code. Here the cluster is a ``LocalCluster`` on this machin
 machines point ``Client`` at a scheduler's address instead (docs/outgrowing-a-cpu.md). Without
 dask and joblib (``pip install npae[sweeps]``) the demo runs the grid serially and says so.
 
-    python demos/sweep_dask.py [--quick] [--out DIR] [--workers 1 2]
+    python demos/sweep_dask.py [--quick] [--out DIR] [--workers N ...]
 """
 # %% settings
 import argparse
@@ -30,9 +30,11 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="a 2 x 2 grid of short fits")
 parser.add_argument("--out", default="demo_out", help="folder for the PNG")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                    help="cluster sizes to run the grid on (each compared with the serial run)")
+parser.add_argument("--workers", type=int, nargs="+", default=None,
+                    help="cluster sizes to run the grid on, each compared with the serial run "
+                         "(default 1 2; with --quick only 2)")
 args, _ = parser.parse_known_args()  # a worker process sees the interpreter's own arguments
+workers = args.workers or ([2] if args.quick else [1, 2])
 betas = [0.5, 2.0] if args.quick else [0.25, 0.5, 1.0, 2.0, 4.0]
 latents = [2, 8] if args.quick else [2, 4, 8, 16]
 epochs = 3 if args.quick else 40
@@ -76,7 +78,7 @@ def cluster_runs(serial):
     except ImportError:
         print("dask.distributed or joblib is not installed (pip install npae[sweeps]): the serial run only")
         return
-    for n in args.workers:
+    for n in workers:
         # worker processes, one thread each; the scheduler's web server on any free port (":0")
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") \
                 as cluster, Client(cluster):
