@@ -161,7 +161,7 @@ def test_onnx_graph_shape_and_names():
 
 
 @pytest.mark.skipif(os.environ.get("NPAE_TEST_DDP") != "1",
-                    reason="starts two torch processes (~35 s on a loaded 2-core machine): NPAE_TEST_DDP=1")
+                    reason="starts two torch processes (13-35 s on a loaded 2-core machine): NPAE_TEST_DDP=1")
 def test_distributed_data_parallel_step_equals_one_full_batch_step():
     """Two CPU ranks (gloo), each on half the batch: DDP averages their gradients, which for a
     per-example-mean loss is the full batch's gradient; the weights after one SGD step equal a
