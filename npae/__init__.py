@@ -9,6 +9,7 @@ The sub-packages, from the bottom up (each imports only those below it):
 * :mod:`npae.data`: everything that reads or writes bytes: model files, data sets.
 * :mod:`npae.training`: the minibatch loop, checkpoints, optimizers, the log line.
 * :mod:`npae.models`: the using surface, thin classes over the pairs (re-exported here).
+* :mod:`npae.export`: the models in PyTorch and ONNX (optional extras, imported on use).
 * :mod:`npae.app`: what a person runs: the ``npae`` command, figures, the benchmark.
 
 The map of modules: ``docs/architecture.md``.
@@ -58,10 +59,14 @@ __all__ = [
 
 
 def __getattr__(name):
-    """``npae.plotting`` on first use: matplotlib is imported only when a figure is asked for."""
+    """``npae.plotting`` on first use: matplotlib is imported only when a figure is asked for;
+    ``npae.export`` (PyTorch / ONNX export; torch and onnx only when one of its functions runs)."""
     if name == "plotting":
         import importlib
         module = importlib.import_module("npae.app.plotting")
         sys.modules[__name__ + ".plotting"] = module
         return module
+    if name == "export":
+        import importlib
+        return importlib.import_module("npae.export")
     raise AttributeError(f"module 'npae' has no attribute {name!r}")

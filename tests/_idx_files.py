@@ -1,11 +1,16 @@
-"""Small crafted data files for tests/test_datasets.py: IDX sets, raw IDX headers, gzip bombs, PNGs.
+"""Small crafted data files for tests/test_datasets.py: IDX sets, raw IDX headers, gzip bombs, PNGs;
+a local HTTP server for the download tests.
 
 Everything is written from scratch into a test's tmp_path with the standard library and NumPy, so
 no test needs the real MNIST files or the network.
 """
+import contextlib
+import functools
 import gzip
 import hashlib
+import http.server
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -34,16 +39,18 @@ def idx_md5(path):
     return hashlib.md5(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).hexdigest()
 
 
-def register_official(monkeypatch, name, folder, prefix, n):
+def register_official(monkeypatch, name, folder, prefix, n, url=None):
     """Make the pair ``prefix`` in ``folder`` the 'official' files of set ``name`` (count ``n``,
-    their own checksums), with ``folder`` as the only mirror."""
+    their own checksums), with ``url`` (a local server of ``folder``; default its file:// URI) as
+    the only mirror."""
     folder = Path(folder)
     files = {}
     for kind, idx in (("images", 3), ("labels", 1)):
         stem = f"{prefix}-{kind}-idx{idx}-ubyte"
         gz = folder / (stem + ".gz")
         files[stem] = datasets.OfficialFile(n, hashlib.md5(gz.read_bytes()).hexdigest(), idx_md5(gz))
-    monkeypatch.setitem(datasets.IDX_SOURCES, name, {"urls": [folder.as_uri() + "/"], "files": files})
+    source = {"urls": [(url or folder.as_uri()) + "/"], "files": files}
+    monkeypatch.setitem(datasets.IDX_SOURCES, name, source)
     return files
 
 
@@ -84,3 +91,22 @@ def write_png(path, pixels, bit_depth=8):
     ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, colour, 0, 0, 0)
     Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
                            + chunk(b"IEND", b""))
+
+
+@contextlib.contextmanager
+def http_server(folder):
+    """A local HTTP server of ``folder`` on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

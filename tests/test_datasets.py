@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from _measure import measure_calls
-from _idx_files import idx_header, register_official, write_gzip_bomb, write_idx_set, write_png
+from _idx_files import http_server, idx_header, register_official, write_gzip_bomb, write_idx_set, write_png
 from npae import datasets
 from npae.datasets import DatasetError, DataNotFoundError
 
@@ -38,7 +38,8 @@ needs_real_mnist = pytest.mark.skipif(REAL_MNIST is None, reason="no real MNIST 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets an empty cache and no NPAE_DATA, and the network is off."""
+    """Every test gets an empty cache and no NPAE_DATA, and the network is off (downloads go to a
+    local server on 127.0.0.1 started by the test)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("NPAE_DATA", raising=False)
 
@@ -47,9 +48,27 @@ def _isolated_cache(tmp_path, monkeypatch):
             raise AssertionError(f"a test tried the network: {url}")
         return real_urlopen(url, *args, **kwargs)
 
-    import urllib.request  # npae.data.mnist imports it when a download starts
+    import urllib.request
     real_urlopen = urllib.request.urlopen
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    requests = _requests()
+    if requests is not None:  # pooch fetches through requests
+        real_send = requests.Session.send
+
+        def local_only(self, request, **kwargs):
+            if not request.url.startswith("http://127.0.0.1:"):
+                raise AssertionError(f"a test tried the network: {request.url}")
+            return real_send(self, request, **kwargs)
+
+        monkeypatch.setattr(requests.Session, "send", local_only)
+
+
+def _requests():
+    try:
+        import requests
+    except ImportError:
+        return None
+    return requests
 
 
 def test_digits_bundled():
@@ -348,40 +367,59 @@ def test_images_must_be_28x28_bytes(tmp_path):
 
 # ---------------------------------------------------------------------------------------- downloads
 def test_download_verifies_checksum_and_writes_atomically(tmp_path, capsys):
-    src = tmp_path / "src.bin"
+    pytest.importorskip("pooch")
+    (tmp_path / "site").mkdir()
+    src = tmp_path / "site" / "src.bin"
     src.write_bytes(b"npae" * 100)
     md5 = hashlib.md5(src.read_bytes()).hexdigest()
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
     dest = tmp_path / "out" / "file.bin"
-    assert datasets.download(src.as_uri(), dest, md5=md5, sha256=sha) == dest
-    assert dest.read_bytes() == src.read_bytes()
-    assert capsys.readouterr().err == ""  # stderr is not a terminal here: no progress bar
-    datasets.download(src.as_uri(), tmp_path / "out" / "shown.bin", md5=md5, progress=True)
-    assert "shown.bin" in capsys.readouterr().err  # the tqdm bar, when asked for
-    bad = tmp_path / "out" / "bad.bin"
-    with pytest.raises(DatasetError, match="checksum mismatch"):
-        datasets.download(src.as_uri(), bad, md5="0" * 32)
-    with pytest.raises(DatasetError, match="over the limit"):
-        datasets.download(src.as_uri(), bad, md5=md5, max_bytes=100)
-    assert sorted(os.listdir(tmp_path / "out")) == ["file.bin", "shown.bin"]  # no partial file left
-    with pytest.raises(ValueError, match="checksum"):
-        datasets.download(src.as_uri(), bad)
+    with http_server(tmp_path / "site") as base:
+        url = base + "/src.bin"
+        assert datasets.download(url, dest, md5=md5, sha256=sha) == dest
+        assert dest.read_bytes() == src.read_bytes()
+        assert capsys.readouterr().err == ""  # stderr is not a terminal here: no progress bar, no pooch line
+        datasets.download(url, tmp_path / "out" / "shown.bin", md5=md5, progress=True)
+        assert "shown.bin" in capsys.readouterr().err  # the tqdm bar, when asked for
+        bad = tmp_path / "out" / "bad.bin"
+        with pytest.raises(DatasetError, match="checksum mismatch"):
+            datasets.download(url, bad, md5="0" * 32)
+        with pytest.raises(DatasetError, match="checksum mismatch.*md5"):  # sha256 right, md5 wrong
+            datasets.download(url, bad, md5="0" * 32, sha256=sha)
+        with pytest.raises(DatasetError, match="over the limit"):
+            datasets.download(url, bad, md5=md5, max_bytes=100)
+        with pytest.raises(OSError, match="404"):
+            datasets.download(base + "/missing.bin", bad, md5=md5)
+        assert sorted(os.listdir(tmp_path / "out")) == ["file.bin", "shown.bin"]  # no partial file left
+        with pytest.raises(ValueError, match="checksum"):
+            datasets.download(url, bad)
+    with pytest.raises(DatasetError, match="cannot download file:.*protocol"):
+        datasets.download(src.as_uri(), bad, md5=md5)
+
+
+def test_download_without_pooch_says_which_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pooch", None)  # import pooch raises ImportError
+    with pytest.raises(DatasetError, match=r"needs pooch, an optional extra: pip install npae\[downloads\]"):
+        datasets.download("https://example.org/x.gz", tmp_path / "x.gz", md5="0" * 32)
+    assert not (tmp_path / "x.gz").exists()
 
 
 def test_download_missing_into_cache(tmp_path, monkeypatch):
+    pytest.importorskip("pooch")
     mirror = tmp_path / "mirror"
     write_idx_set(mirror, "t10k", n=3)
-    register_official(monkeypatch, "mnist", mirror, "t10k", 3)
-    X, y, info = datasets.load_dataset("mnist", "test", download=True)
-    assert X.shape == (3, 784) and info["verified"]
-    cached = datasets.cache_dir() / "mnist"
-    assert sorted(os.listdir(cached)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-    assert datasets.load_mnist("test")[0].shape == (3, 784)  # found in the cache, no download
-    # a tampered mirror is refused, for Fashion-MNIST too
-    files = register_official(monkeypatch, "fashion-mnist", mirror, "t10k", 3)
-    files["t10k-labels-idx1-ubyte"] = files["t10k-labels-idx1-ubyte"]._replace(md5_gz="f" * 32)
-    with pytest.raises(DatasetError, match="checksum mismatch"):
-        datasets.load_fashion_mnist("test", download=True)
+    with http_server(mirror) as base:
+        register_official(monkeypatch, "mnist", mirror, "t10k", 3, url=base)
+        X, y, info = datasets.load_dataset("mnist", "test", download=True)
+        assert X.shape == (3, 784) and info["verified"]
+        cached = datasets.cache_dir() / "mnist"
+        assert sorted(os.listdir(cached)) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+        assert datasets.load_mnist("test")[0].shape == (3, 784)  # found in the cache, no download
+        # a tampered mirror is refused, for Fashion-MNIST too
+        files = register_official(monkeypatch, "fashion-mnist", mirror, "t10k", 3, url=base)
+        files["t10k-labels-idx1-ubyte"] = files["t10k-labels-idx1-ubyte"]._replace(md5_gz="f" * 32)
+        with pytest.raises(DatasetError, match="checksum mismatch"):
+            datasets.load_fashion_mnist("test", download=True)
     assert not (datasets.cache_dir() / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").exists()
 
 
@@ -582,18 +620,19 @@ def test_png_folder_images_must_share_size_and_mode(tmp_path, second, match):
 
 def test_png_folder_refusals(tmp_path):
     write_idx_set(tmp_path / "idx", "small", n=2)
-    with pytest.raises(DatasetError, match="no PNG images.*it holds IDX files: load them with --data mnist"):
+    with pytest.raises(DatasetError, match="no PNG or JPEG images.*it holds IDX files: load them with "
+                                           "--data mnist"):
         datasets.load_path(tmp_path / "idx")
     (tmp_path / "mixed" / "cats").mkdir(parents=True)
     write_png(tmp_path / "mixed" / "top.png", np.zeros((2, 2), np.uint8))
     write_png(tmp_path / "mixed" / "cats" / "c.png", np.zeros((2, 2), np.uint8))
-    with pytest.raises(DatasetError, match="mixes PNG images at the top"):
+    with pytest.raises(DatasetError, match="mixes images at the top"):
         datasets.load_path(tmp_path / "mixed")
-    (tmp_path / "jpg").mkdir()
-    write_png(tmp_path / "jpg" / "a.png", np.zeros((2, 2), np.uint8))
-    (tmp_path / "jpg" / "b.jpg").write_bytes(b"\xff\xd8")
-    with pytest.raises(DatasetError, match="b.jpg: only PNG images are read"):
-        datasets.load_path(tmp_path / "jpg")
+    (tmp_path / "gif").mkdir()
+    write_png(tmp_path / "gif" / "a.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / "gif" / "b.gif").write_bytes(b"GIF89a")
+    with pytest.raises(DatasetError, match="b.gif: only PNG and JPEG images are read"):
+        datasets.load_path(tmp_path / "gif")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     with pytest.raises(DatasetError, match="a.png is not a PNG file"):
@@ -613,7 +652,7 @@ def test_load_path_arguments_and_unknown_formats(tmp_path):
         datasets.load_path(tmp_path / "t10k-images-idx3-ubyte.gz")
     (tmp_path / "data.json").write_text("[]")
     with pytest.raises(DatasetError, match=r"npae reads .npy, .npz, .csv files and folders of PNG "
-                                           r"images, not .json"):
+                                           r"or JPEG images, not .json"):
         datasets.load_path(tmp_path / "data.json")
     np.save(tmp_path / "flat.npy", np.zeros((2, 12)))
     assert datasets.load_path(tmp_path / "flat.npy", image_shape=(2, 2, 3))[2]["image_shape"] == (2, 2, 3)

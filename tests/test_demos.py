@@ -39,6 +39,7 @@ EXPECTED = {
     "denoising_field": ["denoising_field.png"],
     "beta_sweep": ["beta_sweep.png"],
     "die_prior": ["die_prior.png"],
+    "sweep_dask": ["sweep_dask.png"],
 }
 
 

@@ -10,7 +10,7 @@ PACKAGE = Path(npae.__file__).parent
 #: Sub-packages from the bottom up; a module may import its own sub-package and those below it.
 #: Top-level leaves (constants, validation, version, init) sit below everything; the tools beside
 #: the package's face (gradcheck, tags, __init__, __main__) above everything.
-LAYERS = ["leaves", "pairs", "fast", "data", "training", "models", "app", "tools"]
+LAYERS = ["leaves", "pairs", "fast", "data", "training", "models", "export", "app", "tools"]
 LEAVES = {"constants", "validation", "version", "init"}
 
 

@@ -1,10 +1,10 @@
 """The peers of the benchmark (:mod:`npae.app.bench`): PyTorch and JAX twins of an npae VAE, made
 from its layers and current weights, and one training epoch of each library.
 
-* :func:`_torch_twin` (a dense VAE) and :func:`_torch_chain_twin` (any chain of dense and
-  convolution layers, built layer by layer by :func:`_torch_chain`): ``torch.nn`` modules holding
-  npae's weights; :func:`conv_step_against_torch` checks that one step of the convolutional VAE
-  equals its twin's (loss, gradients, one Adam step), for the tests.
+* :func:`_torch_twin`: the ``torch.nn`` module of the public converter
+  (:func:`npae.export.to_torch`) holding npae's weights; :func:`conv_step_against_torch`
+  checks that one step of the convolutional VAE equals its twin's (loss, gradients, one Adam
+  step), for the tests.
 * :func:`_jax_twin`: the same VAE in JAX, with a jitted Adam step (optax) and a jitted
   ``lax.scan`` of that step over an epoch.
 * :class:`TorchPeer` and :class:`JaxPeer`: what :func:`npae.app.bench.run_case` times, one epoch
@@ -15,8 +15,6 @@ return them (or None when absent), and the twins take the modules as arguments.
 """
 import numpy as np
 
-from npae.models.conv_layers import Conv2D, ConvTranspose2D, Flatten, ImagePlanes, Reshape
-from npae.models.layers import Activation, Dense
 from npae.models.vae import VAE
 from npae.training.optim import Adam
 
@@ -32,120 +30,18 @@ def import_torch(threads):
 
 
 # --------------------------------------------------------------------------------------------------
-# PyTorch twin
+# PyTorch twin: the public converter
 # --------------------------------------------------------------------------------------------------
 def _torch_twin(model, torch):
-    """A torch VAE with npae ``model``'s layers and current weights."""
-    dtype = torch.float32 if np.dtype(model.dtype) == np.float32 else torch.float64
-
-    def linears(seq):
-        out = []
-        for dense in seq.dense_layers:
-            lin = torch.nn.Linear(dense.n_in, dense.n_out, dtype=dtype)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(dense.params["W"].T.copy()))
-                lin.bias.copy_(torch.from_numpy(dense.params["b"].copy()))
-            out.append(lin)
-        return out
-
-    class TorchVAE(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc = torch.nn.ModuleList(linears(model.encoder))
-            self.dec = torch.nn.ModuleList(linears(model.decoder))
-            self.Z = model.latent_dim
-
-        def _mlp(self, layers, h):
-            for k, lin in enumerate(layers):
-                h = lin(h)
-                if k < len(layers) - 1:
-                    h = torch.relu(h)
-            return h
-
-        def forward(self, x, eps):
-            """Per-example mean of recon (BCE sum) + KL, like npae's loss with β = 1."""
-            h = self._mlp(self.enc, x)
-            mu, logvar = h[:, :self.Z], h[:, self.Z:]
-            z = mu + torch.exp(0.5 * logvar) * eps
-            logits = self._mlp(self.dec, z)
-            B = x.shape[0]
-            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B
-            kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B
-            return recon + kl
-
-    return TorchVAE(), dtype
-
-
-#: npae activation name -> torch module (from torch.nn and the activation's hyperparameters)
-_TORCH_ACTIVATIONS = {
-    "relu": lambda nn, hyper: nn.ReLU(), "tanh": lambda nn, hyper: nn.Tanh(),
-    "sigmoid": lambda nn, hyper: nn.Sigmoid(), "identity": lambda nn, hyper: nn.Identity(),
-    "leaky_relu": lambda nn, hyper: nn.LeakyReLU(hyper["slope"]),
-    "elu": lambda nn, hyper: nn.ELU(hyper["alpha"]),
-}
-
-
-def _torch_chain(seq, torch, dtype):
-    """``torch.nn.Sequential`` of npae chain ``seq``'s layers with its current weights, and the
-    pairs ``(npae name, torch parameter, transposed)`` that hold the same numbers (a Dense ``W``
-    is the transpose of ``Linear.weight``; conv weights share PyTorch's layout)."""
-    nn = torch.nn
-    modules, pairs, k = [], [], 0
-    for layer in seq.layers:
-        if isinstance(layer, Dense):
-            mod = nn.Linear(layer.n_in, layer.n_out, dtype=dtype)
-        elif isinstance(layer, Conv2D):
-            mod = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
-                            layer.padding, dtype=dtype)
-        elif isinstance(layer, ConvTranspose2D):
-            mod = nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
-                                     layer.padding, layer.output_padding, dtype=dtype)
-        elif isinstance(layer, Flatten):
-            mod = nn.Flatten()
-        elif isinstance(layer, Reshape):
-            mod = nn.Unflatten(1, layer.shape)
-        elif isinstance(layer, ImagePlanes) and layer.n_cond == 0:
-            mod = nn.Unflatten(1, layer.image_shape)
-        elif isinstance(layer, Activation) and layer.name in _TORCH_ACTIVATIONS:
-            mod = _TORCH_ACTIVATIONS[layer.name](nn, layer.hyper)
-        else:
-            raise ValueError(f"no torch twin for {layer!r}")
-        if layer.params:
-            W = layer.params["W"].T if isinstance(layer, Dense) else layer.params["W"]
-            with torch.no_grad():
-                mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(W)))
-                mod.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
-            pairs += [(f"{seq.prefix}{k}.W", mod.weight, isinstance(layer, Dense)),
-                      (f"{seq.prefix}{k}.b", mod.bias, False)]
-            k += 1
-        modules.append(mod)
-    return nn.Sequential(*modules), pairs
-
-
-def _torch_chain_twin(model, torch):
-    """A torch VAE with npae ``model``'s chains (any dense / conv layers) and current weights;
-    returns ``(module, dtype, pairs)`` (see :func:`_torch_chain`)."""
-    dtype = torch.float32 if np.dtype(model.dtype) == np.float32 else torch.float64
-    enc, enc_pairs = _torch_chain(model.encoder, torch, dtype)
-    dec, dec_pairs = _torch_chain(model.decoder, torch, dtype)
-
-    class TorchChainVAE(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc, self.dec, self.Z = enc, dec, model.latent_dim
-
-        def forward(self, x, eps):
-            """Per-example mean of recon (BCE sum) + KL, like npae's loss with β = 1."""
-            h = self.enc(x)
-            mu, logvar = h[:, :self.Z], h[:, self.Z:]
-            z = mu + torch.exp(0.5 * logvar) * eps
-            logits = self.dec(z)
-            B = x.shape[0]
-            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / B
-            kl = 0.5 * torch.sum(mu * mu + torch.expm1(logvar) - logvar) / B
-            return recon + kl
-
-    return TorchChainVAE(), dtype, enc_pairs + dec_pairs
+    """``(module, dtype, pairs)``: npae ``model`` as a torch module (:func:`npae.export.to_torch`,
+    any chain of dense and convolution layers, its current weights) and the pairs
+    ``(npae name, torch parameter, transposed)`` that hold the same numbers (a Dense ``W`` is the
+    transpose of ``Linear.weight``; conv weights share PyTorch's layout)."""
+    from npae.export import to_torch
+    module = to_torch(model)
+    state = dict(module.named_parameters())
+    pairs = [(name, state[key], transposed) for name, (key, transposed) in module.param_map.items()]
+    return module, module.dtype, pairs
 
 
 def conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0, lr=1e-3):
@@ -157,7 +53,7 @@ def conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0, 
     X = rng.random((batch, image_side * image_side))
     eps = rng.standard_normal((batch, latent_dim))
     model = VAE(X.shape[1], hidden=(), latent_dim=latent_dim, arch="conv", seed=seed)
-    tmodel, _, pairs = _torch_chain_twin(model, torch)
+    tmodel, _, pairs = _torch_twin(model, torch)
     tx, teps = torch.from_numpy(X), torch.from_numpy(eps)
 
     def rel(a, b):
@@ -165,7 +61,7 @@ def conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0, 
         return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
     loss, grads = model.loss_and_grads(X, eps=eps)
-    tloss = tmodel(tx, teps)
+    tloss = tmodel(tx, eps=teps)
     tloss.backward()
     out = {"loss_rel_diff": rel(loss, tloss.item())}
     out["grad_rel_diff"] = max(rel(grads[name], p.grad.numpy().T if tr else p.grad.numpy())
@@ -176,7 +72,7 @@ def conv_step_against_torch(torch, image_side=8, latent_dim=3, batch=5, seed=0, 
     out["param_rel_diff_after_adam"] = max(
         rel(model.params[name], p.detach().numpy().T if tr else p.detach().numpy()) for name, p, tr in pairs)
     with torch.no_grad():
-        out["loss_after_rel_diff"] = rel(model.loss_and_grads(X, eps=eps)[0], tmodel(tx, teps).item())
+        out["loss_after_rel_diff"] = rel(model.loss_and_grads(X, eps=eps)[0], tmodel(tx, eps=teps).item())
     out["n_params"] = model.n_params
     return out
 
@@ -253,10 +149,7 @@ class TorchPeer:
 
     def __init__(self, model, X, batch, latent_dim, lr, seed, torch):
         self.torch = torch
-        if getattr(model, "arch", "mlp") == "mlp":
-            self.model, self.dtype = _torch_twin(model, torch)
-        else:  # layer by layer: Conv2d, ConvTranspose2d, Linear
-            self.model, self.dtype, _ = _torch_chain_twin(model, torch)
+        self.model, self.dtype, _ = _torch_twin(model, torch)  # npae.export.to_torch
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.X, self.batch, self.Z = torch.from_numpy(X), batch, latent_dim
         self.gen = torch.Generator().manual_seed(seed)
@@ -268,7 +161,7 @@ class TorchPeer:
             xb = self.X[perm[start:start + self.batch]]
             eps = torch.randn(xb.shape[0], self.Z, dtype=self.dtype, generator=self.gen)
             self.opt.zero_grad()
-            self.model(xb, eps).backward()
+            self.model(xb, eps=eps).backward()
             self.opt.step()
 
     def neg_elbo(self, X_test, seed):
@@ -276,7 +169,7 @@ class TorchPeer:
         with torch.no_grad():
             gen = torch.Generator().manual_seed(seed)
             eps = torch.randn(X_test.shape[0], self.Z, dtype=self.dtype, generator=gen)
-            return float(self.model(torch.from_numpy(X_test), eps))
+            return float(self.model(torch.from_numpy(X_test), eps=eps))
 
 
 class JaxPeer:

@@ -345,50 +345,125 @@ def file_checksum(path, algorithm="md5"):
     return h.hexdigest()
 
 
+class _Capped:
+    """A file that refuses to grow past ``limit`` bytes (pooch's downloaders write chunk by chunk;
+    this stops a server sending more than it should before the disk fills)."""
+
+    def __init__(self, fh, limit, url):
+        self.fh, self.limit, self.url, self.n = fh, limit, url, 0
+
+    def write(self, block):
+        self.n += len(block)
+        if self.n > self.limit:
+            raise DatasetError(f"{self.url} sent more than {_fmt_bytes(self.limit)}, over the limit of "
+                               f"{_fmt_bytes(self.limit)} (max_bytes=); not kept")
+        return self.fh.write(block)
+
+    def flush(self):
+        self.fh.flush()
+
+
+class _Bar:
+    """A tqdm bar as pooch's downloaders use one (``total`` set, ``update``, ``reset``, ``close``;
+    a tqdm bar of unknown total has no truth value, which pooch asks for)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def __bool__(self):
+        return True
+
+    @property
+    def total(self):
+        return self.bar.total
+
+    @total.setter
+    def total(self, value):
+        self.bar.total = value or None
+        self.bar.refresh()
+
+    def update(self, n):
+        self.bar.update(n)
+
+    def reset(self):
+        self.bar.reset(total=self.bar.total)
+
+    def close(self):
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def _quiet(pooch):
+    """pooch announces each download at INFO on stderr; npae's own line (or bar) says it instead."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def download(url, dest, *, md5=None, sha256=None, timeout=60, progress=None, max_bytes=MAX_BYTES):
     """Fetch ``url`` into ``dest`` and keep it only if its checksum matches.
 
-    The bytes go to a temporary file in ``dest``'s folder, are hashed as they arrive, and the file
-    is renamed into place (``os.replace``) only when the checksum matches, so an interrupted or
-    tampered download never leaves a file that looks finished. At most ``max_bytes`` are accepted.
-    ``progress``: a tqdm bar on stderr; default only when stderr is a terminal. Any URL scheme
-    ``urllib`` knows works (``file://`` is how the tests exercise this offline).
+    The fetching is pooch's (``pooch.retrieve``, the optional extra ``downloads``: ``pip install
+    npae[downloads]``): the bytes go to a temporary file in ``dest``'s folder, pooch checks the hash
+    (sha256 when given, else md5; the other one, when both are given, is checked here) and only then
+    is the file renamed into place (``os.replace``), so an interrupted or tampered download never
+    leaves a file that looks finished. At most ``max_bytes`` are accepted (counted as they arrive).
+    ``progress``: a tqdm bar on stderr; default only when stderr is a terminal. URLs: what pooch
+    fetches (``https://``, ``http://``, ``ftp://``, ``sftp://``, ``doi:``); a local file needs no
+    download (point ``data_dir=`` at its folder).
     """
     if md5 is None and sha256 is None:
         raise ValueError("download needs an md5= or sha256= checksum to verify against")
-    import urllib.request  # here, not at import: http and email cost import npae 17 ms
-
+    try:
+        import pooch
+    except ImportError:
+        raise DatasetError(f"downloading {url} needs pooch, an optional extra: pip install npae[downloads] "
+                           "(or download the files yourself and point data_dir= or NPAE_DATA at their "
+                           "folder)") from None
     from tqdm import tqdm
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    hashes = {a: hashlib.new(a) for a, want in (("md5", md5), ("sha256", sha256)) if want is not None}
     show = sys.stderr.isatty() if progress is None else bool(progress)
+    known = f"sha256:{sha256.lower()}" if sha256 is not None else f"md5:{md5.lower()}"
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    bar = tqdm(total=None, unit="B", unit_scale=True, desc=dest.name, disable=not show, leave=False)
+    shown = _Bar(bar) if show else False
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = resp.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            if total is not None and total > max_bytes:
-                raise DatasetError(f"{url} is {_fmt_bytes(total)}, over the limit of "
-                                   f"{_fmt_bytes(max_bytes)}; not downloaded")
-            got = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not show,
-                      leave=False) as bar:
-                for block in iter(lambda: resp.read(_CHUNK), b""):
-                    got += len(block)
-                    if got > max_bytes:
-                        raise DatasetError(f"{url} sent more than {_fmt_bytes(max_bytes)}; not kept")
-                    for h in hashes.values():
-                        h.update(block)
-                    out.write(block)
-                    bar.update(len(block))
-        for algorithm, want in (("md5", md5), ("sha256", sha256)):
-            if want is not None and hashes[algorithm].hexdigest() != want.lower():
-                raise DatasetError(f"checksum mismatch for {url}: {algorithm} "
-                                   f"{hashes[algorithm].hexdigest()}, expected {want}; the file was not kept")
+        try:
+            if url.split(":", 1)[0].lower() in ("http", "https"):
+                fetch = pooch.HTTPDownloader(progressbar=shown, timeout=timeout)
+            else:
+                fetch = pooch.downloaders.choose_downloader(url, progressbar=shown)
+        except ValueError as exc:  # an unknown scheme
+            raise DatasetError(f"cannot download {url}: {exc}") from None
+
+        def capped(url_, output_file, pooch_obj):
+            with open(output_file, "w+b") as fh:
+                fetch(url_, _Capped(fh, max_bytes, url_), pooch_obj)
+
+        with _quiet(pooch):
+            try:
+                pooch.retrieve(url, known, fname=os.path.basename(tmp), path=dest.parent, downloader=capped,
+                               progressbar=False)
+            except DatasetError:
+                raise
+            except ValueError as exc:  # pooch's hash mismatch
+                raise DatasetError(f"checksum mismatch for {url}: {' '.join(str(exc).split())}; the file "
+                                   f"was not kept") from None
+        if md5 is not None and sha256 is not None:
+            got = file_checksum(tmp, "md5")
+            if got != md5.lower():
+                raise DatasetError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the file was "
+                                   f"not kept")
         os.replace(tmp, dest)
     finally:
+        bar.close()
         if os.path.exists(tmp):
             os.remove(tmp)
     return dest

@@ -1,7 +1,8 @@
-"""Your own data, :func:`load_path`: a ``.npy``, ``.npz`` or ``.csv`` file or a folder of PNG images
-(flat, or one sub-folder per class). Each parser reads under the bounds of
-:mod:`npae.data.bounded`: ``.npy`` headers are parsed (never unpickled) and sized before any data,
-CSV text is sized before it is parsed, PNG headers are read before any image is decoded; a bad file
+"""Your own data, :func:`load_path`: a ``.npy``, ``.npz`` or ``.csv`` file or a folder of PNG or JPEG
+images (flat, or one sub-folder per class; :mod:`npae.data.images`). Each parser reads under the
+bounds of :mod:`npae.data.bounded`: ``.npy`` headers are parsed by numpy's bounded reader (never
+unpickled) and sized before any data, CSV text is sized before it is parsed, image headers are read
+(by Pillow) before any image is decoded; a bad file
 raises :class:`~npae.data.bounded.DatasetError` naming the file and the line, key or image.
 Public through :mod:`npae.datasets`; guide: docs/datasets.md.
 """
@@ -16,15 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from npae.data.bounded import (MAX_BYTES, MAX_CLASSES, DatasetError, _check_size, _fmt_bytes, _listing,
+from npae.data.bounded import (MAX_BYTES, MAX_CLASSES, DatasetError, _check_size, _fmt_bytes,
                                _open_regular, _read_upto)
 from npae.data.idx import _IDX_NAME
+from npae.data.images import IMAGE_SUFFIXES, load_image_folder
 from npae.validation import InputError, check_scalar
 
-#: Suffixes :func:`load_path` reads; a folder is read as PNG images.
+#: Suffixes :func:`load_path` reads; a folder is read as PNG or JPEG images.
 PATH_FORMATS = (".npy", ".npz", ".csv")
 _NPZ_FEATURES, _NPZ_LABELS = ("X", "images"), ("y", "labels")
-_OTHER_IMAGES = (".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: The longest .npy header read (numpy's own default for ``max_header_size``): a longer one is
+#: refused by numpy's reader before it is parsed.
+NPY_MAX_HEADER = 10000
 
 
 def _labels(values, where):
@@ -75,19 +79,23 @@ def _features(a, where):
 
 
 def _npy_header(fh, where, max_bytes):
-    """``(shape, fortran_order, dtype)`` from the header of a .npy stream, after the refusals that
-    need no data: object (pickled) or structured arrays, and sizes over ``max_bytes``."""
+    """``(shape, fortran_order, dtype)`` from the header of a .npy stream, read by numpy's own bounded
+    reader (``numpy.lib.format``: the magic, then a header of at most ``NPY_MAX_HEADER`` bytes parsed
+    as a literal, never unpickled), after the refusals that need no data: object (pickled) or
+    structured arrays, and sizes over ``max_bytes``. Version 3.0 (UTF-8 field names, for structured
+    arrays only) is refused."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(fh)
         if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh, max_header_size=NPY_MAX_HEADER)
         elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh, max_header_size=NPY_MAX_HEADER)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except Exception as exc:  # the header parser raises ValueError, SyntaxError, TokenError, ...
-        raise DatasetError(f"{where} is not a readable .npy array ({type(exc).__name__}: {exc})") from None
+        reason = " ".join(str(exc).split())  # numpy's messages span lines; npae's errors are one line
+        raise DatasetError(f"{where} is not a readable .npy array ({type(exc).__name__}: {reason})") from None
     if dtype.hasobject:
         raise DatasetError(f"{where} holds an object array, which only pickle can read; npae never "
                            "unpickles data (allow_pickle=False): save plain numbers")
@@ -269,122 +277,8 @@ def _load_csv(path, label, header, max_bytes):
     return table, y, classes
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-#: Bytes a pixel of one PNG takes while it is decoded: RGBA uint8 (4), RGBA float32 (16), two float64
-#: RGBA copies (64).
-_DECODE_BYTES_PER_PIXEL = 84
-
-
-def _png_header(path):
-    """``(width, height, bit depth, colour type)`` from a PNG's IHDR chunk (33 bytes, no decoding)."""
-    with _open_regular(path) as (fh, _):
-        head = fh.read(33)
-    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise DatasetError(f"{path} is not a PNG file (no PNG signature and IHDR header)")
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    depth, colour = head[24], head[25]
-    if width == 0 or height == 0 or colour not in (0, 2, 3, 4, 6):
-        raise DatasetError(f"{path}: PNG header is invalid (size {width}x{height}, colour type {colour})")
-    return width, height, depth, colour
-
-
-def _png_mode(colour):
-    return "greyscale" if colour in (0, 4) else "RGB"
-
-
-def _image_files(folder):
-    """``(files, labels, classes)`` of a PNG folder: PNGs at the top (no labels) or one level of
-    class sub-folders (labels from their sorted names). Hidden entries are skipped."""
-    def pngs(d):
-        out = []
-        for e in sorted(os.scandir(d), key=lambda e: e.name):
-            if e.name.startswith(".") or e.is_dir():
-                continue
-            suffix = os.path.splitext(e.name)[1].lower()
-            if suffix in _OTHER_IMAGES:
-                raise DatasetError(f"{Path(d) / e.name}: only PNG images are read; convert it to PNG "
-                                   "or move it out of the folder")
-            if suffix == ".png":
-                out.append(Path(d) / e.name)
-        return out
-
-    top = pngs(folder)
-    subs = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
-    by_class = {s: pngs(folder / s) for s in subs}
-    by_class = {s: f for s, f in by_class.items() if f}
-    if top and by_class:
-        raise DatasetError(f"{folder} mixes PNG images at the top ({top[0].name}, ...) with class "
-                           f"sub-folders ({', '.join(by_class)}); put every image in a class folder, "
-                           "or none")
-    if top:
-        return top, None, None
-    if by_class:
-        classes = tuple(by_class)
-        if len(classes) > MAX_CLASSES:
-            raise DatasetError(f"{folder}: {len(classes)} class folders, more than "
-                               f"MAX_CLASSES = {MAX_CLASSES}")
-        files = [f for s in classes for f in by_class[s]]
-        labels = np.repeat(np.arange(len(classes), dtype=np.int64), [len(by_class[s]) for s in classes])
-        return files, labels, classes
-    listing = _listing(folder)
-    hint = ""
-    if any(_IDX_NAME.match(p.name) for p in folder.iterdir()):
-        hint = "; it holds IDX files: load them with --data mnist --data-dir <folder> (or fashion-mnist)"
-    raise DatasetError(f"{folder}: no PNG images, at the top or in class sub-folders (found: "
-                       f"{listing}){hint}")
-
-
-def _load_png_folder(folder, max_bytes):
-    """Images in [0, 1] (each pixel / its bit depth's maximum, exactly as IDX pixels / 255)."""
-    from matplotlib.image import imread
-
-    files, y, classes = _image_files(folder)
-    headers = [_png_header(p) for p in files]
-    w0, h0, _, c0 = headers[0]
-    for path, (w, h, _, c) in zip(files, headers):
-        if (w, h, _png_mode(c)) != (w0, h0, _png_mode(c0)):
-            raise DatasetError(f"{path} is {w}x{h} {_png_mode(c)}, but {files[0]} is {w0}x{h0} "
-                               f"{_png_mode(c0)}; all images must share size and mode")
-    channels = 1 if _png_mode(c0) == "greyscale" else 3
-    nbytes = _check_size(folder, f"{len(files)} images as float64", (len(files), h0, w0, channels), 8,
-                         max_bytes)
-    # Decoding one image holds it as RGBA bytes, RGBA float32 and two float64 copies (matplotlib,
-    # then the rounding below): 84 bytes a pixel beside X. Judged from the IHDR sizes, before decoding.
-    peak = nbytes + h0 * w0 * _DECODE_BYTES_PER_PIXEL
-    if peak > max_bytes:
-        raise DatasetError(f"{folder}: decoding its {w0}x{h0} PNG images would take {_fmt_bytes(peak)} "
-                           f"({_fmt_bytes(nbytes)} for the images as float64, {_DECODE_BYTES_PER_PIXEL} "
-                           f"bytes a pixel while one is decoded), over the limit of "
-                           f"{_fmt_bytes(max_bytes)}; refusing to decode them (pass max_bytes= to raise "
-                           "the limit if the images are genuine)")
-    X = np.empty((len(files), h0 * w0 * channels))  # (n, H*W*C)
-    for i, (path, (w, h, depth, colour)) in enumerate(zip(files, headers)):
-        try:
-            with _open_regular(path) as (fh, _):
-                a = imread(fh, format="png")
-        except DatasetError:
-            raise
-        except Exception as exc:  # Pillow raises many kinds for a damaged file
-            raise DatasetError(f"{path} is not a readable PNG image ({type(exc).__name__}: {exc})") from None
-        # matplotlib returns levels / (2**depth - 1) in float32 for greyscale, / 255 otherwise;
-        # round back to the integer levels and divide in float64.
-        levels = (1 << depth) - 1 if colour == 0 else 255
-        a = np.rint(np.asarray(a, np.float64) * levels) / levels
-        if a.ndim == 3 and a.shape[2] == 4:  # palette and alpha images come back as RGBA
-            if (a[..., 3] < 1.0).any():
-                raise DatasetError(f"{path} has transparent pixels; npae reads opaque greyscale or RGB")
-            a = a[..., 0] if colour == 4 else a[..., :3]
-        want = (h0, w0) if channels == 1 else (h0, w0, 3)
-        if a.shape != want:
-            raise DatasetError(f"{path}: decoded to shape {a.shape}, expected {want}")
-        X[i] = a.reshape(-1)
-    shape = (h0, w0) if channels == 1 else (h0, w0, 3)
-    return X, y, classes, shape, [str(p) for p in files]
-
-
 def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, max_bytes=MAX_BYTES):
-    """``(X, y, info)`` from your own data: a ``.npy``, ``.npz`` or ``.csv`` file, or a folder of PNGs.
+    """``(X, y, info)`` from your own data: a ``.npy``, ``.npz`` or ``.csv`` file, or a folder of images.
 
     * ``.npy``: one array, the features: (n, d), (n, H, W) greyscale or (n, H, W, 1|3) images. No labels.
     * ``.npz``: features in ``X`` (else ``images``, else the only array), labels in ``y`` (else
@@ -392,8 +286,9 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
     * ``.csv``: comma-separated numbers, one example per line; ``header`` True / False / None (None:
       the first line is a header when one of its fields is not a number); ``label`` names the label
       column (a header name, or a 0-based column index), whose values may be numbers or class names.
-    * a folder: PNG images, greyscale or RGB, all of one size and mode; directly in the folder (no
-      labels) or in class sub-folders (labels 0..k-1 from the sorted folder names).
+    * a folder: PNG or JPEG images (read by Pillow, :mod:`npae.data.images`), greyscale or RGB, all
+      of one size and mode; directly in the folder (no labels) or in class sub-folders (labels
+      0..k-1 from the sorted folder names).
 
     Object (pickled) arrays, NaN or inf, ragged rows, empty files and anything larger than
     ``max_bytes`` as float64 raise :class:`DatasetError` naming the file.
@@ -401,7 +296,7 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
     Parameters
     ----------
     scale : "auto" or float
-        X is divided by it. ``"auto"``: PNG pixels and ``uint8`` arrays are put in [0, 1] (pixel / 255,
+        X is divided by it. ``"auto"``: image pixels and ``uint8`` arrays are put in [0, 1] (pixel / 255,
         or / 65535 for 16-bit PNGs); other numbers are kept as they are.
     image_shape : tuple, optional
         ``(H, W)`` or ``(H, W, 3)`` of flat rows (e.g. a CSV of 784 pixels), for image figures.
@@ -428,8 +323,8 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
     if path.is_dir():
         if label is not None or header is not None:
             raise ValueError("label= and header= apply to .csv and .npz files, not to a folder of images")
-        X, y, classes, shape, files = _load_png_folder(path, max_bytes)
-        fmt = "PNG folder"
+        X, y, classes, shape, files = load_image_folder(path, max_bytes)
+        fmt = "image folder"
         auto = 1.0  # already in [0, 1]
     else:
         suffix = path.suffix.lower()
@@ -437,10 +332,10 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
             hint = ""
             if _IDX_NAME.match(path.name):
                 hint = "; for IDX files use load_mnist / --data mnist --data-dir <their folder>"
-            elif suffix == ".png":
+            elif suffix in IMAGE_SUFFIXES:
                 hint = "; give the folder that holds the images"
             raise DatasetError(f"{path}: npae reads {', '.join(PATH_FORMATS)} files and folders of "
-                               f"PNG images, not {suffix or 'files without a suffix'}{hint}")
+                               f"PNG or JPEG images, not {suffix or 'files without a suffix'}{hint}")
         if suffix != ".csv" and header is not None:
             raise ValueError("header= applies to .csv files only")
         if suffix == ".npy" and label is not None:
