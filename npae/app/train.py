@@ -97,7 +97,7 @@ def _train_in(args, out):
 
     cond = args.model == "cvae"
     fit_kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  progress=not args.no_progress, verbose=True, threads=args.threads,
+                  progress=not args.no_progress, verbose=2, threads=args.threads,
                   validation_data=(Xt, yt) if cond else Xt)
     if args.model in IS_VAE:
         fit_kw["warmup_epochs"] = args.warmup
