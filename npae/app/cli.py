@@ -183,6 +183,27 @@ def _check_flags(parser, args):
                   "--arch mlp with cae")
 
 
+def _parse(parser, argv):
+    """``parser.parse_args(argv)``, except that what no option matches is reported by the
+    subcommand's parser (its ``--help`` is the one listing the options: ``npae train --help``)
+    with the closest options it has (difflib), e.g. ``unrecognized option --epoch-count; did you
+    mean --epochs?``."""
+    import difflib
+
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    sub = parser._npae_sub.get(getattr(args, "command", None), parser)
+    flag = next((e for e in extras if e.startswith("-")), None)
+    if flag is None:
+        sub.error(f"unrecognized arguments: {' '.join(extras)}")
+    name = flag.split("=", 1)[0]
+    options = sorted({o for action in sub._actions for o in action.option_strings
+                      if o.startswith("--") and o not in ("--help", "--version")})
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
+    sub.error(f"unrecognized option {name}" + (f"; did you mean {' or '.join(close)}?" if close else ""))
+
+
 # ---------------------------------------------------------------------------------------- parser
 def build_parser():
     from npae.data.datasets import DATASETS
@@ -333,7 +354,7 @@ def main(argv=None):
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         _check_flags(parser, args)
     except SystemExit as exc:  # a bad command line (2), or --help / --version (0): a status, not an exit
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)

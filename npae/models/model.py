@@ -200,8 +200,13 @@ class Model(ParamsMixin):
         X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
                         owner=type(self).__name__)
         if targets and self.needs_unit_targets:
-            check_unit_interval(name, X)
+            check_unit_interval(name, X, self._real_valued_fix)
         return X
+
+    @property
+    def _real_valued_fix(self):
+        """The argument that makes this model take real-valued targets, for the [0, 1] message."""
+        return "likelihood='gaussian'" if hasattr(self, "likelihood") else "loss='mse'"
 
     def _fit_data(self, X, y=None):
         """The checked training arrays, as a tuple sharing their first axis. Unsupervised here: ``y``
