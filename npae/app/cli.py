@@ -42,6 +42,7 @@ import traceback
 from npae.app.evaluate import _evaluate
 from npae.app.runspec import DATA_FLAGS, MODEL_FLAGS, MODELS, UserError, _data_kind, _data_name, _flag
 from npae.app.train import _train
+from npae.constants import MAIN_JOB
 from npae.version import __version__
 
 #: Exit statuses: 1 a user's error while running, 2 a bad command line (argparse's convention),
@@ -294,9 +295,13 @@ def build_parser():
     g.add_argument("--contractive-weight", type=_number(float, 0), default=0.1,
                    help="cae: weight of the Jacobian penalty")
     g = train.add_argument_group("training")
-    g.add_argument("--epochs", type=_number(int, 1), default=100, help="passes over the training data")
-    g.add_argument("--batch-size", type=_number(int, 1), default=64, help="examples per step")
-    g.add_argument("--lr", type=_number(float, 0, low_open=True), default=2e-3, help="Adam learning rate")
+    # the main job's settings, not the library's (npae.constants.MAIN_JOB says why; docs/training.md)
+    g.add_argument("--epochs", type=_number(int, 1), default=MAIN_JOB["epochs"],
+                   help="passes over the training data")
+    g.add_argument("--batch-size", type=_number(int, 1), default=MAIN_JOB["batch_size"],
+                   help="examples per step")
+    g.add_argument("--lr", type=_number(float, 0, low_open=True), default=MAIN_JOB["lr"],
+                   help="Adam learning rate")
     g.add_argument("--seed", type=_number(int, 0), default=0,
                    help="seeds the weights, the minibatches, the noise and the held-out split")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
