@@ -276,14 +276,14 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
         model.optimizer_ = opt
         model.best_epoch_ = st.best_epoch
 
+        hooks = CallbackList(callbacks, model)
+        hooks.train_begin({"epochs": epochs, "batch_size": batch_size, "n_batches": n_batches,
+                           "initial_epoch": st.epochs_done})
         bar = None
         if (progress or verbose) and st.epochs_done < epochs and not st.stopped_early:
             bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
                            start_epoch=st.epochs_done, start_batch=st.batches_done, bar=progress,
                            verbose=verbose)
-        hooks = CallbackList(callbacks, model)
-        hooks.train_begin({"epochs": epochs, "batch_size": batch_size, "n_batches": n_batches,
-                           "initial_epoch": st.epochs_done})
         n_threads = threads_policy.choose(model, batch_size, threads)
         n_steps = (epochs - st.epochs_done) * n_batches - st.batches_done
         try:  # the backend before the thread limit: numba's BLAS loads with the kernels, inside it
