@@ -102,6 +102,27 @@ def test_a_callback_stops_training_by_returning_true_or_setting_its_flag():
     assert len(model.history_["loss"]) == 6
 
 
+def test_a_stop_is_recorded_in_the_checkpoint_and_a_resume_starts_the_hooks_where_it_left(tmp_path):
+    X, _ = _data()
+    ck = tmp_path / "ck.npz"
+
+    class StopAt(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            return epoch == 1
+
+    _vae().fit(X, checkpoint=ck, callbacks=[StopAt()])
+    rec = Recorder()
+    done = _vae().fit(X, resume=ck, callbacks=[rec])  # stopped early: nothing left to train
+    assert len(done.history_["loss"]) == 2 and [c[0] for c in rec.calls] == ["train_begin", "train_end"]
+    assert rec.calls[0][1]["initial_epoch"] == 2
+    _vae(epochs=3).fit(X, checkpoint=tmp_path / "ck3.npz")
+    rec = Recorder()
+    resumed = _vae().fit(X, resume=tmp_path / "ck3.npz", callbacks=[rec])
+    assert rec.calls[0][1]["initial_epoch"] == 3
+    assert [c[1] for c in rec.calls if c[0] == "epoch_begin"] == [3, 4, 5]
+    assert _same(resumed, _vae().fit(X))  # the hooks change nothing in a resumed run either
+
+
 def test_early_stopping_equals_fit_patience():
     X, Xv = _data()
     a = _vae(epochs=40, lr=1e-2).fit(X, validation_data=Xv, patience=2)

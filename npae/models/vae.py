@@ -320,7 +320,7 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
             self._require_built()
         x = check_array(x, "x", n_features=self.n_features_in_, dtype=self.dtype, owner=type(self).__name__)
         if self.needs_unit_targets:
-            check_unit_interval("x", x, self._real_valued_fix)  # a Bernoulli decoder's targets
+            check_unit_interval("x", x, "likelihood='gaussian'")  # a Bernoulli decoder's targets
         c = self._condition(y, x.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, x.shape[0])

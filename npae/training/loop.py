@@ -455,7 +455,7 @@ def _run_epochs(model, data, opt, st, stop, bar, hooks, *, epochs, batch_size, n
                 st.since_best += 1
                 st.stopped_early = st.since_best >= patience
         if hooks.epoch_end(epoch, {k: v[-1] for k, v in st.history.items()}):
-            st.stopped_early = True  # a callback asked to stop
+            st.stopped_early = st.stopped_by_callback = True  # a callback asked to stop
         last = st.stopped_early or epoch + 1 == epochs
         saved = checkpoint is not None and (last or (epoch + 1) % checkpoint_every == 0)
         if saved:
