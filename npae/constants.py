@@ -121,3 +121,34 @@ WORK_MAX_MULTIPLY_ADDS = 1e13
 #: Most steps of a VAE's normalising flow. Rezende & Mohamed (2015) used up to 80; a checkpoint holds
 #: about four arrays per parameter array (IAF: five a step), under MODEL_FILE_MAX_MEMBERS.
 FLOW_STEPS_MAX = 256
+
+# --------------------------------------------------------------------------------------------------
+# Training settings (docs/training.md): one table for the library and the ``npae train`` command
+# --------------------------------------------------------------------------------------------------
+
+#: The training settings every estimator takes in its constructor (so that ``clone`` keeps them and
+#: a grid searches them, as scikit-learn's ``MLPRegressor``), and their defaults. ``fit(X, **overrides)``
+#: changes them for one call without changing the constructor's values. The library's defaults suit
+#: a data set of MNIST's size (60,000 examples: 10 epochs are about 9,400 steps of 64).
+#: ``verbose="auto"``: one summary line for a model you fit yourself, silence for a copy that
+#: scikit-learn made (``clone``: GridSearchCV, cross_validate), whose fits the meta-estimator reports.
+EPOCHS = 10
+BATCH_SIZE = 64
+LR = 1e-3
+OPTIMIZER = "adam"
+VERBOSE = "auto"
+#: The settings and their defaults (a model class of your own without them in its constructor
+#: trains with these).
+TRAINING_DEFAULTS = {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "lr": LR, "optimizer": OPTIMIZER,
+                     "verbose": VERBOSE, "callbacks": None}
+TRAINING_SETTINGS = tuple(TRAINING_DEFAULTS)
+
+#: The main job, ``npae train vae`` with no options: a 64-128-2 VAE on the 1,527 training digits of
+#: the bundled 8x8 set, whose 2-D code is drawn. The data are small (24 steps of 64 an epoch), so
+#: the job takes 100 epochs (2,400 steps) and a learning rate of 2e-3 to converge, where the
+#: library's 10 epochs at 1e-3 would stop half-trained; a 2-D code and 128 hidden units are what
+#: the figures (latent scatter, manifold grid) need. The CLI reads its defaults from here.
+#: ``npae.VAE().fit(X)`` is NOT the main job: it is the library's 784-400-20 MNIST VAE of
+#: Kingma & Welling (2014) with the settings above; ``npae.VAE(hidden=(128,), latent_dim=2,
+#: epochs=100, lr=2e-3).fit(X)`` is.
+MAIN_JOB = {"epochs": 100, "batch_size": BATCH_SIZE, "lr": 2e-3, "hidden": (128,), "latent_dim": 2}

@@ -5,6 +5,8 @@ tagged equation, so a reader of a derivation can jump to the exact line; the tes
 same functions to check that every tag in the code is derived in the docs and every derived tag is
 implemented. In a source checkout, ``python -m npae.tags --tests`` adds the tests that check each
 tag: those whose docstring names it (``tests/test_tags.py`` requires one for every derived tag).
+``python -m npae.tags KL-1 ELBO`` shows only the tags named (a bare prefix such as ``ELBO`` names
+all of its tags), with the docs section that derives each when the docs are beside the package.
 
 Only *implementing* lines count: a tag in the comment that ends a line of code (``dx = dy @ W.T
 # [DENSE-2]``). A tag in a docstring or on a comment-only line is a cross-reference ("see [KL-1]")
@@ -70,18 +72,46 @@ def _tag_order(tag):
     return prefix, int(num)
 
 
+def _selected(parser, found, names):
+    """The tags of ``found`` that ``names`` ask for (all when none); an unknown name is a command-line
+    error naming the closest tags."""
+    import difflib
+
+    if not names:
+        return set(found)
+    wanted = set()
+    for name in names:
+        key = name.strip("[]").upper()
+        hits = {tag for tag in found if tag == key or tag.split("-")[0] == key}
+        if not hits:
+            close = difflib.get_close_matches(key, sorted(found), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            parser.error(f"no tag {name!r} in npae's code{hint}")
+        wanted |= hits
+    return wanted
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m npae.tags",
                                      description="Where each equation tag is implemented (and tested).")
+    parser.add_argument("tags", nargs="*", metavar="TAG",
+                        help="show only these tags (KL-1), or every tag of a prefix (KL); default: all")
     parser.add_argument("--tests", action="store_true",
                         help="also list the tests whose docstring names each tag (needs a source checkout)")
     args = parser.parse_args(argv)
     tests_dir = PACKAGE.parent / "tests"
     if args.tests and not tests_dir.is_dir():
         parser.error(f"--tests needs the test suite beside the package; there is no {tests_dir}")
+    found = code_tags()
+    wanted = _selected(parser, found, args.tags)
+    derived = doc_tags(PACKAGE.parent / "docs" / "derivations") if args.tags else {}
     checked = checks_by_tag(tests_dir) if args.tests else {}
-    for tag, places in sorted(code_tags().items(), key=lambda kv: _tag_order(kv[0])):
+    for tag, places in sorted(found.items(), key=lambda kv: _tag_order(kv[0])):
+        if tag not in wanted:
+            continue
         print(f"{tag:<10} {', '.join(places)}")
+        if tag in derived:
+            print(f"{'':<10} derived in: {derived[tag].relative_to(PACKAGE.parent)}#{tag.lower()}")
         if args.tests:
             print(f"{'':<10} tested by: {', '.join(checked.get(tag, ['(none)']))}")
     return 0

@@ -174,12 +174,14 @@ def check_path(name, value, *, must_exist=False, writable=False):
     return path
 
 
-def check_unit_interval(name, X):
-    """Raise ValueError unless every entry of ``X`` lies in [0, 1] (targets of a Bernoulli/BCE loss)."""
+def check_unit_interval(name, X, fix="loss='mse'"):
+    """Raise ValueError unless every entry of ``X`` lies in [0, 1] (targets of a Bernoulli/BCE loss).
+    ``fix``: the argument that takes real-valued data instead (an autoencoder's ``loss='mse'``, a
+    VAE's ``likelihood='gaussian'``)."""
     lo, hi = float(X.min()), float(X.max())
     if lo < 0.0 or hi > 1.0:
         raise InputError(f"{name} must lie in [0, 1] for a binary cross-entropy / Bernoulli loss, "
-                         f"got values in [{lo:g}, {hi:g}]; rescale the data or use loss='mse'")
+                         f"got values in [{lo:g}, {hi:g}]; rescale the data or use {fix}")
 
 
 def check_labels(name, y, n_classes, n_samples=None, *, unlabelled=None):

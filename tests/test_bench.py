@@ -127,11 +127,12 @@ def test_process_script_trains_the_model_the_cli_trains(monkeypatch, tmp_path):
     assert cli.main(["train", "vae", "--out", str(tmp_path / "run")]) == cli.EXIT_INTERRUPTED
     assert npae.VAE(**S["model"]).get_params() == seen["params"]
     assert np.array_equal(np.load(S["data"]), seen["X"]) and seen["y"] is None
+    ran = {**seen["params"], **seen["kwargs"]}  # the training settings: the model's, or fit's overrides
     for name in ("epochs", "batch_size", "lr", "threads"):
-        assert S["fit"][name] == seen["kwargs"][name]
+        assert S["fit"][name] == ran[name]
     assert seen["kwargs"].get("warmup_epochs", 0) == 0  # the script leaves fit's default, 0
     params = seen["params"]
     assert (S["hidden"], S["latent_dim"], S["dtype"], S["seed"]) == (
         params["hidden"], params["latent_dim"], params["dtype"], params["seed"])
     training = ("batch_size", "lr", "epochs")
-    assert [S[k] for k in training] == [seen["kwargs"][k] for k in training]
+    assert [S[k] for k in training] == [ran[k] for k in training]

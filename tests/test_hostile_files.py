@@ -400,6 +400,8 @@ def set_training(field, value):
     ("history", [], "history must be an object"),  # AttributeError before
     ("history", {"loss": [True]}, r"history\['loss'\] must be a finite number"),
     ("stopped_early", "no", "stopped_early must be true or false"),
+    ("stopped_by_callback", True, "only with stopped_early"),  # this checkpoint did not stop
+    ("stopped_by_callback", "yes", "stopped_by_callback must be true"),
     ("early_stopping", None, "early_stopping must be an object"),
     ("early_stopping.best_epoch", 0, "early_stopping.best_val must be a finite number, got None"),
     ("early_stopping.since_best", 3, r"since_best must be an integer in \[0, 1\]"),

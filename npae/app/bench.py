@@ -47,6 +47,7 @@ from npae.fast import backends
 from npae.data import datasets
 from npae.models.layers import Activation, Dense
 from npae.models.conv_layers import Conv2D, ConvTranspose2D
+from npae.training.callbacks import Callback
 from npae.training.optim import Adam
 from npae.models.vae import VAE
 
@@ -192,23 +193,22 @@ def run_case(name, X, X_test, hidden, latent_dim, batch, dtype, epochs, lr, torc
             peer.epoch()
             times[peer.name].append(time.perf_counter() - t0)
 
-    # npae trains in one fit(epochs=...) call, as a user would; its per-epoch hook closes the timer
-    # of the previous epoch, runs one epoch of every peer (untimed for npae), and starts the next.
-    npae_epoch_begin, started = model._epoch_begin, []
+    # npae trains in one fit(epochs=...) call, as a user would; a callback (the public hook,
+    # npae.training.callbacks) closes the timer of the previous epoch as the next begins, runs one
+    # epoch of every peer (untimed for npae), and starts the next timer.
+    started = []
 
-    def epoch_begin(epoch, n_epochs):
-        if started:
-            times["npae"].append(time.perf_counter() - started[-1])
-            peer_epochs()
-        time.sleep(settle)
-        started.append(time.perf_counter())
-        npae_epoch_begin(epoch, n_epochs)
+    class EpochTimer(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if started:
+                times["npae"].append(time.perf_counter() - started[-1])
+                peer_epochs()
+            time.sleep(settle)
+            started.append(time.perf_counter())
 
-    model._epoch_begin = epoch_begin
     model.fit(X, epochs=epochs, batch_size=batch, optimizer=Adam(lr=lr), progress=False,
-              validation_data=X_test if validation else None)
+              validation_data=X_test if validation else None, callbacks=[EpochTimer()])
     times["npae"].append(time.perf_counter() - started[-1])
-    del model._epoch_begin
     peer_epochs()
 
     n_full, rest = divmod(X.shape[0], batch)

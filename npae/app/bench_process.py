@@ -224,6 +224,7 @@ def main_job_settings(argv=("train", "vae")):
                 label=args.label, image_shape=list(args.image_shape) if args.image_shape else None)
     X, _, _, _, info = _load_split(spec)
     model = _build_model(args, X.shape[1], None, bool(info["unit_interval"]))
+    model.set_params(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)  # as npae.app.train does
     params, defaults = model.get_params(), type(model)().get_params()
     peer_job = dict(activation="relu", likelihood="bernoulli", objective="elbo", beta=1.0, k=1, flow=None,
                     arch="mlp")

@@ -46,6 +46,7 @@ from npae.app.evaluate import _evaluate
 from npae.app.explorer import _explore
 from npae.app.runspec import DATA_FLAGS, MODEL_FLAGS, MODELS, UserError, _data_kind, _data_name, _flag
 from npae.app.train import _train
+from npae.constants import MAIN_JOB
 from npae.version import __version__
 
 #: Exit statuses: 1 a user's error while running, 2 a bad command line (argparse's convention),
@@ -187,6 +188,27 @@ def _check_flags(parser, args):
                   "--arch mlp with cae")
 
 
+def _parse(parser, argv):
+    """``parser.parse_args(argv)``, except that what no option matches is reported by the
+    subcommand's parser (its ``--help`` is the one listing the options: ``npae train --help``)
+    with the closest options it has (difflib), e.g. ``unrecognized option --epoch-count; did you
+    mean --epochs?``."""
+    import difflib
+
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    sub = parser._npae_sub.get(getattr(args, "command", None), parser)
+    flag = next((e for e in extras if e.startswith("-")), None)
+    if flag is None:
+        sub.error(f"unrecognized arguments: {' '.join(extras)}")
+    name = flag.split("=", 1)[0]
+    options = sorted({o for action in sub._actions for o in action.option_strings
+                      if o.startswith("--") and o not in ("--help", "--version")})
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
+    sub.error(f"unrecognized option {name}" + (f"; did you mean {' or '.join(close)}?" if close else ""))
+
+
 # ---------------------------------------------------------------------------------------- parser
 def build_parser():
     from npae.data.datasets import DATASETS
@@ -277,9 +299,13 @@ def build_parser():
     g.add_argument("--contractive-weight", type=_number(float, 0), default=0.1,
                    help="cae: weight of the Jacobian penalty")
     g = train.add_argument_group("training")
-    g.add_argument("--epochs", type=_number(int, 1), default=100, help="passes over the training data")
-    g.add_argument("--batch-size", type=_number(int, 1), default=64, help="examples per step")
-    g.add_argument("--lr", type=_number(float, 0, low_open=True), default=2e-3, help="Adam learning rate")
+    # the main job's settings, not the library's (npae.constants.MAIN_JOB says why; docs/training.md)
+    g.add_argument("--epochs", type=_number(int, 1), default=MAIN_JOB["epochs"],
+                   help="passes over the training data")
+    g.add_argument("--batch-size", type=_number(int, 1), default=MAIN_JOB["batch_size"],
+                   help="examples per step")
+    g.add_argument("--lr", type=_number(float, 0, low_open=True), default=MAIN_JOB["lr"],
+                   help="Adam learning rate")
     g.add_argument("--seed", type=_number(int, 0), default=0,
                    help="seeds the weights, the minibatches, the noise and the held-out split")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
@@ -350,7 +376,7 @@ def main(argv=None):
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         _check_flags(parser, args)
     except SystemExit as exc:  # a bad command line (2), or --help / --version (0): a status, not an exit
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)

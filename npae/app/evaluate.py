@@ -5,6 +5,7 @@ dimension, a classifier's accuracy, or an autoencoder's own measures (:mod:`npae
 """
 import json
 import os
+import sys
 
 from npae.app.lessons import _lesson_metrics, _metric_lines
 from npae.app.runspec import UserError, _data_kind, _data_name, _load_idx, _load_split, _say
@@ -117,7 +118,10 @@ def _evaluate(args):
         for line in _metric_lines(_lesson_metrics(model, _kind_of(model), Xt, None, args.seed), model):
             print(line)
         return 0
-    progress = not args.no_progress
+    # progress goes to stderr: a live bar on a terminal (it disappears when done), plain lines into
+    # a redirected stderr, but none when that is stdout's file or pipe too (2>&1, a CI log), where
+    # they would land between the rows of the table
+    progress = not args.no_progress and not _stderr_joins_stdout()
     from npae.validation import check_work
 
     ladder = 1 + sum(args.k)  # the ELBO, then each IWAE-k: k draws per example through the model
@@ -138,6 +142,17 @@ def _evaluate(args):
           f"(variance of the posterior mean > 0.01)")
     print("KL per latent dimension (nats): " + " ".join(f"{v:.3f}" for v in kl))
     return 0
+
+
+def _stderr_joins_stdout():
+    """True when stderr is not a terminal and writes where stdout writes (the same file or pipe)."""
+    try:
+        if sys.stderr.isatty():
+            return False
+        err, out = os.fstat(sys.stderr.fileno()), os.fstat(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # streams without a file (captured, closed)
+        return sys.stderr is sys.stdout
+    return (err.st_dev, err.st_ino) == (out.st_dev, out.st_ino)
 
 
 def _kind_of(model):

@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 
+from npae.constants import MAIN_JOB
+
 MODELS = ("ae", "dae", "sae", "cae", "vae", "cvae")
 IS_VAE = ("vae", "cvae")
 AE_FAMILY = ("ae", "dae", "sae", "cae")
@@ -19,7 +21,7 @@ IDX_SETS = ("mnist", "fashion-mnist")
 #: model shows its lesson with no options: a 2-D code for the pictures of ae / vae / cvae; room
 #: for a sparse code (sae) and for denoising (dae); a one-layer contractive encoder with 16 units,
 #: since 2 sigmoid units of a one-layer encoder saturate and stop learning).
-LATENT_DEFAULT = {"ae": 2, "dae": 32, "sae": 32, "cae": 32, "vae": 2, "cvae": 2}
+LATENT_DEFAULT = {"ae": 2, "dae": 32, "sae": 32, "cae": 32, "vae": MAIN_JOB["latent_dim"], "cvae": 2}
 
 #: Flags that apply to some models only (given explicitly to another model: refused).
 MODEL_FLAGS = {
@@ -140,7 +142,8 @@ def _load_split(spec, say=None):
 def _resolved(args):
     """The per-model values of the options whose defaults depend on the model."""
     latent = args.latent_dim if args.latent_dim is not None else LATENT_DEFAULT[args.model]
-    hidden = tuple(args.hidden) if args.hidden is not None else (() if args.model == "cae" else (128,))
+    hidden = tuple(args.hidden) if args.hidden is not None else (
+        () if args.model == "cae" else tuple(MAIN_JOB["hidden"]))
     return latent, hidden, args.sparsity_weight  # None: the library's measured weight per penalty
 
 

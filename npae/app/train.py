@@ -76,6 +76,8 @@ def _train_in(args, out):
         raise UserError(f"--arch conv needs images; the data {_data_name(args.data)!r} are plain "
                         f"features (a path's flat rows: give --image-shape HxW)")
     model = _build_model(args, X.shape[1], n_classes, unit, info["image_shape"])
+    # the run's settings in the model itself, so that its config (model.npz, metrics.json) says them
+    model.set_params(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     if args.model in IS_VAE and model.likelihood != "gaussian" and "variance" in getattr(args, "_given", ()):
         raise UserError(f"--variance is the Gaussian decoder's; this run's likelihood is {model.likelihood}")
     likelihood = ""
@@ -97,8 +99,7 @@ def _train_in(args, out):
     print(f"  output: {out}", flush=True)
 
     cond = args.model == "cvae"
-    fit_kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  progress=not args.no_progress, verbose=True, threads=args.threads,
+    fit_kw = dict(progress=not args.no_progress, verbose=2, threads=args.threads,
                   validation_data=(Xt, yt) if cond else Xt)
     if args.model in IS_VAE:
         fit_kw["warmup_epochs"] = args.warmup

@@ -6,6 +6,7 @@ can stand in for the other, in a ``Pipeline`` too.
 """
 import numpy as np
 
+from npae.constants import BATCH_SIZE, EPOCHS, LR, OPTIMIZER, VERBOSE
 from npae.pairs import functional as F
 from npae.fast.backends import ops
 from npae.init import make_rng
@@ -57,7 +58,7 @@ class Autoencoder(Model):
         layer). Replaces ``arch`` and ``hidden`` on that side.
     image_shape : None, (H, W) or (C, H, W)
         Shape of the images, for convolutions; None: square one-channel images (784 -> 28x28).
-    .. shared:: random_state; warm_start
+    .. shared:: random_state; warm_start; training
 
     Attributes
     ----------
@@ -71,7 +72,10 @@ class Autoencoder(Model):
     def __init__(self, input_dim=None, hidden=(64,), latent_dim=2, activation="relu",
                  code_activation="identity", output="sigmoid", loss="bce", dtype="float64", seed=0,
                  *, slope=0.01, alpha=1.0, init="auto", random_state=None, warm_start=False,
-                 arch="mlp", encoder_layers=None, decoder_layers=None, image_shape=None):
+                 arch="mlp", encoder_layers=None, decoder_layers=None, image_shape=None,
+
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         self.arch, self.encoder_layers, self.decoder_layers = arch, encoder_layers, decoder_layers
         self.image_shape = image_shape
         self.input_dim, self.hidden, self.latent_dim = input_dim, hidden, latent_dim
@@ -79,6 +83,8 @@ class Autoencoder(Model):
                                                                          output, loss)
         self.dtype, self.seed, self.slope, self.alpha, self.init = dtype, seed, slope, alpha, init
         self.random_state, self.warm_start = random_state, warm_start
+        self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
+        self.verbose, self.callbacks = verbose, callbacks
 
     # ------------------------------------------------------------------ building
     def _check_params(self):

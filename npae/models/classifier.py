@@ -11,6 +11,7 @@ Derivation: docs/derivations/softmax.md
 """
 import numpy as np
 
+from npae.constants import BATCH_SIZE, EPOCHS, LR, OPTIMIZER, VERBOSE
 from npae.pairs import functional as F
 from npae.init import make_rng
 from npae.models.layers import (ACTIVATION_NAMES, Dense, FlatParams, Sequential, build_mlp, clone_chain,
@@ -62,6 +63,8 @@ class Classifier(Model):
         Activation of the head's hidden layers.
     dtype, seed, slope, alpha, init : as :class:`npae.Autoencoder` (``seed`` seeds the head's initial
         weights and the minibatch shuffling).
+    epochs, batch_size, lr, optimizer, verbose, callbacks : the training settings, as
+        :class:`npae.Autoencoder` (docs/training.md).
 
     Attributes
     ----------
@@ -76,12 +79,16 @@ class Classifier(Model):
 
     def __init__(self, encoder, n_classes, hidden=(), freeze_encoder=True, activation="relu",
                  dtype="float64", seed=0, *, slope=0.01, alpha=1.0, init="auto", random_state=None,
-                 warm_start=False):
+                 warm_start=False,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         self.encoder_source_ = clone_chain(_source_chain(encoder))  # the source never changes
         self.n_classes, self.hidden, self.freeze_encoder = n_classes, hidden, freeze_encoder
         self.activation, self.dtype, self.seed = activation, dtype, seed
         self.slope, self.alpha, self.init = slope, alpha, init
         self.random_state, self.warm_start = random_state, warm_start
+        self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
+        self.verbose, self.callbacks = verbose, callbacks
         self._setup(self.encoder_source_.dense_layers[0].n_in)
 
     def _build(self, n_features):

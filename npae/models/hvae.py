@@ -27,7 +27,7 @@ import numpy as np
 
 from npae.pairs import bounds
 from npae.pairs import latent
-from npae.constants import LOGVAR_CLAMP_WARN_FRACTION
+from npae.constants import BATCH_SIZE, EPOCHS, LOGVAR_CLAMP_WARN_FRACTION, LR, OPTIMIZER, VERBOSE
 from npae.init import make_rng
 from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_mlp, param_array
 from npae.models.model import Model, fresh_grads
@@ -74,7 +74,7 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
         [IWAE-4] (its gradient weights the k draws by their normalised weights [IWAE-5]).
     k : int >= 1
         Draws of (z1, z2) per example and training step.
-    .. shared:: slope, alpha; random_state; warm_start
+    .. shared:: slope, alpha; random_state; warm_start; training
 
     Attributes
     ----------
@@ -95,7 +95,9 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
     def __init__(self, input_dim=None, hidden1=(100, 100), latent_dim1=100, hidden2=(50, 50),
                  latent_dim2=50, activation="tanh", likelihood="bernoulli", dtype="float64", seed=0,
                  *, variance="fixed", objective="elbo", k=1, slope=0.01, alpha=1.0,
-                 random_state=None, warm_start=False):
+                 random_state=None, warm_start=False,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         args = locals()
         for name in self._get_param_names():
             setattr(self, name, args[name])

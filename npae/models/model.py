@@ -24,14 +24,17 @@ A model's life:
 Every subclass is registered (by module and class name) so that :func:`npae.load` can rebuild it from
 the ``config`` stored in a model file (:mod:`npae.data.io`, the file format).
 """
+import copy
 import inspect
 import json
 
 import numpy as np
 
+from npae.constants import TRAINING_DEFAULTS, TRAINING_SETTINGS
 from npae.data import io
 from npae.models.sklearn_protocol import ParamsMixin
 from npae.models.sizing import _SIZERS, _class_key, _shapes_by_building, check_declarable, footprint
+from npae.training.callbacks import check_callbacks
 from npae.training.loop import fit_loop
 from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_memory,
                              check_scalar, check_unit_interval)
@@ -77,6 +80,8 @@ class Model(ParamsMixin):
     needs_unit_targets = False
     #: whether fit and the evaluation methods take labels ``y`` (a conditional VAE, a classifier)
     takes_labels = False
+    #: parameters that do not shape the network: changing one keeps a warm start's weights
+    _NO_REBUILD = ("warm_start", *TRAINING_SETTINGS)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -166,7 +171,8 @@ class Model(ParamsMixin):
         return self.seed if random_state is None else random_state
 
     def _param_snapshot(self):
-        return {k: v for k, v in self.get_params(deep=False).items() if k != "warm_start"}
+        """The parameters that shape the network (a change rebuilds it at the next fit)."""
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in self._NO_REBUILD}
 
     def _params_changed(self):
         self._built_with = None  # the next fit rebuilds
@@ -194,8 +200,13 @@ class Model(ParamsMixin):
         X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
                         owner=type(self).__name__)
         if targets and self.needs_unit_targets:
-            check_unit_interval(name, X)
+            check_unit_interval(name, X, self._real_valued_fix)
         return X
+
+    @property
+    def _real_valued_fix(self):
+        """The argument that makes this model take real-valued targets, for the [0, 1] message."""
+        return "likelihood='gaussian'" if hasattr(self, "likelihood") else "loss='mse'"
 
     def _fit_data(self, X, y=None):
         """The checked training arrays, as a tuple sharing their first axis. Unsupervised here: ``y``
@@ -211,9 +222,9 @@ class Model(ParamsMixin):
         """One training step on a batch: ``(loss, grads)``, with ``last_terms`` set."""
         return self._loss_and_grads(*batch)
 
-    def fit(self, X, y=None, *, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, validation_data=None,
-            progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
-            resume=None, clip_norm=None, threads=None):
+    def fit(self, X, y=None, *, epochs=None, batch_size=None, optimizer=None, lr=None, verbose=None,
+            callbacks=None, validation_data=None, progress=True, patience=None, checkpoint=None,
+            checkpoint_every=1, resume=None, clip_norm=None, threads=None):
         """Train on ``X`` with shuffled minibatches drawn from the model's seeded generator; returns
         ``self`` (the per-epoch history is in ``history_``).
 
@@ -222,22 +233,28 @@ class Model(ParamsMixin):
         X : (N, n_features) array
         y : (N,) int array, for the models that take labels (ConditionalVAE, Classifier); the
             unsupervised models accept only None (scikit-learn's convention).
-        epochs, batch_size : int
-            ``epochs`` counts from the start of training, also when resuming.
-        optimizer : str or npae.training.optim.Optimizer
-            ``"sgd" | "momentum" | "adam" | "adagrad" | "rmsprop"`` (built with ``lr``) or an instance.
-        lr : float
+        epochs, batch_size, optimizer, lr, verbose, callbacks : optional
+            The training settings for this call only; None (the default) takes the constructor's
+            (``self.epochs``, ...), which ``fit`` never changes (scikit-learn's rule; see the class
+            docstring and docs/training.md). ``epochs`` counts from the start of training, also when
+            resuming. ``optimizer``: ``"sgd" | "momentum" | "adam" | "adagrad" | "rmsprop"`` (built
+            with ``lr``) or an :class:`npae.training.optim.Optimizer` (a constructor's instance is
+            copied, so every fit starts from its state; one given here is used as it is).
+            ``verbose``: 0 silent, 1 a live bar on a terminal (or a Jupyter widget) and one summary
+            line at the end, 2 also the per-epoch log line (``epoch  3/100 | loss ...``: every epoch
+            of a short run, about 20 of a long one, always the last); True/False mean 1/0;
+            ``"auto"`` is 1, or 0 in a copy made by ``sklearn.base.clone``. ``callbacks``: objects
+            with any of ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``,
+            ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)`` (:mod:`npae.training.callbacks`).
         validation_data : array, or tuple of arrays shaped like the training data, optional
             Evaluated after every epoch, forward only, with noise from the evaluation stream:
             passing it never changes the parameters training ends with.
         progress : bool
-            Show progress: a live tqdm bar on a terminal (or a widget in a Jupyter kernel with
-            ipywidgets), and in every case one summary line when training ends.
-        verbose : bool
-            Print the per-epoch log line (``epoch  3/100 | loss ...``) as each epoch ends: every
-            epoch of a short run, about 20 lines of a long one, always the last.
+            False: no live bar and no summary line, whatever ``verbose`` says (the per-epoch lines
+            of ``verbose=2`` stay).
         patience : int, optional
-            Early stopping on the validation loss (see :func:`npae.training.loop.fit_loop`).
+            Early stopping on the validation loss (see :func:`npae.training.loop.fit_loop`;
+            :class:`npae.training.callbacks.EarlyStopping` does the same on any logged value).
         checkpoint : str or os.PathLike, optional
             Write a checkpoint (model, optimizer, generator state, epoch, history) there every
             ``checkpoint_every`` epochs, after the last epoch, and on Ctrl-C.
@@ -254,8 +271,8 @@ class Model(ParamsMixin):
             a large one; ``OMP_NUM_THREADS`` and the like, when set, win (see :mod:`npae.fast.threads`).
 
         The model is rebuilt (initial weights drawn again from the seed) unless ``warm_start`` is
-        True, the model is built and its parameters did not change since; then training continues
-        from the current weights.
+        True, the model is built and its parameters (other than the training settings) did not
+        change since; then training continues from the current weights.
 
         Raises
         ------
@@ -265,6 +282,9 @@ class Model(ParamsMixin):
             Ctrl-C (a KeyboardInterrupt), raised after the current batch and after the checkpoint
             is written.
         """
+        settings = self._training_settings(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                                           lr=lr, verbose=verbose, callbacks=callbacks)
+        check_bool("progress", progress)
         warm = check_bool("warm_start", getattr(self, "warm_start", False))
         unchanged = self.is_built and self._built_with == self._param_snapshot()
         # resuming overwrites the weights from the checkpoint; a refused one must leave them as they are
@@ -276,6 +296,7 @@ class Model(ParamsMixin):
                                  f"{n} features as input (input_dim={n})")
             self._setup(X.shape[1])  # fresh initial weights from the seed
         data = self._fit_data(X, y)
+        batch_size = settings["batch_size"]
         self._check_step_size(data[0].shape[0], check_scalar("batch_size", batch_size, low=1, integer=True))
         if validation_data is not None:
             if not isinstance(validation_data, tuple):
@@ -284,13 +305,40 @@ class Model(ParamsMixin):
                 validation_data = self._fit_data(*validation_data)
             except (TypeError, ValueError) as err:
                 raise type(err)(f"validation_data: {err}") from None
-        self.history_ = fit_loop(self, data, epochs=epochs, batch_size=batch_size,
-                                 optimizer=optimizer, lr=lr, validation_data=validation_data,
-                                 progress=progress, verbose=verbose, patience=patience,
-                                 checkpoint=checkpoint,
+        level = settings["verbose"]
+        self.history_ = fit_loop(self, data, epochs=settings["epochs"], batch_size=batch_size,
+                                 optimizer=settings["optimizer"], lr=settings["lr"],
+                                 validation_data=validation_data, progress=progress and level >= 1,
+                                 verbose=level >= 2, patience=patience, checkpoint=checkpoint,
                                  checkpoint_every=checkpoint_every, resume=resume,
-                                 clip_norm=clip_norm, threads=threads)
+                                 clip_norm=clip_norm, threads=threads, callbacks=settings["callbacks"])
         return self
+
+    def _training_settings(self, **overrides):
+        """The training settings of one fit: each override that is not None, else the constructor's
+        value (never changed here). ``verbose`` comes back as 0, 1 or 2; an optimizer instance of
+        the constructor as a copy (each fit starts from its state); ``callbacks`` as a list."""
+        out = {}
+        for name in TRAINING_SETTINGS:
+            given = overrides.get(name)
+            out[name] = given if given is not None else getattr(self, name, TRAINING_DEFAULTS[name])
+        if overrides.get("optimizer") is None and not isinstance(out["optimizer"], str):
+            out["optimizer"] = copy.deepcopy(out["optimizer"])
+        out["verbose"] = self._verbosity(out["verbose"])
+        out["callbacks"] = check_callbacks(out["callbacks"])
+        return out
+
+    def _verbosity(self, verbose):
+        """0, 1 or 2 from a ``verbose`` setting: True/False are 1/0; ``"auto"`` is 1, or 0 in a copy
+        made by ``sklearn.base.clone`` (a meta-estimator's fit, which it reports itself)."""
+        if isinstance(verbose, str) and verbose == "auto":
+            return 0 if self.__dict__.get("_sklearn_copy") else 1
+        if isinstance(verbose, (bool, np.bool_)):
+            return int(verbose)
+        if isinstance(verbose, (int, np.integer)) and 0 <= verbose <= 2:
+            return int(verbose)
+        raise InputError(f"verbose must be 0 (silent), 1 (a summary line), 2 (also a line per epoch), "
+                         f"True, False or 'auto', got {verbose!r}")
 
     # ------------------------------------------------------------------ evaluation (forward only)
     def evaluation_rng(self, seed=None):
@@ -340,10 +388,20 @@ class Model(ParamsMixin):
     @property
     def config(self):
         """The constructor arguments that rebuild this model (JSON-able; ``input_dim`` resolved)."""
-        config = self.get_params(deep=False)
+        config = self._json_settings(self.get_params(deep=False))
         if "input_dim" in config:
             config["input_dim"] = self.n_features_in_ if self.is_built else config["input_dim"]
         return io.encode_json(config)
+
+    @staticmethod
+    def _json_settings(config):
+        """``config`` with the training settings a file cannot hold left out: ``callbacks`` (objects
+        of the user's program) and an optimizer given as an instance (a fit's optimizer, with its
+        state, is what a checkpoint holds)."""
+        config = {k: v for k, v in config.items() if k != "callbacks"}
+        if "optimizer" in config and not isinstance(config["optimizer"], str):
+            del config["optimizer"]
+        return config
 
     @classmethod
     def _from_config(cls, config):
@@ -413,7 +471,8 @@ class Model(ParamsMixin):
         cls = type(self)
         if mf.header["class"] != cls.__qualname__:
             raise io.ModelFileError(f"{mf.path}: holds a {mf.header['class']}, not a {cls.__name__}")
-        ignore = ("seed", "random_state", "warm_start")  # the generator state comes from the file
+        # the generator state comes from the file; the training settings do not shape the model
+        ignore = ("seed", "random_state", "warm_start", *TRAINING_SETTINGS)
         saved_config = {k: v for k, v in mf.header["config"].items() if k not in ignore}
         model_config = {k: v for k, v in json.loads(json.dumps(self.config)).items() if k not in ignore}
         if saved_config != model_config:

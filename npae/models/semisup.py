@@ -5,6 +5,7 @@ Gaussian) likelihood [M2-14 .. M2-16]. Derivations: docs/derivations/m2.md.
 """
 import numpy as np
 
+from npae.constants import BATCH_SIZE, EPOCHS, LR, OPTIMIZER, VERBOSE
 from npae.pairs import bounds, latent
 from npae.pairs import functional as F
 from npae.pairs.m2 import (UNLABELLED, enumerate_classes, labelled_bound_backward,  # noqa: F401
@@ -84,7 +85,7 @@ class SemiSupervisedVAE(Model):
         per feature (shape (input_dim,)). Ignored by the Bernoulli decoder.
     slope, elu_alpha : float
         Leak slope of leaky_relu, α of elu.
-    .. shared:: random_state; warm_start
+    .. shared:: random_state; warm_start; training
 
     Attributes
     ----------
@@ -106,7 +107,9 @@ class SemiSupervisedVAE(Model):
     def __init__(self, input_dim=None, n_classes=None, hidden=(500,), latent_dim=50,
                  classifier_hidden=None, activation="softplus", likelihood="bernoulli", alpha="paper",
                  dtype="float64", seed=0, *, variance="fixed", slope=0.01, elu_alpha=1.0,
-                 random_state=None, warm_start=False):
+                 random_state=None, warm_start=False,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         args = locals()
         for name in self._get_param_names():
             setattr(self, name, args[name])

@@ -24,6 +24,16 @@ SHARED_PARAMS = {
     "random_state": ("random_state : int or None", "scikit-learn's name for ``seed``; when given it wins."),
     "warm_start": ("warm_start : bool",
                    "``fit`` continues from the current weights instead of starting again from the seed."),
+    "training": ("epochs, batch_size, lr, optimizer, verbose, callbacks",
+                 "The training settings (defaults: npae.constants, shared by every estimator): passes "
+                 "over the data (``epochs`` counts from the start, also when resuming), examples per "
+                 "step, learning rate, ``\"sgd\" | \"momentum\" | \"adam\" | \"adagrad\" | "
+                 "\"rmsprop\"`` or an npae.training.optim.Optimizer (copied at each fit); ``verbose`` "
+                 "0 silent, 1 a progress bar on a terminal and one summary line, 2 also the "
+                 "per-epoch log line (True/False mean 1/0; ``\"auto\"``: 1, but 0 in a copy made by "
+                 "sklearn.base.clone, as GridSearchCV and cross_validate make); ``callbacks`` a list of "
+                 "npae.training.callbacks objects. ``fit(X, epochs=..., ...)`` overrides any of them "
+                 "for that call only. See docs/training.md."),
 }
 
 
@@ -50,6 +60,9 @@ def shared_docs(cls):
 class ParamsMixin:
     """``get_params`` / ``set_params`` from the constructor's signature (no ``*args``/``**kwargs``)."""
 
+    #: parameters whose change leaves the built network valid (a warm start continues from it)
+    _NO_REBUILD = ()
+
     @classmethod
     def _get_param_names(cls):
         """The constructor's parameter names, sorted (scikit-learn's order)."""
@@ -73,6 +86,7 @@ class ParamsMixin:
         """Set constructor arguments (``name=value``, or ``name__param=value`` for a nested
         estimator); returns ``self``. Takes effect at the next ``fit``, which rebuilds the model."""
         valid = self._get_param_names()
+        settings_only = all(key in self._NO_REBUILD for key in params)
         nested = {}
         for key, value in params.items():
             name, _, sub = key.partition("__")
@@ -85,8 +99,21 @@ class ParamsMixin:
                 setattr(self, name, value)
         for name, sub_params in nested.items():
             getattr(self, name).set_params(**sub_params)
-        self._params_changed()
+        if not settings_only:  # a training setting does not change the network
+            self._params_changed()
         return self
+
+    def __sklearn_clone__(self):
+        """What ``sklearn.base.clone`` returns: a new estimator with the same parameters (each
+        cloned, as clone does), marked as a copy, so that ``verbose="auto"`` keeps its fits quiet
+        inside a meta-estimator (GridSearchCV, cross_validate), which reports them itself. An
+        explicit ``verbose=1`` or ``2`` still prints."""
+        from sklearn.base import clone
+
+        params = {name: clone(value, safe=False) for name, value in self.get_params(deep=False).items()}
+        new = type(self)(**params)
+        new._sklearn_copy = True
+        return new
 
     def _params_changed(self):
         """Hook: called by :meth:`set_params` (models mark themselves for a rebuild at ``fit``)."""

@@ -31,7 +31,8 @@ import warnings
 
 from npae.pairs import latent
 from npae.fast.backends import ops
-from npae.constants import FLOW_STEPS_MAX, LOGVAR_CLAMP_WARN_FRACTION
+from npae.constants import (BATCH_SIZE, EPOCHS, FLOW_STEPS_MAX, LOGVAR_CLAMP_WARN_FRACTION, LR, OPTIMIZER,
+                            VERBOSE)
 from npae.init import make_rng
 from npae.models.architectures import build_chains
 from npae.models.layers import ACTIVATION_NAMES, FlatParams
@@ -89,7 +90,7 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
     flow_hidden : int or None
         Hidden width of each IAF step's MADE (default ``max(2 * latent_dim, 8)``; the context has
         ``latent_dim`` entries).
-    .. shared:: dtype; seed; slope, alpha; random_state; warm_start
+    .. shared:: dtype; seed; slope, alpha; random_state; warm_start; training
     arch, encoder_layers, decoder_layers, image_shape
         The layers, as for :class:`npae.Autoencoder`: ``arch="conv"`` for convolutional chains,
         or stacks of your own (:mod:`npae.models.architectures`). A conditional model's label reaches a
@@ -115,7 +116,9 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
                  likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *, variance="fixed",
                  objective="elbo", k=1, flow=None, flow_steps=2, flow_hidden=None, slope=0.01,
                  alpha=1.0, random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
-                 decoder_layers=None, image_shape=None):
+                 decoder_layers=None, image_shape=None,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         self._store(locals())
 
     def _store(self, args):
@@ -317,7 +320,7 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
             self._require_built()
         x = check_array(x, "x", n_features=self.n_features_in_, dtype=self.dtype, owner=type(self).__name__)
         if self.needs_unit_targets:
-            check_unit_interval("x", x)  # a Bernoulli decoder's targets
+            check_unit_interval("x", x, "likelihood='gaussian'")  # a Bernoulli decoder's targets
         c = self._condition(y, x.shape[0])
         if eps is not None:
             eps = self._check_eps(eps, x.shape[0])
@@ -540,7 +543,9 @@ class ConditionalVAE(VAE):
                  activation="relu", likelihood="bernoulli", beta=1.0, dtype="float64", seed=0, *,
                  variance="fixed", objective="elbo", k=1, flow=None, flow_steps=2, flow_hidden=None,
                  slope=0.01, alpha=1.0, random_state=None, warm_start=False, arch="mlp",
-                 encoder_layers=None, decoder_layers=None, image_shape=None):
+                 encoder_layers=None, decoder_layers=None, image_shape=None,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         self._store(locals())
 
     def _build(self, n_features):

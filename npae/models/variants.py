@@ -13,6 +13,7 @@ The defaults of each class are the settings measured to show its lesson on the b
 """
 import numpy as np
 
+from npae.constants import BATCH_SIZE, EPOCHS, LR, OPTIMIZER, VERBOSE
 from npae.models.autoencoder import Autoencoder
 from npae.models.model import fresh_grads
 from npae.pairs.penalties import (CONTRACTIVE_ACTIVATIONS, DEEP_CONTRACTIVE_ACTIVATIONS, NOISES,
@@ -88,12 +89,16 @@ class DenoisingAutoencoder(Autoencoder):
                  code_activation="identity", output="sigmoid", loss="bce", dtype="float64", seed=0,
                  *, noise="gaussian", noise_level=0.3, slope=0.01, alpha=1.0, init="auto",
                  random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
-                 decoder_layers=None, image_shape=None):
+                 decoder_layers=None, image_shape=None,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         self.noise, self.noise_level = noise, noise_level
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
                          dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
                          warm_start=warm_start, arch=arch, encoder_layers=encoder_layers,
-                         decoder_layers=decoder_layers, image_shape=image_shape)
+                         decoder_layers=decoder_layers, image_shape=image_shape,
+                         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, verbose=verbose,
+                         callbacks=callbacks)
 
     def _check_params(self):
         check_choice("noise", self.noise, tuple(NOISES))
@@ -169,12 +174,16 @@ class SparseAutoencoder(Autoencoder):
                  code_activation="sigmoid", output="sigmoid", loss="bce", dtype="float64", seed=0,
                  *, penalty="kl", sparsity_weight=None, rho=0.05, slope=0.01, alpha=1.0, init="auto",
                  random_state=None, warm_start=False, arch="mlp", encoder_layers=None,
-                 decoder_layers=None, image_shape=None):
+                 decoder_layers=None, image_shape=None,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         self.penalty, self.sparsity_weight, self.rho = penalty, sparsity_weight, rho
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
                          dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
                          warm_start=warm_start, arch=arch, encoder_layers=encoder_layers,
-                         decoder_layers=decoder_layers, image_shape=image_shape)
+                         decoder_layers=decoder_layers, image_shape=image_shape,
+                         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, verbose=verbose,
+                         callbacks=callbacks)
 
     def _check_params(self):
         check_choice("penalty", self.penalty, ("l1", "kl"))
@@ -253,11 +262,15 @@ class ContractiveAutoencoder(Autoencoder):
     def __init__(self, input_dim=None, hidden=(), latent_dim=32, activation="relu",
                  code_activation="sigmoid", output="sigmoid", loss="bce", dtype="float64", seed=0,
                  *, contractive_weight=0.1, slope=0.01, alpha=1.0, init="auto", random_state=None,
-                 warm_start=False):
+                 warm_start=False,
+                 epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, optimizer=OPTIMIZER, verbose=VERBOSE,
+                 callbacks=None):
         self.contractive_weight = contractive_weight
         super().__init__(input_dim, hidden, latent_dim, activation, code_activation, output, loss,
                          dtype, seed, slope=slope, alpha=alpha, init=init, random_state=random_state,
-                         warm_start=warm_start)
+                         warm_start=warm_start,
+                         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, verbose=verbose,
+                         callbacks=callbacks)
 
     def _check_params(self):
         check_scalar("contractive_weight", self.contractive_weight, low=0.0)

@@ -36,6 +36,7 @@ class _State:
         self.history = {}
         self.best_val, self.best_params, self.since_best, self.best_epoch = math.inf, None, 0, None
         self.stopped_early = False
+        self.stopped_by_callback = False  # a callback asked to stop (no patience state behind it)
         # mid-epoch (Ctrl-C) position: the epoch's permutation, batches applied, running sums
         self.perm, self.batches_done, self.sums, self.batch_size = None, 0, {}, None
         # the early loss scale of the divergence rule [CLIP-3]
@@ -60,6 +61,8 @@ def _save_checkpoint(path, model, opt, st, epochs):
         "partial": None,
         "divergence": {"first_loss": st.first_loss, "early_losses": st.early_losses},
     }
+    if st.stopped_by_callback:  # written only then: other checkpoints stay as they were
+        training["stopped_by_callback"] = True
     if st.best_params is not None:
         arrays.update({f"train/best/{k}": v for k, v in st.best_params.items()})
     if st.perm is not None:
@@ -73,7 +76,9 @@ def _save_checkpoint(path, model, opt, st, epochs):
 # Reading a checkpoint: every field checked for type, range and consistency
 # --------------------------------------------------------------------------------------------------
 _TRAINING_FIELDS = {"epochs_done", "epochs", "optimizer", "history", "stopped_early",
-                    "early_stopping", "partial", "divergence"}
+                    "early_stopping", "partial", "divergence", "stopped_by_callback"}
+#: Fields a checkpoint may lack (older files; a run no callback stopped).
+_OPTIONAL_FIELDS = {"divergence", "stopped_by_callback"}
 
 
 def check_checkpoint_listing(mf):
@@ -134,7 +139,7 @@ def read_training_state(mf, model):
     try:
         _obj(tr, "training")
         unknown = sorted(set(tr) - _TRAINING_FIELDS)
-        missing = sorted(_TRAINING_FIELDS - {"divergence"} - set(tr))
+        missing = sorted(_TRAINING_FIELDS - _OPTIONAL_FIELDS - set(tr))
         if unknown or missing:
             raise ValueError(f"training has unknown fields {unknown[:10]} / lacks {missing}")
         st = _State()
@@ -154,6 +159,11 @@ def read_training_state(mf, model):
         st.stopped_early = tr["stopped_early"]
         if not isinstance(st.stopped_early, bool):
             raise ValueError(f"stopped_early must be true or false, got {st.stopped_early!r:.60}")
+        st.stopped_by_callback = tr.get("stopped_by_callback", False)
+        by_callback = st.stopped_by_callback
+        if by_callback is not False and (by_callback is not True or not st.stopped_early):
+            raise ValueError(f"stopped_by_callback must be true, and only with stopped_early, got "
+                             f"{st.stopped_by_callback!r:.60}")
         _read_early_stopping(mf, model, tr["early_stopping"], st)
         _read_partial(mf, tr["partial"], st)
         _read_divergence(tr.get("divergence"), st)
@@ -172,7 +182,8 @@ def _read_early_stopping(mf, model, es, st):
     best = {k[len("train/best/"):]: a for k, a in mf.arrays.items() if k.startswith("train/best/")}
     st.since_best = _int(es["since_best"], "early_stopping.since_best", high=st.epochs_done)
     if es["best_epoch"] is None:
-        if es["best_val"] is not None or st.since_best or best or st.stopped_early:
+        patience_stop = st.stopped_early and not st.stopped_by_callback
+        if es["best_val"] is not None or st.since_best or best or patience_stop:
             raise ValueError("early_stopping without a best_epoch has a best_val, a since_best, best "
                              "parameters or stopped_early")
         return
@@ -185,7 +196,7 @@ def _read_early_stopping(mf, model, es, st):
     if st.since_best > st.epochs_done - 1 - st.best_epoch:
         raise ValueError(f"early_stopping.since_best {st.since_best} is more than the epochs after "
                          f"best_epoch {st.best_epoch}")
-    if st.stopped_early and not st.since_best:
+    if st.stopped_early and not st.stopped_by_callback and not st.since_best:
         raise ValueError("stopped_early with since_best 0")
     if set(best) != set(model.params):
         raise ValueError(f"early stopping needs the best parameters of every parameter; the file "

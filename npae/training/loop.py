@@ -56,6 +56,7 @@ import numpy as np
 from npae import constants
 from npae.data import locks
 from npae.training import optim
+from npae.training.callbacks import CallbackList
 from npae.fast import threads as threads_policy
 from npae.fast import backends
 from npae.fast.backends import NonFiniteUpdate
@@ -231,7 +232,7 @@ def _deferred_sigint():
 # --------------------------------------------------------------------------------------------------
 def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, validation_data=None,
              progress=True, verbose=False, patience=None, checkpoint=None, checkpoint_every=1,
-             resume=None, clip_norm=None, threads=None):
+             resume=None, clip_norm=None, threads=None, callbacks=None):
     """Train ``model`` on the arrays in ``data`` (a tuple whose arrays share their first axis).
 
     Returns the history: a dict of per-epoch lists, one per loss term (``loss``, and e.g. ``recon``,
@@ -245,6 +246,8 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
     Checkpoints: ``checkpoint=path`` writes one after every ``checkpoint_every`` epochs and after the
     last; ``resume=path`` continues from one (its optimizer replaces ``optimizer``/``lr``) up to
     ``epochs`` epochs in total. ``clip_norm`` rescales the gradients to at most that global norm.
+    ``callbacks``: their hooks run at the start and end of training and of each epoch, outside every
+    step (:mod:`npae.training.callbacks`); one returning True from ``on_epoch_end`` stops training.
     Raises :class:`DivergenceError` (a non-finite loss, gradient, parameter or optimizer state, or
     a runaway loss) and :class:`TrainingInterrupted` on Ctrl-C (see the module docstring).
     """
@@ -273,6 +276,9 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
         model.optimizer_ = opt
         model.best_epoch_ = st.best_epoch
 
+        hooks = CallbackList(callbacks, model)
+        hooks.train_begin({"epochs": epochs, "batch_size": batch_size, "n_batches": n_batches,
+                           "initial_epoch": st.epochs_done})
         bar = None
         if (progress or verbose) and st.epochs_done < epochs and not st.stopped_early:
             bar = Progress(type(model).__name__, epochs=epochs, n_batches=n_batches,
@@ -285,7 +291,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                     backends.for_job(model, n_steps * batch_size, n_steps) as model.backend_, \
                     threads_policy.limit(n_threads), _deferred_sigint() as stop:
-                _run_epochs(model, data, opt, st, stop, bar, epochs=epochs, batch_size=batch_size,
+                _run_epochs(model, data, opt, st, stop, bar, hooks, epochs=epochs, batch_size=batch_size,
                             n_batches=n_batches, validation_data=validation_data, patience=patience,
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                             clip_norm=clip_norm, rng_state=rng_state)
@@ -297,6 +303,7 @@ def fit_loop(model, data, *, epochs, batch_size, optimizer="adam", lr=1e-3, vali
             for name, p in model.params.items():
                 p[...] = st.best_params[name]
         model.best_epoch_ = st.best_epoch
+        hooks.train_end({k: v[-1] for k, v in st.history.items() if v})
         return st.history
 
 
@@ -358,7 +365,7 @@ class _EpochStart:
                                    f"the run is not deterministic")
 
 
-def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batches, validation_data,
+def _run_epochs(model, data, opt, st, stop, bar, hooks, *, epochs, batch_size, n_batches, validation_data,
                 patience, checkpoint, checkpoint_every, clip_norm, rng_state):
     n = data[0].shape[0]
     model_flat = getattr(model, "flat_params", None)  # FlatParams: one-pass Adam and check
@@ -385,6 +392,7 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
         if st.stopped_early:
             break
         model._epoch_begin(epoch, epochs)
+        hooks.epoch_begin(epoch, {})
         if st.perm is not None:  # resuming in the middle of this epoch
             model.rng.bit_generator.state = rng_state
             perm, first = st.perm, st.batches_done
@@ -446,6 +454,8 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
             else:
                 st.since_best += 1
                 st.stopped_early = st.since_best >= patience
+        if hooks.epoch_end(epoch, {k: v[-1] for k, v in st.history.items()}):
+            st.stopped_early = st.stopped_by_callback = True  # a callback asked to stop
         last = st.stopped_early or epoch + 1 == epochs
         saved = checkpoint is not None and (last or (epoch + 1) % checkpoint_every == 0)
         if saved:
