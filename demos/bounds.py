@@ -16,7 +16,7 @@ trains on the bundled 8x8 digits instead (the first 1,500; the other 297 held ou
 networks for 300 epochs, 3 seeds: small images trained to convergence, the scale at which a CPU
 shows what the paper shows (each advanced model ahead of the plain one; the effects table at the end
 gives every paired difference with its standard error over seeds). ``--quick`` is that setting cut
-to 40 epochs and one seed (seconds; the test suite runs it).
+to 30 epochs and one seed (seconds; the test suite runs it).
 Figures: ``bounds.png`` (test log-likelihood and active units against the training k, VAE and IWAE
 side by side, per architecture) and ``bounds_ladder.png`` (each model's bound against the number
 of samples used to evaluate it). The numbers also go to ``bounds_results.json`` (with the per-image
@@ -43,7 +43,7 @@ from npae.training import optim
 from npae.training.report import log_line
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--quick", action="store_true", help="seconds: the digits setting, 40 epochs, 2 seeds")
+parser.add_argument("--quick", action="store_true", help="seconds: the digits setting, 30 epochs, one seed")
 parser.add_argument("--data", choices=("mnist", "digits"), default="mnist",
                     help="MNIST (the paper's data) or the bundled 8x8 digits trained to convergence")
 parser.add_argument("--out", default="demo_out", help="folder for the PNGs and the results")
@@ -83,7 +83,7 @@ for key, value in DEFAULTS[args.data].items():
         setattr(args, key, value)
 args.two_ks = args.two_ks or args.ks
 if args.quick:  # the digits setting, shorter: the test suite runs this
-    args.epochs, args.seeds, args.k_test = 40, 1, 200
+    args.epochs, args.seeds, args.k_test = 30, 1, 200
 os.makedirs(args.out, exist_ok=True)
 out = lambda name: os.path.join(args.out, name)  # noqa: E731
 
