@@ -81,7 +81,8 @@ if digits:
     image_side, dtype = 8, "float64"
     m2_kw = dict(hidden=(32,), latent_dim=4, activation="relu")
     m1_kw = dict(hidden=(64,), latent_dim=8)
-    m2_epochs, m1m2_epochs, m1_epochs, batch_size = args.m2_epochs, 4, 10, 100  # M1+M2 not trained long here
+    m2_epochs, batch_size = args.m2_epochs, 100
+    m1m2_epochs, m1_epochs = (4, 10) if args.quick else (args.m1m2_epochs, args.m1_epochs)
 else:
     budgets, seeds = sorted(args.labels), args.seeds
     image_side, dtype = 28, "float32"  # float32: half the time of float64 on these products
@@ -231,6 +232,7 @@ if not digits:
         ax.errorbar(ns, [rows[n][0] for n in ns], yerr=[rows[n][1] for n in ns], fmt=marker, mfc="none",
                     color="gray", capsize=3, label=f"paper: {name} (50k images, long training)")
 ax.set_xscale("log")
+ax.minorticks_off()
 ax.set_xticks(budgets)
 ax.set_xticklabels([str(n) for n in budgets])
 ax.set_xlabel("labelled training images")
