@@ -26,8 +26,8 @@ Docs: docs/semisupervised.md, docs/derivations/m2.md.
 ``--data digits`` runs on the bundled 8x8 digits (1,500 to train, 297 to test) with 20, 50, 100 and
 300 labels, every budget over 9 label draws (seeds 0 to 8), M2 trained for 150 epochs (a small
 data set trained to near convergence; 5 minutes of CPU), and prints M2's error minus the MLP's,
-paired by label draw, with its standard error. ``--quick`` runs that setting with 50 labels and one draw, in seconds.
-Without MNIST the full demo says where it looked and exits 0.
+paired by label draw, with its standard error. ``--quick`` runs that setting with 50 labels and one
+draw, in seconds. Without MNIST the full demo says where it looked and exits 0.
 """
 # %% settings
 import argparse
