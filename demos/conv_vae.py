@@ -11,7 +11,7 @@ ELBO after every epoch, both models).
 Data: ``--data-dir``, else $NPAE_DATA, else ~/.cache/npae (``--download`` fetches the official files
 there). Without MNIST the demo says so and exits 0. ``--data digits`` trains on the bundled 8x8 digits
 instead (the first 1,500; the other 297 held out; the conv stack fits any image size), latent size
-10, 100 epochs, for 2 seeds: small images trained to near convergence, where the comparison is cheap
+10, 100 epochs, for 4 seeds: small images trained to near convergence, where the comparison is cheap
 enough to repeat. Every run prints the paired difference (MLP minus conv) of the held-out
 10-sample −ELBO on the same images, its mean over seeds and standard error. ``--quick`` is the
 digits setting with one seed and 25 epochs (seconds; the test suite runs it).
@@ -43,7 +43,7 @@ parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX fi
 parser.add_argument("--download", action="store_true", help="download MNIST into the cache if missing")
 parser.add_argument("--epochs", type=int, default=None, help="10 (digits 100)")
 parser.add_argument("--latent-dim", type=int, default=None, help="16 (digits 10)")
-parser.add_argument("--seeds", type=int, default=None, help="how many seeds, from --seed on (1; digits 2)")
+parser.add_argument("--seeds", type=int, default=None, help="how many seeds, from --seed on (1; digits 4)")
 parser.add_argument("--conv-hidden", type=int, nargs="*", default=[],
                     help="dense widths between the conv features and the code (default: none)")
 parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -56,7 +56,7 @@ if args.quick:
     args.data, args.epochs, args.seeds = "digits", args.epochs or 25, 1
 digits = args.data == "digits"
 epochs = args.epochs or (100 if digits else 10)
-n_seeds = args.seeds or (2 if digits else 1)
+n_seeds = args.seeds or (4 if digits else 1)
 if digits:
     X, _ = datasets.load_digits()
     source, X_train, X_test = "8x8 digits", X[:1500], X[1500:]
