@@ -11,8 +11,12 @@ model): those are trained once and listed under both. Defaults: 2 epochs, 2 seed
 100 held-out images (26 minutes on a busy two-core machine).
 
 Data: MNIST t10k[:8000] for training, binarized dynamically (a fresh Bernoulli draw of every
-pixel at every epoch); t10k[8000:] held out, binarized once (a fixed draw). ``--quick`` uses the
-bundled 8x8 digits instead, tiny networks and k <= 5 (seconds; the test suite runs it).
+pixel at every epoch); t10k[8000:] held out, binarized once (a fixed draw). ``--data digits``
+trains on the bundled 8x8 digits instead (the first 1,500; the other 297 held out), 64-100-100-2
+networks for 300 epochs, 3 seeds: small images trained to convergence, the scale at which a CPU
+shows what the paper shows (each advanced model ahead of the plain one; the effects table at the end
+gives every paired difference with its standard error over seeds). ``--quick`` is that setting cut
+to 30 epochs and one seed (seconds; the test suite runs it).
 Figures: ``bounds.png`` (test log-likelihood and active units against the training k, VAE and IWAE
 side by side, per architecture) and ``bounds_ladder.png`` (each model's bound against the number
 of samples used to evaluate it). The numbers also go to ``bounds_results.json`` (with the per-image
@@ -21,7 +25,8 @@ there with the same settings. Results and discussion: docs/bounds.md.
 Lecture idea: a tighter bound as a training objective; active units. Docs: docs/derivations/iwae.md,
 hier.md, flow.md.
 
-    python demos/bounds.py [--quick] [--out DIR] [--data-dir DIR] [--epochs N] [--seeds S] [--reuse]
+    python demos/bounds.py [--quick] [--data {mnist,digits}] [--out DIR] [--data-dir DIR] [--epochs N]
+                           [--seeds S] [--reuse]
 """
 # %% settings
 import argparse
@@ -38,31 +43,52 @@ from npae.training import optim
 from npae.training.report import log_line
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--quick", action="store_true", help="seconds: bundled digits, tiny networks, k <= 5")
+parser.add_argument("--quick", action="store_true", help="seconds: the digits setting, 30 epochs, one seed")
+parser.add_argument("--data", choices=("mnist", "digits"), default="mnist",
+                    help="MNIST (the paper's data) or the bundled 8x8 digits trained to convergence")
 parser.add_argument("--out", default="demo_out", help="folder for the PNGs and the results")
 parser.add_argument("--seed", type=int, default=0, help="the first seed; seeds run seed, seed + 1, ...")
-parser.add_argument("--seeds", type=int, default=2, help="how many seeds per model")
+parser.add_argument("--seeds", type=int, default=None, help="how many seeds per model (2; digits 3)")
 parser.add_argument("--data-dir", default=None, help="MNIST IDX folder (default: $NPAE_DATA, the cache)")
 parser.add_argument("--download", action="store_true", help="download MNIST into the cache if missing")
-parser.add_argument("--epochs", type=int, default=2, help="passes over the 8,000 training images")
-parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 50], help="training k (first seed)")
-parser.add_argument("--flow-ks", type=int, nargs="+", default=[1, 5], help="training k of the IAF model")
-parser.add_argument("--later-ks", type=int, nargs="+", default=[1, 5], help="training k of the later seeds")
+parser.add_argument("--epochs", type=int, default=None, help="passes over the training set (2; digits 300)")
+parser.add_argument("--ks", type=int, nargs="+", default=None,
+                    help="training k, first seed (1 5 50; digits 1 5)")
+parser.add_argument("--flow-ks", type=int, nargs="+", default=None, help="training k of the IAF model (1 5; "
+                    "digits 1)")
+parser.add_argument("--two-ks", type=int, nargs="+", default=None, help="training k of the two-layer model "
+                    "(as --ks; digits 1)")
+parser.add_argument("--later-ks", type=int, nargs="+", default=None, help="training k of the later seeds "
+                    "(1 5; digits 1 5)")
 parser.add_argument("--archs", nargs="+", default=["1 layer", "1 layer + IAF", "2 layers"])
 parser.add_argument("--batch-size", type=int, default=100)
 parser.add_argument("--lr", type=float, default=3e-3, help="Adam's step size (eps 1e-4 as in the paper)")
-parser.add_argument("--k-test", type=int, default=5000, help="samples of the test log-likelihood estimate")
-parser.add_argument("--n-test", type=int, default=100, help="held-out images the estimate averages over")
-parser.add_argument("--dtype", default="float32")
+parser.add_argument("--k-test", type=int, default=None, help="samples of the test log-likelihood estimate "
+                    "(5000; digits 1000)")
+parser.add_argument("--n-test", type=int, default=None, help="held-out images the estimate averages over "
+                    "(100; digits all 297)")
+parser.add_argument("--dtype", default=None, help="float32 (digits: float64)")
 parser.add_argument("--reuse", action="store_true", help="keep results already in --out for these settings")
 args = parser.parse_args()
 if args.quick:
-    args.epochs, args.ks, args.flow_ks, args.seeds, args.k_test, args.n_test = 3, [1, 5], [1, 5], 1, 50, 200
+    args.data = "digits"
+DEFAULTS = {  # per data set; an option given on the command line wins
+    "mnist": dict(seeds=2, epochs=2, ks=[1, 5, 50], flow_ks=[1, 5], two_ks=None, later_ks=[1, 5], n_test=100,
+                  k_test=5000, dtype="float32"),
+    "digits": dict(seeds=3, epochs=300, ks=[1, 5], flow_ks=[1], two_ks=[1], later_ks=[1, 5], n_test=297,
+                   k_test=1000, dtype="float64"),
+}
+for key, value in DEFAULTS[args.data].items():
+    if getattr(args, key) is None:
+        setattr(args, key, value)
+args.two_ks = args.two_ks or args.ks
+if args.quick:  # the digits setting, shorter: the test suite runs this
+    args.epochs, args.seeds, args.k_test = 30, 1, 200
 os.makedirs(args.out, exist_ok=True)
 out = lambda name: os.path.join(args.out, name)  # noqa: E731
 
 # %% data: the official test file, 8,000 images to train on and 2,000 held out
-if args.quick:
+if args.data == "digits":
     X, _ = datasets.load_digits()
     X_train, X_held = X[:1500], X[1500:]
 else:
@@ -80,10 +106,10 @@ output_bias = np.log(p_mean / (1 - p_mean))  # logit of each pixel's mean: where
 print(f"training on {len(X_train)} images (dynamic binarization), {args.epochs} epochs; IWAE-{args.k_test} "
       f"on {len(X_test)} held-out images (one fixed binarization), IWAE-50 and active units on {len(X_held)}")
 
-# %% the models: the IWAE paper's architectures (tanh; tiny ones for --quick)
-if args.quick:
-    one, two, flow_hidden = dict(hidden=(32,), latent_dim=4), dict(hidden1=(32,), latent_dim1=4,
-                                                                   hidden2=(16,), latent_dim2=2), 8
+# %% the models: the IWAE paper's architectures (tanh; smaller ones for the 8x8 digits)
+if args.data == "digits":  # 64-100-100-2, a 2-D code; two layers 64-100-100-2(z1)-50-50-5(z2)
+    one, flow_hidden = dict(hidden=(100, 100), latent_dim=2), 50
+    two = dict(hidden1=(100, 100), latent_dim1=2, hidden2=(50, 50), latent_dim2=5)
 else:  # 784-200-200-50 with one stochastic layer; 784-100-100-100(z1)-50-50-50(z2) with two
     one, two, flow_hidden = dict(hidden=(200, 200), latent_dim=50), dict(), 100
 
@@ -115,7 +141,8 @@ def train(model, seed):
 
 
 # %% train and evaluate every model (seed by seed, so an interrupted run has whole seeds)
-settings = {k: getattr(args, k) for k in ("quick", "epochs", "batch_size", "lr", "k_test", "n_test", "dtype")}
+settings = {k: getattr(args, k) for k in ("quick", "data", "epochs", "batch_size", "lr", "k_test", "n_test",
+                                          "dtype")}
 ladder_ks = sorted({1, 5, 50, 500, args.k_test} & set(range(1, args.k_test + 1)))
 results_path, per_image_path = out("bounds_results.json"), out("bounds_per_image.npz")
 rows, per_image = [], {}
@@ -127,7 +154,7 @@ if args.reuse and os.path.isfile(results_path) and os.path.isfile(per_image_path
 done = {(r["arch"], r["objective"], r["k"], r["seed"]) for r in rows}
 for seed in range(args.seed, args.seed + args.seeds):
     for arch in args.archs:
-        ks = args.flow_ks if arch == "1 layer + IAF" else args.ks
+        ks = args.flow_ks if arch == "1 layer + IAF" else args.two_ks if arch == "2 layers" else args.ks
         for k in (ks if seed == args.seed else sorted(set(ks) & set(args.later_ks))):
             for objective in ("elbo", "iwae"):
                 if (arch, objective, k, seed) in done:
@@ -208,6 +235,42 @@ for arch in archs:
               f"{acts[0]:>11} {acts[1]:>11} | {gains(arch, k):<22} | {gains(arch, k, '|k50')}")
 print("(± half the range over seeds; a row with k = 1 for the IAF or two layers is one model listed twice)")
 
+
+# %% the effects: each advanced model against the plain one, paired on the same images, over seeds
+def paired(a, b):
+    """``a`` minus ``b`` (each ``(arch, objective, k)``) per seed on the same held-out images: the mean
+    over seeds of the per-image mean difference, its standard error over seeds, and the per-seed means."""
+    per_seed = []
+    for seed in sorted({r["seed"] for r in rows}):
+        key_a, key_b = ("|".join(map(str, (*x, seed))) for x in (a, b))
+        if key_a in per_image and key_b in per_image:
+            per_seed.append(float(np.mean(per_image[key_a] - per_image[key_b])))
+    values = np.array(per_seed)
+    se = values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else float("nan")
+    return values.mean() if values.size else float("nan"), se, values
+
+
+plain, sampled_kl = ("1 layer", "elbo", 1), ("1 layer", "iwae", 1)  # diagonal q; closed-form or sampled KL
+effects = [("IWAE-5 training vs VAE (5-sample ELBO)", ("1 layer", "iwae", 5), ("1 layer", "elbo", 5)),
+           ("IAF posterior vs diagonal (closed-form KL)", ("1 layer + IAF", "elbo", 1), plain),
+           ("IAF posterior vs diagonal (sampled KL)", ("1 layer + IAF", "elbo", 1), sampled_kl),
+           ("2 stochastic layers vs 1, k = 1", ("2 layers", "elbo", 1), plain),
+           ("2 stochastic layers vs 1, IWAE-5", ("2 layers", "iwae", 5), ("1 layer", "iwae", 5))]
+print(f"\neffects: arm A minus arm B, IWAE-{args.k_test} on the same {len(X_test)} held-out images, nats "
+      f"(> 0: A is better);\nmean over seeds ± its standard error, then each seed")
+measured = []
+for name, a, b in effects:
+    mean, se, values = paired(a, b)
+    if values.size:
+        measured.append((name, mean, se, values))
+        if values.size > 1:
+            verdict = ("A ahead" if mean - 2 * se > 0 else "B ahead" if mean + 2 * se < 0 else
+                       "within 2 SE of 0, not shown")
+            print(f"  {name:<42} {mean:+.3f} ± {se:.3f} ({values.size} seeds: "
+                  f"{', '.join(f'{v:+.3f}' for v in values)}): {verdict}")
+        else:
+            print(f"  {name:<42} {mean:+.3f} (one seed: no standard error; a sign, not a result)")
+
 # %% figures: log-likelihood and active units against the training k; each model's ladder
 colors = {"elbo": "tab:blue", "iwae": "tab:red"}
 labels = {"elbo": "VAE (k-sample ELBO)", "iwae": "IWAE-k"}
@@ -219,6 +282,8 @@ def log_k_axis(ax, ks, label):
     ax.set_xticks(ks)
     ax.set_xticklabels([str(k) for k in ks])
     ax.set_xlabel(label)
+    if len(ks) == 1:  # one k: keep the two colours' dots close to their tick
+        ax.set_xlim(ks[0] / 1.3, ks[0] * 1.3)
 
 
 fig = plotting.new_figure((4.0 * len(archs), 6.4))
@@ -249,7 +314,7 @@ for j, arch in enumerate(archs):
         ax_au.set_ylabel("active units")
     ax_ll.legend(fontsize=7)
     ax_au.legend(fontsize=7)
-data_name = "8x8 digits" if args.quick else "MNIST"
+data_name = "8x8 digits" if args.data == "digits" else "MNIST"
 n_seeds = len({r["seed"] for r in rows})
 fig.suptitle(f"{data_name}, {args.epochs} epochs, up to {n_seeds} seed(s): dots are runs, lines their mean",
              fontsize=10)
@@ -279,3 +344,21 @@ fig.suptitle(f"the bound ladder on {len(X_test)} held-out images: dashed IWAE-tr
 fig.tight_layout()
 plotting.save_figure(fig, out("bounds_ladder.png"))
 print(f"wrote {out('bounds_ladder.png')}")
+
+fig = plotting.new_figure((7.5, 0.6 + 0.55 * max(len(measured), 1)))
+ax = fig.add_subplot(1, 1, 1)
+for i, (name, mean, se, values) in enumerate(measured):
+    y = len(measured) - 1 - i
+    ax.plot(values, [y] * len(values), "o", color="tab:gray", alpha=0.6, ms=4)
+    if values.size > 1:
+        ax.errorbar(mean, y, xerr=2 * se, fmt="D", color="tab:red", capsize=3)
+    else:
+        ax.plot(mean, y, "D", color="tab:red")
+ax.axvline(0.0, color="black", lw=0.8)
+ax.set_yticks(range(len(measured)))
+ax.set_yticklabels([m[0] for m in measured][::-1], fontsize=8)
+ax.set_xlabel(f"arm A − arm B, held-out IWAE-{args.k_test} (nats; > 0: the advanced model is better)")
+ax.set_title(f"{data_name}, {args.epochs} epochs: grey dots are seeds, red their mean ± 2 SE", fontsize=9)
+fig.tight_layout()
+plotting.save_figure(fig, out("bounds_effects.png"))
+print(f"wrote {out('bounds_effects.png')}")

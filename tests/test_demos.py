@@ -28,7 +28,7 @@ EXPECTED = {
     "gradcheck_tour": ["gradcheck_tour.png"],
     "mnist_vae": ["mnist_reconstructions.png", "mnist_manifold_grid.png", "mnist_latent_scatter.png"],
     "conv_vae": ["conv_vae_reconstructions.png", "conv_vae_samples.png", "conv_vae_elbo.png"],
-    "bounds": ["bounds.png", "bounds_ladder.png"],
+    "bounds": ["bounds.png", "bounds_ladder.png", "bounds_effects.png"],
     "semisupervised": ["semisupervised.png", "semisupervised_samples.png"],
     "unbalanced_cvae": ["unbalanced_cvae.png"],
     "cvae_agreement": ["cvae_agreement.png", "cvae_samples.png", "cvae_traversal.png"],
