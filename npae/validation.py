@@ -103,6 +103,24 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def check_data_scale(X, name="X"):
+    """Refuse data whose largest magnitude exceeds :data:`npae.constants.DATA_ABS_MAX` (finite but
+    huge values: int64 near 2**62, pixels times 1e6, anything times 1e300), with an
+    :class:`InputError` naming ``name``, the magnitude and what to do. Returns ``X``."""
+    from npae import constants
+
+    if X.size and X.dtype.kind in "biuf":
+        biggest = max(abs(float(X.min())), abs(float(X.max())))
+        if biggest > constants.DATA_ABS_MAX:
+            raise InputError(
+                f"{name} holds values of magnitude up to {biggest:.4g}; npae's models take data of about "
+                f"unit scale and refuse |values| over {constants.DATA_ABS_MAX:g} "
+                f"(npae.constants.DATA_ABS_MAX), where the losses and gradients stop meaning anything or "
+                f"overflow. Scale {name} first (standardize it, or divide pixels by their maximum; "
+                f"npae train: --scale)")
+    return X
+
+
 def _real_array(X, name):
     """``X`` (not already a real NumPy array) as a NumPy array of real numbers (bool, int or
     float), or the error that names ``name``."""

@@ -33,8 +33,8 @@ from npae.data import io
 from npae.models.sklearn_protocol import ParamsMixin
 from npae.models.sizing import _SIZERS, _class_key, _shapes_by_building, check_declarable, footprint
 from npae.training.loop import fit_loop
-from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_memory,
-                             check_scalar, check_unit_interval)
+from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_data_scale,
+                             check_dtype, check_memory, check_scalar, check_unit_interval)
 from npae.version import __version__
 
 #: Every Model subclass, keyed ``"<module>:<qualname>"`` (filled by ``Model.__init_subclass__``).
@@ -191,8 +191,8 @@ class Model(ParamsMixin):
         model's dtype. ``targets``: X is also what the model reconstructs, so a Bernoulli / BCE
         model needs it in [0, 1]; encoding alone accepts any finite data."""
         self._require_built()
-        X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
-                        owner=type(self).__name__)
+        X = check_data_scale(check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
+                                         owner=type(self).__name__), name)
         if targets and self.needs_unit_targets:
             check_unit_interval(name, X)
         return X

@@ -167,6 +167,28 @@ def check_step(model, loss, grads, epoch, batch, clip_norm=None, flat=None, refe
     return grads
 
 
+def check_outcome(st, epoch):
+    """Raise :class:`DivergenceError` when training ended far worse than it began [CLIP-4]: the mean
+    training loss of the epoch it ends with (the best epoch's, after early stopping) is more than
+    ``DIVERGENCE_OUTCOME_FACTOR`` times ``|L_1|``, the loss of the first batch (the untrained model).
+
+    Derivation: docs/derivations/clip.md#clip-4
+    """
+    losses = st.history.get("loss")
+    if not losses or st.first_loss is None:
+        return
+    at = st.best_epoch if st.best_params is not None else len(losses) - 1  # early stopping: the best
+    end, begin, factor = losses[at], st.first_loss, constants.DIVERGENCE_OUTCOME_FACTOR
+    if end > factor * begin:  # [CLIP-4]
+        raise DivergenceError(
+            f"training diverged: it ended far worse than it began. The mean loss of its "
+            f"{'best' if st.best_params is not None else 'last'} epoch ({at + 1} of {len(losses)}) is "
+            f"{end:.4g}, more than {factor:g} times the untrained model's loss scale {begin:.4g} (the "
+            f"first batch's |loss|; npae.constants.DIVERGENCE_OUTCOME_FACTOR). The parameters are "
+            f"those of the last step and no final checkpoint was written. Lower the learning rate or "
+            f"set clip_norm.", epoch=epoch, batch=None, source="outcome")
+
+
 def _first_non_finite(params, opt):
     """Name of the first parameter, then optimizer state entry, holding a NaN or an inf, or None."""
     for name, p in params.items():
@@ -447,6 +469,8 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
                 st.since_best += 1
                 st.stopped_early = st.since_best >= patience
         last = st.stopped_early or epoch + 1 == epochs
+        if last:
+            check_outcome(st, epoch)  # [CLIP-4] before the last checkpoint: a diverged run saves none
         saved = checkpoint is not None and (last or (epoch + 1) % checkpoint_every == 0)
         if saved:
             _save_checkpoint(checkpoint, model, opt, st, epochs)
