@@ -93,7 +93,9 @@ def _npy_header(fh, where, max_bytes):
                            "unpickles data (allow_pickle=False): save plain numbers")
     if dtype.names is not None or dtype.subdtype is not None:
         raise DatasetError(f"{where} holds a structured array ({dtype}); save plain numbers")
-    _check_size(where, "the array as float64", shape, max(dtype.itemsize, 8), max_bytes)
+    # the peak of loading it: the bytes read (itemsize each) and their float64 copy (8 each); for a
+    # member of an .npz this is judged from its few header bytes, before the rest is decompressed
+    _check_size(where, "the array read and its float64 copy", shape, dtype.itemsize + 8, max_bytes)
     return shape, fortran, dtype
 
 
@@ -188,6 +190,31 @@ def _csv_line_error(path, header_names, label_col, skip):
     return None
 
 
+#: Longest line of a CSV file, in bytes: 1 MiB holds a row of some 100,000 numbers. A longer line is
+#: refused before parsing: the parser holds a whole line and a Python string per field (a 60 MB line
+#: took 1.3 GB).
+CSV_LINE_MAX_BYTES = 1 << 20
+
+
+def _longest_line(fh, limit):
+    """``(line number, length)`` of the first line of the binary stream ``fh`` longer than ``limit``
+    bytes, or None; reads 1 MiB at a time, so memory stays bounded whatever the file holds."""
+    run, lineno = 0, 1
+    while True:
+        block = fh.read(1 << 20)
+        if not block:
+            return None
+        start = 0
+        while True:
+            nl = block.find(b"\n", start)
+            run += (nl if nl >= 0 else len(block)) - start
+            if run > limit:
+                return lineno, run
+            if nl < 0:
+                break
+            run, lineno, start = 0, lineno + 1, nl + 1
+
+
 def _load_csv(path, label, header, max_bytes):
     """A numeric CSV (comma-separated, UTF-8): optional header row, optional label column."""
     with _open_regular(path) as (fh, size):
@@ -196,6 +223,12 @@ def _load_csv(path, label, header, max_bytes):
         if 4 * size > max_bytes:  # each value takes >= 2 characters ("0,") and becomes 8 bytes
             raise DatasetError(f"{path}: {_fmt_bytes(size)} of text may parse to {_fmt_bytes(4 * size)} "
                                f"of float64, over the limit of {_fmt_bytes(max_bytes)} (max_bytes=)")
+        limit = min(CSV_LINE_MAX_BYTES, max_bytes)
+        long = _longest_line(fh, limit)
+        if long is not None:
+            raise DatasetError(f"{path}: line {long[0]} is longer than {_fmt_bytes(limit)} "
+                               f"(npae.data.userfiles.CSV_LINE_MAX_BYTES); a CSV holds one example per line")
+        fh.seek(0)
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
         try:
             first = next(csv.reader([text.readline()]), [])
