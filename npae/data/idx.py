@@ -111,7 +111,8 @@ def _finite(array, name):
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = ~np.isfinite(array)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DatasetError(f"{name}: {int(bad.sum())} NaN or inf value(s) in the data, first at index {first}")
+        raise DatasetError(f"{name}: {int(bad.sum())} NaN or inf value(s) in the data, first at index "
+                           f"{first}")
     return array
 
 
