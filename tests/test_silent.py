@@ -85,3 +85,22 @@ def test_logvar_clamp_holding_nearly_every_entry_is_an_error():
     refuse_clamped_fit(model, X, 50, 100)  # half: allowed
     with pytest.raises(DivergenceError, match=r"held 51 of 100 encoder log-variances \(51.0%"):
         refuse_clamped_fit(model, X, 51, 100)
+
+
+# ---------------------------------------------------------------------------- newer files
+def test_a_model_file_or_checkpoint_from_a_newer_npae_is_refused_naming_file_and_versions(tmp_path, monkeypatch):
+    from npae.models import model as model_module
+
+    monkeypatch.setattr(model_module, "__version__", "9.9.9")  # what the writer records
+    path, ckpt = tmp_path / "m.npz", tmp_path / "c.npz"
+    FAMILIES["ae"]().fit(XB, epochs=1, batch_size=32, progress=False, checkpoint=ckpt).save(path)
+    monkeypatch.undo()
+    for p in (path, ckpt):
+        with pytest.raises(npae.ModelFileError, match=rf"{p.name} was written by npae 9\.9\.9, newer than "
+                                                      rf"this npae {npae.__version__}"):
+            npae.load(p)
+    with pytest.raises(npae.ModelFileError, match="npae 9.9.9, newer"):
+        FAMILIES["ae"]().fit(XB, epochs=2, batch_size=32, progress=False, resume=ckpt)
+    monkeypatch.setattr(model_module, "__version__", npae.__version__ + ".dev1")  # same release: fine
+    FAMILIES["ae"]().fit(XB, epochs=1, batch_size=32, progress=False).save(path)
+    assert isinstance(npae.load(path), npae.Autoencoder)
