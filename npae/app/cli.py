@@ -120,6 +120,11 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
     return parse
 
 
+def _scale_arg(text):
+    """``--scale``: ``auto`` or a positive finite number."""
+    return "auto" if text == "auto" else _number(float, 0, low_open=True)(text)
+
+
 def _nonempty(what):
     def parse(text):
         if not text.strip():
@@ -220,6 +225,13 @@ def build_parser():
     g.add_argument("--label", default=None,
                    help="a path's .csv or .npz: the label column (header name or 0-based index) or "
                         "array key (default: an .npz's y or labels; a .csv has none)")
+    g.add_argument("--no-label", action="store_true",
+                   help="a path's .csv: every column is a feature, also one named like a label "
+                        "(label, class, target, y), which is refused without --label or this flag")
+    g.add_argument("--scale", type=_scale_arg, default="auto",
+                   help="a path's values are divided by this number (255 for 8-bit pixels); auto: "
+                        "uint8 arrays and PNGs / 255, and whole numbers 0..255 in other files are "
+                        "refused with a message asking for --scale")
     g.add_argument("--image-shape", type=_image_shape, default=None,
                    help="a path's flat rows are images of this shape, HxW or HxWx3 (default: the "
                         "images' own shape; none for plain features)")
