@@ -3,6 +3,7 @@ result is wrong ends in an npae error instead. Checks [CLIP-4] (a fit that ends 
 began), the logvar clamp's outcome rule, the data-scale bound (npae.constants.DATA_ABS_MAX), data
 refusals (NaN, complex), newer file versions, ``--resume`` with changed flags, ``--scale`` and label-like
 CSV columns, and the supported image sizes of ``--arch conv``."""
+import json
 import math
 import warnings
 
@@ -88,7 +89,8 @@ def test_logvar_clamp_holding_nearly_every_entry_is_an_error():
 
 
 # ---------------------------------------------------------------------------- newer files
-def test_a_model_file_or_checkpoint_from_a_newer_npae_is_refused_naming_file_and_versions(tmp_path, monkeypatch):
+def test_a_model_file_or_checkpoint_from_a_newer_npae_is_refused(tmp_path, monkeypatch):
+    """The message names the file and both versions."""
     from npae.models import model as model_module
 
     monkeypatch.setattr(model_module, "__version__", "9.9.9")  # what the writer records
@@ -104,3 +106,103 @@ def test_a_model_file_or_checkpoint_from_a_newer_npae_is_refused_naming_file_and
     monkeypatch.setattr(model_module, "__version__", npae.__version__ + ".dev1")  # same release: fine
     FAMILIES["ae"]().fit(XB, epochs=1, batch_size=32, progress=False).save(path)
     assert isinstance(npae.load(path), npae.Autoencoder)
+
+
+# ---------------------------------------------------------------------------- --resume
+def _train(args, capsys):
+    code = cli.main(["train", *args, "--no-progress"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("flag,value", [("--lr", "0.005"), ("--batch-size", "32"), ("--seed", "3"),
+                                        ("--max-train", "50"), ("--test-fraction", "0.3"),
+                                        ("--hidden", "9"), ("--dtype", "float32")])
+def test_resume_refuses_a_changed_option_naming_it(flag, value, tmp_path, capsys):
+    out = str(tmp_path / "r")
+    base = ["ae", "--hidden", "8", "--max-train", "80", "--lr", "0.01", "--out", out]
+    assert _train([*base, "--epochs", "1"], capsys)[0] == 0
+    code, _, err = _train(["ae", "--resume", "--out", out, "--epochs", "2", flag, value], capsys)
+    assert code == cli.EXIT_ERROR and "Traceback" not in err
+    assert f"these options differ from it: {flag} " in err and "(the run: " in err
+
+
+def test_resume_uses_and_records_the_runs_own_settings(tmp_path, capsys):
+    """Options not given again are the run's, not the defaults: the banner and metrics.json say
+    lr 0.01 and 80 examples, which is what the resumed epochs use."""
+    out = tmp_path / "r"
+    base = ["ae", "--hidden", "8", "--max-train", "80", "--lr", "0.01", "--batch-size", "16", "--out", str(out)]
+    assert _train([*base, "--epochs", "1"], capsys)[0] == 0
+    code, text, err = _train(["ae", "--resume", "--out", str(out), "--epochs", "2", "--lr", "0.01"], capsys)
+    assert code == 0, err
+    assert "80 train" in text and "2 epochs of Adam (lr 0.01, batch 16)" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["lr"] == 0.01 and metrics["batch_size"] == 16 and metrics["n_train"] == 80
+    assert metrics["data_spec"]["max_train"] == 80 and len(metrics["history"]["loss"]) == 2
+    run = json.loads((out / "run.json").read_text())
+    assert run["lr"] == 0.01 and run["hidden"] == [8] and "epochs" not in run
+
+
+# ---------------------------------------------------------------------------- data scale and labels
+def test_cli_pixels_0_255_are_recognised_and_scale_applies(tmp_path, capsys):
+    path = tmp_path / "pix.csv"
+    np.savetxt(path, np.round(RNG.random((60, 16)) * 255), delimiter=",", fmt="%d")
+    base = ["ae", "--data", str(path), "--hidden", "8", "--epochs", "1"]
+    code, _, err = _train([*base, "--out", str(tmp_path / "a")], capsys)
+    assert code == cli.EXIT_ERROR and "like 8-bit pixels: give --scale 255" in err and "Traceback" not in err
+    code, text, err = _train([*base, "--scale", "255", "--out", str(tmp_path / "b")], capsys)
+    assert code == 0 and "cross-entropy reconstruction (data in [0, 1])" in text, err
+    code, text, err = _train([*base, "--scale", "1", "--out", str(tmp_path / "c")], capsys)
+    assert code == 0 and "squared-error reconstruction" in text, err
+    for bad in ("0", "-1", "nan", "inf", "x"):
+        code, _, err = _train([*base, "--scale", bad, "--out", str(tmp_path / "d")], capsys)
+        assert code == cli.EXIT_USAGE and "--scale" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["label", "Class", "TARGET", "y"])
+def test_a_csv_column_named_like_a_label_is_never_silently_a_feature(name, tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    rows = "\n".join(f"{a:.3f},{b:.3f},{int(c)}" for a, b, c in RNG.random((40, 3)) * [1, 1, 3])
+    path.write_text(f"f1,f2,{name}\n{rows}\n")
+    with pytest.raises(npae.datasets.DatasetError, match=f"column '{name}' is named like a label"):
+        npae.datasets.load_path(path)
+    assert npae.datasets.load_path(path, label=False)[0].shape == (40, 3)
+    assert npae.datasets.load_path(path, label=name)[0].shape == (40, 2)
+    base = ["ae", "--data", str(path), "--hidden", "4", "--epochs", "1"]
+    code, _, err = _train([*base, "--out", str(tmp_path / "a")], capsys)
+    assert code == cli.EXIT_ERROR and f"--label {name}" in err and "--no-label" in err
+    code, text, err = _train([*base, "--no-label", "--out", str(tmp_path / "b")], capsys)
+    assert code == 0 and "of 3 features" in text, err
+    code, text, err = _train([*base, "--label", name, "--out", str(tmp_path / "c")], capsys)
+    assert code == 0 and "of 2 features" in text and "labelled" in text, err
+
+
+@pytest.mark.parametrize("make,dtype", [(lambda X: X * 1e300, "float64"), (lambda X: X * 1e50, "float64"),
+                                        (lambda X: X * 1e6, "float32"), (lambda X: X * 0 + 2.0 ** 100, "float32")])
+def test_finite_but_huge_data_is_refused_naming_it(make, dtype):
+    X = npae.datasets.load_digits()[0][:64]
+    vae = npae.VAE(64, hidden=(8,), latent_dim=2, seed=0, dtype=dtype).fit(X, epochs=1, progress=False)
+    big = make(X)
+    for call in (vae.evaluate, vae.neg_elbo, vae.kl_per_dimension, vae.transform,
+                 lambda A: vae.log_likelihood_estimate(A, k=2), lambda A: vae.loss_and_grads(A[:4])):
+        with pytest.raises(npae.InputError, match=r"^(X|x) (holds|has) values of magnitude up to"):
+            call(big)
+    with pytest.raises(npae.InputError, match="X holds values of magnitude"):
+        npae.Autoencoder(64, seed=0, dtype=dtype).fit(big, epochs=1, progress=False)
+    ints = np.full((8, 4), 2 ** 62, dtype=np.int64)
+    with pytest.raises(npae.InputError, match=r"X holds values of magnitude up to 4\.61\de\+18"):
+        npae.Autoencoder(4, seed=0).fit(ints, epochs=1, progress=False)
+
+
+def test_binarize_and_parse_idx_refuse_nan_and_complex():
+    from npae.datasets import binarize, parse_idx
+
+    for mode in ("none", "static"):
+        with pytest.raises(npae.InputError, match="binarize: X holds 1 NaN or inf"):
+            binarize(np.array([[np.nan, 0.5]]), mode)
+        with pytest.raises(npae.InputError, match="X holds complex numbers"):
+            binarize(np.array([[0.5 + 1e-3j]]), mode)
+    body = np.array([[1.0, np.nan, np.inf]], dtype=">f8").tobytes()
+    data = bytes([0, 0, 0x0E, 2]) + (1).to_bytes(4, "big") + (3).to_bytes(4, "big") + body
+    with pytest.raises(npae.datasets.DatasetError, match=r"mine.idx: 2 NaN or inf value\(s\).*index \(0, 1\)"):
+        parse_idx(data, "mine.idx")
