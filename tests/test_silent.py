@@ -241,3 +241,38 @@ def test_arch_conv_is_correct_on_tiny_images(shape, tmp_path, capsys):
                               "x".join(map(str, shape)), "--hidden", "4", "--epochs", "2",
                               "--out", str(tmp_path / "r")], capsys)
     assert code == 0 and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------------------- unbounded leftovers
+def test_npz_of_compressed_zeros_is_refused_from_its_header_in_bounded_memory_and_time(tmp_path):
+    """The issue's file: about 1 MB on disk, 976 MiB of float64 zeros unpacked (under the 1 GiB
+    limit, so its header alone passed), which reached 2 GB and ran for minutes. Loading it would
+    hold the bytes read and their float64 copy, 1.9 GiB: refused from the member's .npy header,
+    before the body is decompressed."""
+    from _measure import measure_calls
+    from test_hostile_files import raw_zip, zeros_bomb
+
+    member = zeros_bomb("X.npy", (61 * 2048, 1024))
+    path = raw_zip(tmp_path / "zeros.npz", [member])
+    assert path.stat().st_size < 2 << 20 and member[4] > 900 << 20
+    (res,) = measure_calls("npae.datasets.load_path", [str(path)])
+    assert res["error"] is not None and res["error"].startswith("DatasetError: "), res
+    assert str(path) in res["error"] and "the array read and its float64 copy" in res["error"], res
+    assert res["seconds"] < 2.0 and res["traced"] < 20e6 and res["rss_growth"] < 100e6, res
+
+
+def test_a_one_line_csv_is_refused_by_a_streaming_scan(tmp_path):
+    """The issue's 60 MB one-line CSV took 1.3 GB before its refusal. Any line over
+    CSV_LINE_MAX_BYTES (1 MiB) is now refused from a scan that reads 1 MiB at a time: a 6 MB line
+    here, refused within a few MB whatever its length."""
+    from _measure import measure_calls
+
+    path = tmp_path / "oneline.csv"
+    path.write_text(",".join(["0.5"] * (3 << 19)) + "\n")  # 6 MiB, 1.5 million fields
+    (res,) = measure_calls("npae.datasets.load_path", [str(path)])
+    assert res["error"] is not None and res["error"].startswith("DatasetError: "), res
+    assert "line 1 is longer than 1 MiB" in res["error"] and str(path) in res["error"], res
+    assert res["seconds"] < 2.0 and res["traced"] < 8e6, res
+    path.write_text("a,b\n" + "0.1,0.2\n" * 1000 + ",".join(["1"] * 600_000) + "\n")
+    with pytest.raises(npae.datasets.DatasetError, match="line 1002 is longer than"):
+        npae.datasets.load_path(path)
