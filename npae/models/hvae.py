@@ -125,7 +125,7 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
         check_scalar("alpha", self.alpha, low=0.0, low_open=True)
         dtype = check_dtype(self.dtype)
         self.needs_unit_targets = self.likelihood == "bernoulli"
-        self.rng = make_rng(self._seed())
+        self.rng = make_rng(self._seed(), self._seed_name())
         gaussian = self.likelihood == "gaussian"
         out_dim = 2 * n_features if gaussian and self.variance == "learned" else n_features
         kw = dict(rng=self.rng, dtype=dtype, slope=self.slope, alpha=self.alpha)

@@ -106,7 +106,15 @@ class Model(ParamsMixin):
         self._building = True
         try:
             self._check_size(int(n_features))  # before anything of that size is allocated
-            self._build(int(n_features))
+            try:
+                self._build(int(n_features))
+            except (MemoryError, OverflowError, ValueError) as err:  # sizes NumPy cannot even shape
+                text = str(err)
+                if not isinstance(err, (MemoryError, OverflowError)) and "dimension" not in text \
+                        and "too big" not in text and "negative dimensions" not in text:
+                    raise
+                raise InputError(f"{type(self).__name__} with {self._size_args(n_features)}: arrays of "
+                                 f"these sizes cannot be allocated ({type(err).__name__}: {text})") from None
         finally:
             self._building = False
         self.n_features_in_ = int(n_features)
@@ -138,12 +146,22 @@ class Model(ParamsMixin):
         except (TypeError, ValueError, AttributeError, NotImplementedError):
             return None
 
+    #: Constructor arguments that set array sizes, named in the messages of the size checks.
+    _SIZE_ARGS = ("input_dim", "n_classes", "hidden", "latent_dim", "hidden1", "latent_dim1", "hidden2",
+                  "latent_dim2", "classifier_hidden", "flow_steps", "flow_hidden", "k")
+
+    def _size_args(self, n_features):
+        """``input_dim=..., hidden=..., ...``: the size-setting arguments this model has."""
+        said = [f"input_dim={n_features}"]
+        said += [f"{k}={getattr(self, k)!r:.40}" for k in self._SIZE_ARGS[1:] if k in vars(self)]
+        return ", ".join(said)
+
     def _check_size(self, n_features):
         """Refuse a model whose parameters, with their gradients and Adam's moments, would exceed
         the memory budget (npae.constants.MEMORY_MAX_BYTES), before building it."""
         size = self._footprint(n_features)
         if size is not None:
-            check_memory(f"a {type(self).__name__} of {n_features} input features (its parameters, "
+            check_memory(f"a {type(self).__name__} with {self._size_args(n_features)} (its parameters, "
                          f"gradients and optimizer moments)", self._COPIES_IN_FIT * size[0],
                          "use fewer or narrower layers (hidden, latent_dim)")
 
@@ -164,6 +182,10 @@ class Model(ParamsMixin):
         """The seed in effect: ``random_state`` when given (scikit-learn's name), else ``seed``."""
         random_state = getattr(self, "random_state", None)
         return self.seed if random_state is None else random_state
+
+    def _seed_name(self):
+        """The argument :meth:`_seed` took its value from, for error messages."""
+        return "seed" if getattr(self, "random_state", None) is None else "random_state"
 
     def _param_snapshot(self):
         return {k: v for k, v in self.get_params(deep=False).items() if k != "warm_start"}

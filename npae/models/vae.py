@@ -177,7 +177,7 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         dtype = check_dtype(self.dtype)
         C = int(self.n_classes)
         self.needs_unit_targets = self.likelihood == "bernoulli"
-        self.rng = make_rng(self._seed())
+        self.rng = make_rng(self._seed(), self._seed_name())
         self.context_dim_ = Z if self.flow == "iaf" else 0  # the IAF's context h from the encoder
         learned_variance = self.likelihood == "gaussian" and self.variance == "learned"
         code_out = 2 * Z + self.context_dim_  # [mu | logvar_raw | h]
