@@ -54,13 +54,16 @@ def train_argv(draw):
     return argv, [flag for flag, _ in chosen]
 
 
-def _check_outcome(code, err, flags):
+def _check_outcome(code, err, flags, argv=()):
+    """Success, or one npae error line that names a drawn flag or its value (a path, a data name)
+    or says the run diverged; never a traceback or the internal-error exit."""
     assert "Traceback" not in err, err
     assert code in (0, cli.EXIT_ERROR, cli.EXIT_USAGE), (code, err)
     if code:
         line = err.strip().splitlines()[-1]
         assert line.startswith("npae") and "error" in line, err
-        named = any(f in err or f[2:].replace("-", "_") in err for f in flags)
+        values = [v for v in argv if len(v) > 2 and not v.startswith("--")]
+        named = any(f in err or f[2:].replace("-", "_") in err for f in flags) or any(v in err for v in values)
         assert named or "diverged" in err or "logvar clamp" in err or "digits" in err, (flags, err)
 
 
@@ -80,7 +83,7 @@ def test_fuzz_train_flags(case, tmp_path_factory, capsys):
         warnings.simplefilter("ignore")
         code = cli.main(argv + base)
     captured = capsys.readouterr()
-    _check_outcome(code, captured.err, flags)
+    _check_outcome(code, captured.err, flags, argv)
 
 
 # ---------------------------------------------------------------------------- estimators
@@ -143,3 +146,45 @@ def test_fuzz_estimator_arguments(case):
         assert named, (cls.__name__, kwargs, text)
     except Exception as err:  # any other exception is a bug in npae
         pytest.fail(f"{cls.__name__}({kwargs}) raised {type(err).__name__}: {err}")
+
+
+# ---------------------------------------------------------------------------- npae evaluate
+EVAL_BOUNDED = {"--k": ["-1", "0", "1", "2", "nan", "abc", "1e9", "", "99999999999999999999"]}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuzz-eval") / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(["train", "vae", "--epochs", "1", "--hidden", "4", "--max-train", "32", "--out", str(out),
+                         "--no-progress"]) == 0
+    return out
+
+
+def _eval_flags():
+    sub = next(a for a in cli.build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return [(a.option_strings[-1], a.nargs == 0) for a in sub.choices["evaluate"]._actions
+            if a.option_strings and a.option_strings[-1] not in SKIP]
+
+
+@st.composite
+def evaluate_argv(draw):
+    chosen = draw(st.lists(st.sampled_from(_eval_flags()), min_size=1, max_size=3, unique=True))
+    argv = []
+    for flag, switch in chosen:
+        argv += [flag] if switch else [flag, draw(st.sampled_from(EVAL_BOUNDED.get(flag, HOSTILE)))]
+    return argv, [flag for flag, _ in chosen]
+
+
+@settings(max_examples=int(os.environ.get("NPAE_FUZZ_EXAMPLES", 20)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=evaluate_argv())
+def test_fuzz_evaluate_flags(case, small_run, capsys):
+    argv, flags = case
+    if "--max-examples" not in flags:
+        argv += ["--max-examples", "16"]
+    if "--k" not in flags:
+        argv += ["--k", "2"]
+    code = cli.main(["evaluate", str(small_run), *argv, "--no-progress"])
+    _check_outcome(code, capsys.readouterr().err, flags, argv)

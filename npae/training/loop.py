@@ -454,7 +454,8 @@ def _run_epochs(model, data, opt, st, stop, bar, *, epochs, batch_size, n_batche
             for key, value in model._evaluate(*validation_data).items():
                 if not math.isfinite(value):
                     raise DivergenceError(
-                        f"validation loss term {key!r} is {value} after epoch {epoch}",
+                        f"validation loss term {key!r} is {value} after epoch {epoch}: training diverged "
+                        f"(lower the learning rate or set clip_norm)",
                         epoch=epoch, batch=None, source=f"validation term {key!r}")
                 st.history.setdefault(f"val_{key}", []).append(value)
         st.epochs_done = epoch + 1
