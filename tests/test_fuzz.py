@@ -63,11 +63,13 @@ def _check_outcome(code, err, flags, argv=()):
         line = err.strip().splitlines()[-1]
         assert line.startswith("npae") and "error" in line, err
         values = [v for v in argv if len(v) > 2 and not v.startswith("--")]
-        named = any(f in err or f[2:].replace("-", "_") in err for f in flags) or any(v in err for v in values)
+        named = any(f in err or f[2:].replace("-", "_") in err for f in flags)
+        named = named or any(v in err for v in values)
         assert named or "diverged" in err or "logvar clamp" in err or "digits" in err, (flags, err)
 
 
-@settings(max_examples=int(os.environ.get("NPAE_FUZZ_EXAMPLES", 30)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("NPAE_FUZZ_EXAMPLES", 30)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=train_argv())
 def test_fuzz_train_flags(case, tmp_path_factory, capsys):
     argv, flags = case
@@ -90,7 +92,8 @@ def test_fuzz_train_flags(case, tmp_path_factory, capsys):
 HOSTILE_VALUES = [-1, 0, 1, 2, 10 ** 9, 10 ** 30, 1e9, -1e9, math.nan, math.inf, -math.inf, 0.5, True, None,
                   "abc", "", "/etc/passwd", (), (0,), (-1,), (10 ** 9,), [3, "x"], {"a": 1}, object(),
                   np.float64(np.nan), np.int64(-5)]
-ESTIMATORS = [npae.Autoencoder, npae.DenoisingAutoencoder, npae.SparseAutoencoder, npae.ContractiveAutoencoder,
+ESTIMATORS = [npae.Autoencoder, npae.DenoisingAutoencoder, npae.SparseAutoencoder,
+              npae.ContractiveAutoencoder,
               npae.VAE, npae.ConditionalVAE, npae.TwoLayerVAE, npae.SemiSupervisedVAE, npae.PCA]
 X = (np.random.default_rng(0).random((24, 16)) < 0.4).astype(float)
 Y = np.arange(24) % 3
@@ -157,8 +160,8 @@ def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fuzz-eval") / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert cli.main(["train", "vae", "--epochs", "1", "--hidden", "4", "--max-train", "32", "--out", str(out),
-                         "--no-progress"]) == 0
+        assert cli.main(["train", "vae", "--epochs", "1", "--hidden", "4", "--max-train", "32",
+                         "--out", str(out), "--no-progress"]) == 0
     return out
 
 

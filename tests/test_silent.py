@@ -131,7 +131,8 @@ def test_resume_uses_and_records_the_runs_own_settings(tmp_path, capsys):
     """Options not given again are the run's, not the defaults: the banner and metrics.json say
     lr 0.01 and 80 examples, which is what the resumed epochs use."""
     out = tmp_path / "r"
-    base = ["ae", "--hidden", "8", "--max-train", "80", "--lr", "0.01", "--batch-size", "16", "--out", str(out)]
+    base = ["ae", "--hidden", "8", "--max-train", "80", "--lr", "0.01", "--batch-size", "16",
+            "--out", str(out)]
     assert _train([*base, "--epochs", "1"], capsys)[0] == 0
     code, text, err = _train(["ae", "--resume", "--out", str(out), "--epochs", "2", "--lr", "0.01"], capsys)
     assert code == 0, err
@@ -178,7 +179,8 @@ def test_a_csv_column_named_like_a_label_is_never_silently_a_feature(name, tmp_p
 
 
 @pytest.mark.parametrize("make,dtype", [(lambda X: X * 1e300, "float64"), (lambda X: X * 1e50, "float64"),
-                                        (lambda X: X * 1e6, "float32"), (lambda X: X * 0 + 2.0 ** 100, "float32")])
+                                        (lambda X: X * 1e6, "float32"),
+                                        (lambda X: X * 0 + 2.0 ** 100, "float32")])
 def test_finite_but_huge_data_is_refused_naming_it(make, dtype):
     X = npae.datasets.load_digits()[0][:64]
     vae = npae.VAE(64, hidden=(8,), latent_dim=2, seed=0, dtype=dtype).fit(X, epochs=1, progress=False)
@@ -204,7 +206,8 @@ def test_binarize_and_parse_idx_refuse_nan_and_complex():
             binarize(np.array([[0.5 + 1e-3j]]), mode)
     body = np.array([[1.0, np.nan, np.inf]], dtype=">f8").tobytes()
     data = bytes([0, 0, 0x0E, 2]) + (1).to_bytes(4, "big") + (3).to_bytes(4, "big") + body
-    with pytest.raises(npae.datasets.DatasetError, match=r"mine.idx: 2 NaN or inf value\(s\).*index \(0, 1\)"):
+    with pytest.raises(npae.datasets.DatasetError,
+                       match=r"mine.idx: 2 NaN or inf value\(s\).*index \(0, 1\)"):
         parse_idx(data, "mine.idx")
 
 

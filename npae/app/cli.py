@@ -6,7 +6,8 @@
 
 ``npae train vae`` with no options trains a VAE with a 2-D latent space on the bundled 8x8 digits
 (offline, well under a minute) and writes to ``./runs/vae-digits/``: ``model.npz``,
-``checkpoint.npz``, ``metrics.json`` and the figures ``loss_curves.png``, ``reconstructions.png``,
+``checkpoint.npz``, ``metrics.json``, ``run.json`` (the settings ``--resume`` holds to) and the figures
+``loss_curves.png``, ``reconstructions.png``,
 ``samples.png``, ``latent_scatter.png`` and ``manifold_grid.png``. Each regularised autoencoder adds
 the figure of its own idea: ``denoising.png`` (dae), ``sparsity.png`` (sae), ``contraction.png``
 (cae); the conditional VAE's ``manifold_grid.png`` is a grid of classes × latent values.
