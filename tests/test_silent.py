@@ -5,6 +5,7 @@ refusals (NaN, complex), newer file versions, ``--resume`` with changed flags, `
 CSV columns, and the supported image sizes of ``--arch conv``."""
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -279,3 +280,23 @@ def test_a_one_line_csv_is_refused_by_a_streaming_scan(tmp_path):
     path.write_text("a,b\n" + "0.1,0.2\n" * 1000 + ",".join(["1"] * 600_000) + "\n")
     with pytest.raises(npae.datasets.DatasetError, match="line 1002 is longer than"):
         npae.datasets.load_path(path)
+
+
+def test_tsne_of_collapsed_codes_does_not_crash_the_process():
+    """Found by tests/test_fuzz.py: a run whose codes all coincide (a collapsed encoder) drew its
+    latent scatter through scikit-learn's t-SNE with init="pca", which divides by their spread
+    (0/0) and then segfaults. In a subprocess, so that a crash fails this test, not the session."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("sklearn")
+    code = ("import numpy as np; from npae.app import plotting\n"
+            "for Z in (np.ones((60, 5)), np.ones((60, 5)) + 1e-12 * np.arange(60)[:, None]):\n"
+            "    Y = plotting.project_2d(Z, 'tsne')[0]\n"
+            "    assert Y.shape == (60, 2) and np.isfinite(Y).all()\n"
+            "print('ok')\n")
+    root = str(Path(__file__).resolve().parents[1])
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": root})
+    assert res.returncode == 0 and res.stdout.strip() == "ok", (res.returncode, res.stderr[-2000:])
