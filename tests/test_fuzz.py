@@ -108,11 +108,11 @@ def estimator_case(draw):
     cls = draw(st.sampled_from(ESTIMATORS))
     names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
     chosen = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
-    kwargs = {n: draw(st.sampled_from(SMALL_ONLY_VALUES(n))) for n in chosen}
+    kwargs = {n: draw(st.sampled_from(_values_for(n))) for n in chosen}
     return cls, kwargs
 
 
-def SMALL_ONLY_VALUES(name):
+def _values_for(name):
     return SMALL_VALUES if name in SMALL_ONLY else HOSTILE_VALUES
 
 

@@ -161,8 +161,10 @@ class Model(ParamsMixin):
         the memory budget (npae.constants.MEMORY_MAX_BYTES), before building it."""
         size = self._footprint(n_features)
         if size is not None:
-            check_memory(f"a {type(self).__name__} with {self._size_args(n_features)} (its parameters, "
-                         f"gradients and optimizer moments)", self._COPIES_IN_FIT * size[0],
+            sizes = self._size_args(n_features).partition(", ")[2]
+            check_memory(f"a {type(self).__name__} of {n_features} input features{' with ' if sizes else ''}"
+                         f"{sizes} (its parameters, gradients and optimizer moments)",
+                         self._COPIES_IN_FIT * size[0],
                          "use fewer or narrower layers (hidden, latent_dim)")
 
     def _check_step_size(self, n_rows, batch_size):

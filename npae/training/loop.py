@@ -32,7 +32,8 @@ complete then, the final checkpoint is written, and ``fit`` still raises :class:
 rather than return as if nothing had been asked.
 
 Divergence (docs/derivations/clip.md#clip-3) raises :class:`DivergenceError` naming the epoch, the
-batch and the culprit, in three cases, and the parameters and the optimizer are always left finite:
+batch and the culprit, in three cases, and the parameters and the optimizer are always left finite
+(a fourth, [CLIP-4], judges the outcome: see :func:`check_outcome`):
 
 * before a step: a NaN or inf loss term or gradient, or a batch loss above ``DIVERGENCE_FACTOR``
   times the early reference (:data:`npae.constants.DIVERGENCE_FACTOR`; training that has run away
