@@ -55,8 +55,13 @@ def check_scalar(name, value, *, low=None, high=None, low_open=False, high_open=
     if isinstance(value, bool) or not isinstance(value, kind):
         what = "an integer" if integer else "a real number"
         raise InputTypeError(f"{name} must be {what}, got {value!r}")
-    if not isinstance(value, numbers.Integral) and not np.isfinite(value):  # ints are finite (10**30 too)
-        raise InputError(f"{name} must be finite, got {value!r}")
+    if not (integer and isinstance(value, numbers.Integral)):  # a real: also no int beyond float range
+        try:
+            finite = bool(np.isfinite(float(value)))
+        except OverflowError:  # 10**400
+            finite = False
+        if not finite:
+            raise InputError(f"{name} must be finite, got {value!r:.40}")
     if low is not None and (value < low or (low_open and value == low)):
         raise InputError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (value > high or (high_open and value == high)):
