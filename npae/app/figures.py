@@ -250,8 +250,10 @@ def project_2d(Z, method="pca", *, seed=0):
         init = "pca" if spread > 1e-6 * max(1.0, float(np.abs(Z).max())) else "random"
         Y = TSNE(n_components=2, perplexity=perplexity, init=init, learning_rate="auto",
                  random_state=seed).fit_transform(Z)
-        return np.asarray(Y, dtype=np.float64), ("t-SNE 1", "t-SNE 2"), \
-            f"t-SNE of the {Z.shape[1]}-D codes (perplexity {perplexity:.0f})"
+        note = f"t-SNE of the {Z.shape[1]}-D codes (perplexity {perplexity:.0f})"
+        if init == "random":  # t-SNE spreads identical points on a ring: say it is no structure
+            note += "; all codes coincide, so this layout is an artifact"
+        return np.asarray(Y, dtype=np.float64), ("t-SNE 1", "t-SNE 2"), note
     raise ValueError(f"unknown projection {method!r}; expected 'axes', 'pca' or 'tsne'")
 
 
