@@ -82,7 +82,7 @@ def test_logvar_clamp_holding_nearly_every_entry_is_an_error():
     model = npae.VAE(64, hidden=(16,), latent_dim=2, likelihood="gaussian", variance="fixed", seed=0)
     with pytest.raises(DivergenceError, match=r"logvar clamp .* held .*%.*X holds values in \[0, 255\]"):
         model.fit(X, epochs=2, batch_size=64, progress=False)
-    from npae.models.vae import refuse_clamped_fit  # TwoLayerVAE.fit calls it with its own counters
+    from npae.training.loop import refuse_clamped_fit  # TwoLayerVAE.fit calls it with its own counters
 
     refuse_clamped_fit(model, X, 50, 100)  # half: allowed
     with pytest.raises(DivergenceError, match=r"held 51 of 100 encoder log-variances \(51.0%"):

@@ -33,7 +33,8 @@ from npae.models.layers import ACTIVATION_NAMES, FlatParams, FreeParams, build_m
 from npae.models.model import Model, fresh_grads
 from npae.models.sklearn_protocol import shared_docs
 from npae.models.sizing import _shapes_by_building
-from npae.models.vae import CollapseWarning, refuse_clamped_fit
+from npae.models.vae import CollapseWarning
+from npae.training.loop import refuse_clamped_fit
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds
 from npae.validation import (InputError, InputTypeError, check_array, check_choice, check_dtype,

@@ -31,13 +31,13 @@ import warnings
 
 from npae.pairs import latent
 from npae.fast.backends import ops
-from npae.constants import FLOW_STEPS_MAX, LOGVAR_CLAMP_ERROR_FRACTION, LOGVAR_CLAMP_WARN_FRACTION
+from npae.constants import FLOW_STEPS_MAX, LOGVAR_CLAMP_WARN_FRACTION
 from npae.init import make_rng
 from npae.models.architectures import build_chains
 from npae.models.layers import ACTIVATION_NAMES, FlatParams
 from npae.models.model import Model
 from npae.models.sklearn_protocol import shared_docs
-from npae.training.loop import DivergenceError
+from npae.training.loop import refuse_clamped_fit
 from npae.models.vae_flows import FLOWS, PLANAR_START, FlowPosterior  # noqa: F401 (re-exported)
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds, LogWeightStep  # noqa: F401
@@ -47,26 +47,6 @@ from npae.validation import (InputError, check_array, check_choice, check_data_s
 
 class CollapseWarning(UserWarning):
     """A VAE ended training with no active latent unit: its codes carry no information about x."""
-
-
-def refuse_clamped_fit(model, X, clamped, entries):
-    """Raise :class:`~npae.training.loop.DivergenceError` when the logvar clamp [REPARAM-5] held more
-    than ``LOGVAR_CLAMP_ERROR_FRACTION`` of the encoder's log-variances during a fit: those entries got
-    no gradient, the encoder's variances say nothing, and the loss it reports is meaningless. Almost
-    always data far from unit scale (pixels 0..255, raw measurements)."""
-    if not entries or clamped / entries <= LOGVAR_CLAMP_ERROR_FRACTION:
-        return
-    X = np.asarray(X)
-    span = (f"; X holds values in [{float(X.min()):.4g}, {float(X.max()):.4g}]"
-            if X.dtype.kind in "biuf" and X.size else "")
-    losses = (getattr(model, "history_", None) or {}).get("loss", ())
-    raise DivergenceError(
-        f"the logvar clamp [{latent.LOGVAR_MIN:g}, {latent.LOGVAR_MAX:g}] held {clamped} of {entries} "
-        f"encoder log-variances ({100 * clamped / entries:.1f}%, more than "
-        f"{100 * LOGVAR_CLAMP_ERROR_FRACTION:g}%: npae.constants.LOGVAR_CLAMP_ERROR_FRACTION) during "
-        f"this fit: they got no gradient and the model is meaningless{span}. Scale the data to about "
-        f"unit range (pixels: divide by 255; npae train: --scale), or lower the learning rate.",
-        epoch=max(0, len(losses) - 1), batch=None, source="logvar clamp")
 
 
 @shared_docs

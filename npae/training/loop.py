@@ -190,6 +190,28 @@ def check_outcome(st, epoch):
             f"set clip_norm.", epoch=epoch, batch=None, source="outcome")
 
 
+def refuse_clamped_fit(model, X, clamped, entries):
+    """Raise :class:`DivergenceError` when the logvar clamp held more than
+    ``LOGVAR_CLAMP_ERROR_FRACTION`` of a VAE encoder's log-variances during a fit (``clamped`` of
+    ``entries``): those entries got no gradient, the encoder's variances say nothing and the loss it
+    reports is meaningless. Almost always data far from unit scale (pixels 0..255, raw values).
+    Called by the VAEs' ``fit`` (docs/derivations/clip.md#clip-4)."""
+    share, limit = (clamped / entries if entries else 0.0), constants.LOGVAR_CLAMP_ERROR_FRACTION
+    if share <= limit:
+        return
+    X = np.asarray(X)
+    span = (f"; X holds values in [{float(X.min()):.4g}, {float(X.max()):.4g}]"
+            if X.dtype.kind in "biuf" and X.size else "")
+    losses = (getattr(model, "history_", None) or {}).get("loss", ())
+    raise DivergenceError(
+        f"the logvar clamp [{constants.LOGVAR_MIN:g}, {constants.LOGVAR_MAX:g}] held {clamped} of "
+        f"{entries} encoder log-variances ({100 * share:.1f}%, more than {100 * limit:g}%: "
+        f"npae.constants.LOGVAR_CLAMP_ERROR_FRACTION) during this fit: they got no gradient and the "
+        f"model is meaningless{span}. Scale the data to about unit range (pixels: divide by 255; npae "
+        f"train: --scale), or lower the learning rate.",
+        epoch=max(0, len(losses) - 1), batch=None, source="logvar clamp")
+
+
 def _first_non_finite(params, opt):
     """Name of the first parameter, then optimizer state entry, holding a NaN or an inf, or None."""
     for name, p in params.items():
