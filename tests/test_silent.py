@@ -156,6 +156,12 @@ def test_cli_pixels_0_255_are_recognised_and_scale_applies(tmp_path, capsys):
     assert code == 0 and "cross-entropy reconstruction (data in [0, 1])" in text, err
     code, text, err = _train([*base, "--scale", "1", "--out", str(tmp_path / "c")], capsys)
     assert code == 0 and "squared-error reconstruction" in text, err
+    # the run: a VAE on the pixels as they are ended with exit 0, a loss of ~1e5 to 1e12 and
+    # only the clamp warning; now the clamp's outcome rule ends it, and no model is saved
+    vae = ["vae", "--data", str(path), "--epochs", "3", "--scale", "1", "--out", str(tmp_path / "v")]
+    code, _, err = _train(vae, capsys)
+    assert code == cli.EXIT_ERROR and "logvar clamp" in err and "X holds values in [0, 255]" in err, err
+    assert not (tmp_path / "v" / "model.npz").exists()
     for bad in ("0", "-1", "nan", "inf", "x"):
         code, _, err = _train([*base, "--scale", bad, "--out", str(tmp_path / "d")], capsys)
         assert code == cli.EXIT_USAGE and "--scale" in err and "Traceback" not in err
