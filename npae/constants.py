@@ -14,6 +14,19 @@ LOGVAR_MAX = 30.0
 #: Share of the encoder's log-variances the clamp may hold during one fit before ``fit`` warns.
 LOGVAR_CLAMP_WARN_FRACTION = 0.01
 
+#: Share of the encoder's log-variances the clamp may hold during one fit before ``fit`` raises
+#: DivergenceError: with more than half of them stuck at the clamp (no gradient), the run is
+#: meaningless, not a success (data far from unit scale: pixels 0..255 give 99%).
+LOGVAR_CLAMP_ERROR_FRACTION = 0.5
+
+#: Largest |value| a model accepts in its data (``fit``, ``evaluate``, ``transform``, the bounds...).
+#: The models are initialised for inputs of about unit scale (Glorot/He keep activations near the
+#: inputs' scale): at |x| = 1e4 every sigmoid or tanh unit is saturated, a squared error per entry
+#: is 1e8 and a Gaussian decoder would need σ ≈ 1e4 (its fixed variance is 1), so training and the
+#: numbers it reports stop meaning anything well before a float overflows. Pixels 0..255 and
+#: standardized data lie far inside; raw data beyond it are refused with a message to scale them.
+DATA_ABS_MAX = 1e4
+
 #: Floor of a learned Gaussian decoder log-variance, applied smoothly
 #: (``floor + softplus(raw − floor)``, docs/derivations/gaussdec.md#gaussdec-5): σ² > 1e-4, i.e.
 #: σ > 0.01, well below the noise of the bundled point clouds (moons: 0.05) and of 17-level digit
@@ -84,6 +97,12 @@ MODEL_FILE_MAX_MEMBERS = 10_000
 #: ``npae train`` no batch loss exceeded 1.45 times the reference; Adam at lr=1e3 reaches 2e16 times
 #: it on its second batch (docs/derivations/clip.md#clip-3). math.inf switches the rule off.
 DIVERGENCE_FACTOR = 1e4
+
+#: A fit that ends with a mean epoch loss above this many times the first batch's |loss| (the
+#: untrained model) raises DivergenceError instead of returning [CLIP-4]: it ended far worse than it
+#: began (docs/derivations/clip.md#clip-4). Healthy runs end below their first loss; math.inf
+#: switches the rule off.
+DIVERGENCE_OUTCOME_FACTOR = 10.0
 
 #: Number of batches at the start of a fit whose losses make the reference of DIVERGENCE_FACTOR.
 DIVERGENCE_REFERENCE_BATCHES = 10

@@ -7,12 +7,17 @@ Derivation: docs/derivations/init.md
 import numpy as np
 
 
-def make_rng(seed):
-    """Return a ``np.random.Generator`` from an int seed, ``None`` or an existing Generator."""
+def make_rng(seed, name="seed"):
+    """Return a ``np.random.Generator`` from an int seed, ``None`` or an existing Generator; errors
+    name the argument ``name``."""
     if isinstance(seed, np.random.Generator):
         return seed
+    from npae.validation import InputError, InputTypeError
+
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be an int, None or a numpy Generator, got {seed!r}")
+        raise InputTypeError(f"{name} must be an int, None or a numpy Generator, got {seed!r}")
+    if seed is not None and seed < 0:
+        raise InputError(f"{name} must be a non-negative integer, got {seed!r}")
     return np.random.default_rng(seed)
 
 

@@ -55,8 +55,13 @@ def check_scalar(name, value, *, low=None, high=None, low_open=False, high_open=
     if isinstance(value, bool) or not isinstance(value, kind):
         what = "an integer" if integer else "a real number"
         raise InputTypeError(f"{name} must be {what}, got {value!r}")
-    if not np.isfinite(value):
-        raise InputError(f"{name} must be finite, got {value!r}")
+    if not (integer and isinstance(value, numbers.Integral)):  # a real: also no int beyond float range
+        try:
+            finite = bool(np.isfinite(float(value)))
+        except OverflowError:  # 10**400
+            finite = False
+        if not finite:
+            raise InputError(f"{name} must be finite, got {value!r:.40}")
     if low is not None and (value < low or (low_open and value == low)):
         raise InputError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (value > high or (high_open and value == high)):
@@ -101,6 +106,24 @@ def check_array(X, name="X", *, n_features=None, ndim=2, dtype=np.float64, finit
             raise InputError(f"{name} has values of magnitude up to {biggest:g}, beyond the range "
                              f"of {np.dtype(dtype).name} (max {top:g})")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_data_scale(X, name="X"):
+    """Refuse data whose largest magnitude exceeds :data:`npae.constants.DATA_ABS_MAX` (finite but
+    huge values: int64 near 2**62, pixels times 1e6, anything times 1e300), with an
+    :class:`InputError` naming ``name``, the magnitude and what to do. Returns ``X``."""
+    from npae import constants
+
+    if X.size and X.dtype.kind in "biuf":
+        biggest = max(abs(float(X.min())), abs(float(X.max())))
+        if biggest > constants.DATA_ABS_MAX:
+            raise InputError(
+                f"{name} holds values of magnitude up to {biggest:.4g}; npae's models take data of about "
+                f"unit scale and refuse |values| over {constants.DATA_ABS_MAX:g} "
+                f"(npae.constants.DATA_ABS_MAX), where the losses and gradients stop meaning anything or "
+                f"overflow. Scale {name} first (standardize it, or divide pixels by their maximum; "
+                f"npae train: --scale)")
+    return X
 
 
 def _real_array(X, name):

@@ -72,8 +72,8 @@ def test_train_vae_default_folder_then_evaluate_anywhere(tmp_path, monkeypatch, 
     code, out, err = run(["train", "vae", *QUICK], capsys)
     assert code == 0, err
     run_dir = tmp_path / "runs" / "vae-digits"
-    expected = {"model.npz", "checkpoint.npz", "metrics.json", "loss_curves.png", "reconstructions.png",
-                "samples.png", "latent_scatter.png", "manifold_grid.png", "explorer.html"}
+    expected = {"model.npz", "checkpoint.npz", "metrics.json", "run.json", "loss_curves.png",
+                "reconstructions.png", "samples.png", "latent_scatter.png", "manifold_grid.png", "explorer.html"}
     assert expected == set(os.listdir(run_dir))
     assert "data: bundled UCI 8x8 digits" in out and "300 train / 270 held-out" in out
     assert re.search(r"epoch 1/1 \| loss +[0-9.]+ \| recon +[0-9.]+ \| kl +[0-9.]+ \| val_loss", out), out
@@ -409,8 +409,8 @@ def test_disk_full_names_the_file(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(os, "fsync", full)
     code, out, err = run(["train", "ae", *QUICK, "--hidden", "8", "--out", str(tmp_path)], capsys)
     line = one_line_error(err)
-    assert code == 1 and f"cannot write or read checkpoint {tmp_path / 'checkpoint.npz'}: No space left " \
-        f"on device" in line  # the first file written is the checkpoint, during fit
+    assert code == 1 and f"cannot write {tmp_path / 'run.json'}: No space left " \
+        f"on device" in line  # the first file written is the run's settings, before fit
     assert not [n for n in os.listdir(tmp_path) if "lock" in n or n.endswith(".tmp")]  # all released
 
 

@@ -533,7 +533,9 @@ def test_csv_header_labels_and_errors(tmp_path):
     X, y, info = datasets.load_path(p, label="label")
     np.testing.assert_array_equal(X, [[0.5, 1.5], [2, 3]])
     assert y.tolist() == [3, 1] and info["classes"] is None and not info["unit_interval"]
-    X, y, _ = datasets.load_path(p)  # a header, detected; no label column: all three are features
+    with pytest.raises(DatasetError, match="column 'label' is named like a label"):  # never a feature unasked
+        datasets.load_path(p)
+    X, y, _ = datasets.load_path(p, label=False)  # no label column: all three are features
     assert X.shape == (2, 3) and y is None
     p.write_text('\ufeffspecies,a,b\n"setosa",0.1,0.2\nvirginica,0.3,0.4\nsetosa,0.5,0.6\n')  # BOM, quotes
     X, y, info = datasets.load_path(p, label="species")

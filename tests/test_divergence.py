@@ -234,7 +234,7 @@ def test_a_non_finite_update_mid_epoch_is_undone_by_replaying_the_epoch():
 def test_the_rule_stays_quiet_on_healthy_runs_and_can_be_switched_off(monkeypatch):
     """Adam at lr=0.1 spikes to ~24x the first loss on its second batch and recovers within the
     epoch: not stopped. At lr=1 it jumps to ~2e4x on its second batch: stopped; with the factor at
-    inf, it runs on."""
+    inf, the outcome rule [CLIP-4] stops it at the end; with both off it runs on."""
     X = digits()
     model = npae.VAE(hidden=(128,), latent_dim=2, seed=0).fit(X, epochs=2, lr=0.1, progress=False)
     assert model.history_["loss"][-1] < 56.0  # the first batch's loss is 55.8
@@ -242,6 +242,9 @@ def test_the_rule_stays_quiet_on_healthy_runs_and_can_be_switched_off(monkeypatc
     with pytest.raises(DivergenceError, match="epoch 0 batch 1: the batch loss .* more than 10000 times"):
         npae.VAE(hidden=(128,), latent_dim=2, seed=0).fit(X, epochs=1, lr=1.0, progress=False)
     monkeypatch.setattr(npae.constants, "DIVERGENCE_FACTOR", math.inf)
+    with pytest.raises(DivergenceError, match="ended far worse than it began"):  # [CLIP-4] still holds
+        npae.VAE(hidden=(128,), latent_dim=2, seed=0).fit(X[:128], epochs=1, lr=1.0, progress=False)
+    monkeypatch.setattr(npae.constants, "DIVERGENCE_OUTCOME_FACTOR", math.inf)
     with pytest.warns(RuntimeWarning, match="logvar clamp"):  # the run is not healthy, and says so
         npae.VAE(hidden=(128,), latent_dim=2, seed=0).fit(X[:128], epochs=1, lr=1.0, progress=False)
 

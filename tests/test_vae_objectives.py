@@ -248,8 +248,12 @@ def test_clamp_warning_once_per_fit():
     X, _ = datasets.load_digits()
     vae = npae.VAE(hidden=(8,), latent_dim=2, seed=0, warm_start=True)
     vae.fit(X[:64], epochs=1, progress=False)
-    vae.params["encoder.1.b"][2:] = 80.0  # every raw logvar far above the clamp
-    vae.params["encoder.1.W"][:, 2:] = 0.0
+    vae.params["encoder.1.b"][2] = 80.0  # one of the two raw logvars far above the clamp: 50% held
+    vae.params["encoder.1.W"][:, 2] = 0.0
     with pytest.warns(RuntimeWarning, match="logvar clamp") as record:
         vae.fit(X[:64], epochs=2, progress=False)
     assert sum("logvar clamp" in str(w.message) for w in record) == 1
+    vae.params["encoder.1.b"][2:] = 80.0  # both: over LOGVAR_CLAMP_ERROR_FRACTION, an error
+    vae.params["encoder.1.W"][:, 2:] = 0.0
+    with pytest.raises(npae.DivergenceError, match=r"encoder log-variances \(100\.0%, more than 50%"):
+        vae.fit(X[:64], epochs=3, progress=False)

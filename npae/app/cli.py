@@ -7,7 +7,8 @@
 
 ``npae train vae`` with no options trains a VAE with a 2-D latent space on the bundled 8x8 digits
 (offline, well under a minute) and writes to ``./runs/vae-digits/``: ``model.npz``,
-``checkpoint.npz``, ``metrics.json`` and the figures ``loss_curves.png``, ``reconstructions.png``,
+``checkpoint.npz``, ``metrics.json``, ``run.json`` (the settings ``--resume`` holds to) and the figures
+``loss_curves.png``, ``reconstructions.png``,
 ``samples.png``, ``latent_scatter.png`` and ``manifold_grid.png``. Each regularised autoencoder adds
 the figure of its own idea: ``denoising.png`` (dae), ``sparsity.png`` (sae), ``contraction.png``
 (cae); the conditional VAE's ``manifold_grid.png`` is a grid of classes × latent values.
@@ -123,6 +124,11 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
         return value
     parse.__name__ = kind.__name__  # argparse's fallback message says "invalid int value"
     return parse
+
+
+def _scale_arg(text):
+    """``--scale``: ``auto`` or a positive finite number."""
+    return "auto" if text == "auto" else _number(float, 0, low_open=True)(text)
 
 
 def _nonempty(what):
@@ -246,6 +252,13 @@ def build_parser():
     g.add_argument("--label", default=None,
                    help="a path's .csv or .npz: the label column (header name or 0-based index) or "
                         "array key (default: an .npz's y or labels; a .csv has none)")
+    g.add_argument("--no-label", action="store_true",
+                   help="a path's .csv: every column is a feature, also one named like a label "
+                        "(label, class, target, y), which is refused without --label or this flag")
+    g.add_argument("--scale", type=_scale_arg, default="auto",
+                   help="a path's values are divided by this number (255 for 8-bit pixels); auto: "
+                        "uint8 arrays and PNGs / 255, and whole numbers 0..255 in other files are "
+                        "refused with a message asking for --scale")
     g.add_argument("--image-shape", type=_image_shape, default=None,
                    help="a path's flat rows are images of this shape, HxW or HxWx3 (default: the "
                         "images' own shape; none for plain features)")

@@ -242,10 +242,18 @@ def project_2d(Z, method="pca", *, seed=0):
             raise ImportError("t-SNE needs scikit-learn, which is not installed "
                               "(pip install scikit-learn); PCA needs nothing") from None
         perplexity = float(min(30.0, max(2.0, (Z.shape[0] - 1) / 3.0)))
-        Y = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+        # init="pca" divides by the spread of the codes along their first principal axis: codes that
+        # (nearly) all coincide (a collapsed encoder) make that 0/0 and the Barnes-Hut step then
+        # crashes the process (segfault, scikit-learn 1.x); start those from random points
+        centred = Z - Z.mean(axis=0)
+        spread = float(np.sqrt((centred ** 2).sum(axis=1).max())) if Z.size else 0.0
+        init = "pca" if spread > 1e-6 * max(1.0, float(np.abs(Z).max())) else "random"
+        Y = TSNE(n_components=2, perplexity=perplexity, init=init, learning_rate="auto",
                  random_state=seed).fit_transform(Z)
-        return np.asarray(Y, dtype=np.float64), ("t-SNE 1", "t-SNE 2"), \
-            f"t-SNE of the {Z.shape[1]}-D codes (perplexity {perplexity:.0f})"
+        note = f"t-SNE of the {Z.shape[1]}-D codes (perplexity {perplexity:.0f})"
+        if init == "random":  # t-SNE spreads identical points on a ring: say it is no structure
+            note += "; all codes coincide, so this layout is an artifact"
+        return np.asarray(Y, dtype=np.float64), ("t-SNE 1", "t-SNE 2"), note
     raise ValueError(f"unknown projection {method!r}; expected 'axes', 'pca' or 'tsne'")
 
 

@@ -36,6 +36,7 @@ MODEL_FLAGS = {
 DATA_FLAGS = {
     "data_dir": ("idx",), "download": ("idx",), "train_split": ("idx",), "test_split": ("idx",),
     "test_fraction": ("named", "path"), "label": ("path",), "image_shape": ("path",),
+    "no_label": ("path",), "scale": ("path",),
 }
 
 
@@ -116,11 +117,19 @@ def _load_split(spec, say=None):
             shape, label = spec.get("image_shape"), spec.get("label")
             if isinstance(label, str) and label.isdigit() and data.lower().endswith(".csv"):
                 label = int(label)  # a CSV's column by its 0-based index
+            if spec.get("no_label"):
+                if label is not None:
+                    raise UserError("--label names the label column and --no-label says there is none: "
+                                    "give one of them")
+                label = False
+            scale = spec.get("scale", "auto")
             try:
-                X_all, y_all, info = datasets.load_path(data, label=label, header=None, scale="auto",
+                X_all, y_all, info = datasets.load_path(data, label=label, header=None, scale=scale,
                                                         image_shape=tuple(shape) if shape else None)
             except InputError as err:  # only image_shape is checked as an argument there
                 raise UserError(f"--image-shape {'x'.join(map(str, shape or ()))}: {err}") from None
+            if scale == "auto":
+                _refuse_pixel_counts(X_all, data)
         else:
             X_all, y_all, info = datasets.load_dataset(data, seed=seed)
         train, test = _split_indices(X_all.shape[0], spec["test_fraction"], seed)
@@ -137,6 +146,17 @@ def _load_split(spec, say=None):
         X = datasets.binarize(X, "static", rng=seed)
         Xt = datasets.binarize(Xt, "static", rng=seed + 1)
     return X, y, Xt, yt, info
+
+
+def _refuse_pixel_counts(X, data):
+    """Whole numbers 0..255 (with some above 1) that ``--scale auto`` left as they are: almost
+    surely 8-bit pixels, on which a model would train on the wrong scale (a Gaussian decoder, a loss
+    of 1e5 and the logvar clamp holding everything). Refused with what to do."""
+    top = float(X.max())
+    if 1.0 < top <= 255.0 and float(X.min()) >= 0.0 and np.array_equal(X, np.round(X)):
+        raise UserError(f"{_data_name(data)} holds whole numbers 0..{top:g}, like 8-bit pixels: give "
+                        f"--scale 255 to put them in [0, 1] (the pixel probabilities of a Bernoulli "
+                        f"decoder), or --scale 1 to train on them as they are")
 
 
 def _resolved(args):

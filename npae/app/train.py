@@ -2,14 +2,15 @@
 spec's splits, build and fit the model (checkpoints, ``--resume``), then write ``model.npz``,
 ``metrics.json`` with the lesson's measures, and the figures (:mod:`npae.app.lessons`).
 """
+import json
 import os
 import time
 import warnings
 
 from npae.app import explorer
 from npae.app.lessons import _figures, _lesson_metrics, _metric_lines
-from npae.app.runspec import (IS_VAE, UserError, _build_model, _data_kind, _data_name, _load_split, _say,
-                              _units)
+from npae.app.runspec import (IS_VAE, UserError, _build_model, _data_kind, _data_name, _flag, _load_split,
+                              _say, _units)
 from npae.version import __version__
 
 
@@ -54,13 +55,58 @@ def _train(args):
         lock.release()
 
 
+#: Options that do not change what a run computes (where it writes, how it reports, BLAS threads) or
+#: that a resume may change (``--epochs`` counts from the start and can extend a run); every other
+#: option of ``npae train`` is a setting of the run, recorded in ``<out>/run.json``.
+NOT_SETTINGS = ("resume", "overwrite", "out", "no_progress", "threads", "epochs", "func", "_given")
+
+
+def _settings(args):
+    """The run-defining options of ``args`` as JSON values (tuples as lists)."""
+    return json.loads(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+                                  if k not in NOT_SETTINGS}))
+
+
+def _adopt_run_settings(args, out):
+    """``--resume``: the run's own settings (``<out>/run.json``) for every option not given now; an
+    option given now with another value is refused, naming it, so the banner and metrics.json never
+    state a value the run did not use."""
+    path = os.path.join(out, "run.json")
+    if not os.path.exists(os.path.join(out, "checkpoint.npz")):
+        return  # nothing to resume: refused below, in one line
+    if not os.path.exists(path):
+        _say(f"--resume: {out} has no run.json (a run of an older npae): its settings cannot be checked "
+             f"against the options given now")
+        return
+    try:
+        with open(path, encoding="utf-8") as fh:
+            recorded = json.load(fh)
+        if not isinstance(recorded, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--resume: cannot read the run's settings in {path} ({exc})") from None
+    now, given = _settings(args), getattr(args, "_given", set())
+    changed = [k for k in now if k in recorded and k in given and recorded[k] != now[k]]
+    if changed:
+        said = ", ".join(f"{_flag(k)} {now[k]!r} (the run: {recorded[k]!r})" for k in changed)
+        raise UserError(f"--resume continues the run in {out} with its own settings; these options "
+                        f"differ from it: {said}. Drop them, or start a new run (--overwrite or another "
+                        f"--out)")
+    for k, v in recorded.items():
+        if k in now and k not in given:
+            setattr(args, k, tuple(v) if k == "image_shape" and v is not None else v)
+
+
 def _train_in(args, out):
     from npae.app import runs
 
+    if args.resume:
+        _adopt_run_settings(args, out)
     spec = dict(data=args.data, data_dir=args.data_dir, download=args.download, seed=args.seed,
                 train_split=args.train_split, test_split=args.test_split,
                 test_fraction=args.test_fraction, max_train=args.max_train, binarize=args.binarize,
-                label=args.label, image_shape=list(args.image_shape) if args.image_shape else None)
+                label=args.label, image_shape=list(args.image_shape) if args.image_shape else None,
+                scale=args.scale, no_label=args.no_label)
     X, y, Xt, yt, info = _load_split(spec, _say)
     labelled = y is not None and y.dtype.kind in "iu"
     n_classes = int(max(y.max(), yt.max())) + 1 if labelled else None
@@ -110,6 +156,8 @@ def _train_in(args, out):
         if not os.path.exists(checkpoint):
             raise UserError(f"--resume: no checkpoint at {checkpoint!r}; train without --resume first")
         fit_kw["resume"] = checkpoint
+    if not args.resume:
+        runs.write_json(os.path.join(out, "run.json"), _settings(args))
     t0 = time.perf_counter()
     with runs.naming(checkpoint, "write or read checkpoint"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

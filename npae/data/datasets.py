@@ -38,7 +38,7 @@ from npae.data.mnist import (FASHION_CLASSES, IDX_SOURCES, IDX_TITLES, OfficialF
 from npae.data.toy import make_blobs, make_moons, make_swiss_roll
 from npae.data.userfiles import PATH_FORMATS, load_path
 from npae.init import make_rng
-from npae.validation import _real_array, check_choice
+from npae.validation import InputError, _real_array, check_choice
 
 __all__ = [
     "DatasetError", "DataNotFoundError", "MAX_BYTES", "MAX_CLASSES",
@@ -85,6 +85,9 @@ def binarize(X, mode="none", rng=None):
     """
     check_choice("mode", mode, BINARIZE_MODES)
     X = _real_array(X, "X").astype(np.float64)  # strings, objects, complex: InputTypeError naming X
+    if X.size and not np.isfinite(X).all():
+        raise InputError(f"binarize: X holds {int((~np.isfinite(X)).sum())} NaN or inf value(s); it needs "
+                         f"pixel probabilities in [0, 1]")
     if mode == "none":
         return X.copy()
     if X.size and (X.min() < 0.0 or X.max() > 1.0 or not np.isfinite(X).all()):

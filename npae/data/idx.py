@@ -92,7 +92,7 @@ def read_idx(path, *, max_bytes=MAX_BYTES):
     """
     with _idx_stream(path) as (stream, size):
         dtype, shape, head = _read_idx_header(stream, path)
-        return _read_idx_body(stream, size, path, dtype, shape, head, max_bytes)[0]
+        return _finite(_read_idx_body(stream, size, path, dtype, shape, head, max_bytes)[0], path)
 
 
 def parse_idx(data, name="IDX data", *, max_bytes=MAX_BYTES):
@@ -103,7 +103,17 @@ def parse_idx(data, name="IDX data", *, max_bytes=MAX_BYTES):
                              f"{type(data).__name__}; to read a file by name use read_idx(path)")
     stream = io.BytesIO(data)
     dtype, shape, head = _read_idx_header(stream, name)
-    return _read_idx_body(stream, len(data), name, dtype, shape, head, max_bytes)[0]
+    return _finite(_read_idx_body(stream, len(data), name, dtype, shape, head, max_bytes)[0], name)
+
+
+def _finite(array, name):
+    """``array``, unless a float IDX body holds NaN or inf: a DatasetError naming ``name``."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = ~np.isfinite(array)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DatasetError(f"{name}: {int(bad.sum())} NaN or inf value(s) in the data, first at index "
+                           f"{first}")
+    return array
 
 
 def write_idx(path, array):

@@ -35,6 +35,7 @@ from npae.data.io_format import (_CHUNK, _DTYPES, _HEX64, _MEMBER_NAME, _NPY_HEA
                                  FORMAT_NAME, FORMAT_VERSION, HEADER_KEY, KEY_ENV, ModelFileError,
                                  _canonical, _check_path, _frame, resolve_key)
 from npae.validation import InputError
+from npae.version import __version__
 
 
 class ModelFile:
@@ -317,6 +318,29 @@ def _parse_json(path, blob):
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
+_VERSION = re.compile(r"(\d{1,6})\.(\d{1,6})(?:\.(\d{1,6}))?")
+
+
+def _version_tuple(text):
+    """``(major, minor, patch)`` of a version string such as ``0.2.0`` or ``1.3.0.dev2``, or None."""
+    match = _VERSION.match(text) if isinstance(text, str) else None
+    return None if match is None else tuple(int(g or 0) for g in match.groups())
+
+
+def _check_npae_version(path, claimed):
+    """Refuse a file that says a newer npae wrote it (its fields may mean what this npae does not
+    know), naming the file and both versions; a file without the field (an older writer) passes."""
+    if claimed is None:
+        return
+    theirs, ours = _version_tuple(claimed), _version_tuple(__version__)
+    if theirs is None:
+        raise ModelFileError(f"{path}: header field 'npae_version' is not a version number "
+                             f"({claimed!r:.40})")
+    if theirs > ours:
+        raise ModelFileError(f"{path} was written by npae {claimed[:40]}, newer than this npae "
+                             f"{__version__}: upgrade npae to load it")
+
+
 def _check_header(path, header):
     """The fields of the format itself: kind, version, names, signatures, the array list."""
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
@@ -335,6 +359,7 @@ def _check_header(path, header):
                                  f"name ({value!r:.60})")
     if not isinstance(header.get("npae_version", ""), str):
         raise ModelFileError(f"{path}: header field 'npae_version' is not a string")
+    _check_npae_version(path, header.get("npae_version"))
     if not isinstance(header.get("config"), dict):
         raise ModelFileError(f"{path}: header field 'config' is missing or not an object")
     for field in ("rng_state", "training"):

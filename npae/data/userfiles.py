@@ -101,7 +101,9 @@ def _npy_header(fh, where, max_bytes):
                            "unpickles data (allow_pickle=False): save plain numbers")
     if dtype.names is not None or dtype.subdtype is not None:
         raise DatasetError(f"{where} holds a structured array ({dtype}); save plain numbers")
-    _check_size(where, "the array as float64", shape, max(dtype.itemsize, 8), max_bytes)
+    # the peak of loading it: the bytes read (itemsize each) and their float64 copy (8 each); for a
+    # member of an .npz this is judged from its few header bytes, before the rest is decompressed
+    _check_size(where, "the array read and its float64 copy", shape, dtype.itemsize + 8, max_bytes)
     return shape, fortran, dtype
 
 
@@ -196,6 +198,35 @@ def _csv_line_error(path, header_names, label_col, skip):
     return None
 
 
+#: Header names (compared lower-case) of a CSV column that holds labels, not features: such a
+#: column is refused as a feature unless ``label=False`` says there is no label column.
+LABEL_LIKE_NAMES = ("label", "labels", "class", "target", "y")
+
+#: Longest line of a CSV file, in bytes: 1 MiB holds a row of some 100,000 numbers. A longer line is
+#: refused before parsing: the parser holds a whole line and a Python string per field (a 60 MB line
+#: took 1.3 GB).
+CSV_LINE_MAX_BYTES = 1 << 20
+
+
+def _longest_line(fh, limit):
+    """``(line number, length)`` of the first line of the binary stream ``fh`` longer than ``limit``
+    bytes, or None; reads 1 MiB at a time, so memory stays bounded whatever the file holds."""
+    run, lineno = 0, 1
+    while True:
+        block = fh.read(1 << 20)
+        if not block:
+            return None
+        start = 0
+        while True:
+            nl = block.find(b"\n", start)
+            run += (nl if nl >= 0 else len(block)) - start
+            if run > limit:
+                return lineno, run
+            if nl < 0:
+                break
+            run, lineno, start = 0, lineno + 1, nl + 1
+
+
 def _load_csv(path, label, header, max_bytes):
     """A numeric CSV (comma-separated, UTF-8): optional header row, optional label column."""
     with _open_regular(path) as (fh, size):
@@ -204,6 +235,12 @@ def _load_csv(path, label, header, max_bytes):
         if 4 * size > max_bytes:  # each value takes >= 2 characters ("0,") and becomes 8 bytes
             raise DatasetError(f"{path}: {_fmt_bytes(size)} of text may parse to {_fmt_bytes(4 * size)} "
                                f"of float64, over the limit of {_fmt_bytes(max_bytes)} (max_bytes=)")
+        limit = min(CSV_LINE_MAX_BYTES, max_bytes)
+        long = _longest_line(fh, limit)
+        if long is not None:
+            raise DatasetError(f"{path}: line {long[0]} is longer than {_fmt_bytes(limit)} "
+                               f"(npae.data.userfiles.CSV_LINE_MAX_BYTES); a CSV holds one example per line")
+        fh.seek(0)
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
         try:
             first = next(csv.reader([text.readline()]), [])
@@ -214,6 +251,8 @@ def _load_csv(path, label, header, max_bytes):
     first = [f.strip() for f in first]
     if not first:
         raise DatasetError(f"{path}: the first line is empty")
+    keep_all = label is False  # no label column: every column is a feature
+    label = None if keep_all else label
     if isinstance(label, str):
         if header is False:
             raise ValueError(f"label={label!r} names a column, which needs a header row (header=True)")
@@ -227,6 +266,12 @@ def _load_csv(path, label, header, max_bytes):
                 return False
         header = not all(number(f) for k, f in enumerate(first) if k != label)
     names = first if header else None
+    label_like = [n for n in (names or ()) if n.lower() in LABEL_LIKE_NAMES]
+    if label is None and label_like and not keep_all:
+        raise DatasetError(f"{path}: column {label_like[0]!r} is named like a label, and a label is never "
+                           f"used as a feature unasked: give label={label_like[0]!r} (npae train: --label "
+                           f"{label_like[0]}) to read it as the labels, or label=False (--no-label) to keep "
+                           f"it as a feature")
     label_col = None
     if isinstance(label, str):
         if label not in first:
@@ -286,6 +331,8 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
     * ``.csv``: comma-separated numbers, one example per line; ``header`` True / False / None (None:
       the first line is a header when one of its fields is not a number); ``label`` names the label
       column (a header name, or a 0-based column index), whose values may be numbers or class names.
+      A column whose header is named like a label (``label``, ``class``, ``target``, ``y``, any case)
+      is refused as a feature unless ``label`` names it or ``label=False`` says there is no label.
     * a folder: PNG or JPEG images (read by Pillow, :mod:`npae.data.images`), greyscale or RGB, all
       of one size and mode; directly in the folder (no labels) or in class sub-folders (labels
       0..k-1 from the sorted folder names).
@@ -321,7 +368,7 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
         raise FileNotFoundError(f"data file not found: {path}")
     classes, files, shape = None, [str(path)], None
     if path.is_dir():
-        if label is not None or header is not None:
+        if label not in (None, False) or header is not None:
             raise ValueError("label= and header= apply to .csv and .npz files, not to a folder of images")
         X, y, classes, shape, files = load_image_folder(path, max_bytes)
         fmt = "image folder"
@@ -338,7 +385,7 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
                                f"PNG or JPEG images, not {suffix or 'files without a suffix'}{hint}")
         if suffix != ".csv" and header is not None:
             raise ValueError("header= applies to .csv files only")
-        if suffix == ".npy" and label is not None:
+        if suffix == ".npy" and label not in (None, False):
             raise ValueError("label= applies to .csv and .npz files; a .npy file holds features only")
         if suffix == ".csv":
             X, y, classes = _load_csv(path, label, header, max_bytes)
@@ -347,7 +394,8 @@ def load_path(path, *, label=None, header=None, scale="auto", image_shape=None, 
             if suffix == ".npy":
                 a, y_raw, where = _load_npy(path, max_bytes), None, str(path)
             else:
-                a, y_raw, x_key, y_key = _load_npz(path, label, max_bytes)
+                a, y_raw, x_key, y_key = _load_npz(path, None if label is False else label, max_bytes)
+                y_raw = None if label is False else y_raw
                 where = f"{path}[{x_key!r}]"
             auto = 255.0 if a.dtype == np.uint8 else 1.0
             X, shape = _features(a, where)

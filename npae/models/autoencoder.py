@@ -106,7 +106,7 @@ class Autoencoder(Model):
     def _build(self, n_features):
         hidden = self._check_params()
         self.needs_unit_targets = self.loss == "bce"
-        self.rng = make_rng(self._seed())
+        self.rng = make_rng(self._seed(), self._seed_name())
         kw = dict(rng=self.rng, dtype=check_dtype(self.dtype), slope=self.slope, alpha=self.alpha,
                   init=self.init)
         self.encoder, self.decoder = build_chains(

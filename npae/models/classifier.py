@@ -101,7 +101,7 @@ class Classifier(Model):
         self.encoder = clone_chain(self.encoder_source_, dtype=dtype)
         dense = self.encoder.dense_layers
         self.input_dim, self.code_dim = dense[0].n_in, dense[-1].n_out
-        self.rng = make_rng(self._seed())
+        self.rng = make_rng(self._seed(), self._seed_name())
         self.head = build_mlp([self.code_dim, *hidden, self.n_classes], self.activation, "identity",
                               rng=self.rng, dtype=dtype, prefix="head.", slope=self.slope,
                               alpha=self.alpha, init=self.init)

@@ -34,6 +34,7 @@ from npae.models.model import Model, fresh_grads
 from npae.models.sklearn_protocol import shared_docs
 from npae.models.sizing import _shapes_by_building
 from npae.models.vae import CollapseWarning
+from npae.training.loop import refuse_clamped_fit
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds
 from npae.validation import (InputError, InputTypeError, check_array, check_choice, check_dtype,
@@ -127,7 +128,7 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
         check_scalar("alpha", self.alpha, low=0.0, low_open=True)
         dtype = check_dtype(self.dtype)
         self.needs_unit_targets = self.likelihood == "bernoulli"
-        self.rng = make_rng(self._seed())
+        self.rng = make_rng(self._seed(), self._seed_name())
         gaussian = self.likelihood == "gaussian"
         out_dim = 2 * n_features if gaussian and self.variance == "learned" else n_features
         kw = dict(rng=self.rng, dtype=dtype, slope=self.slope, alpha=self.alpha)
@@ -329,6 +330,7 @@ class TwoLayerVAE(DecoderLikelihood, LogWeightBounds, Model):
         if self.clamp_count_ < clamps[0]:  # rebuilt by this fit: its counters started at 0
             clamps = (0, 0)
         clamped, entries = self.clamp_count_ - clamps[0], self.clamp_entries_ - clamps[1]
+        refuse_clamped_fit(self, X, clamped, entries)
         if entries and clamped / entries > LOGVAR_CLAMP_WARN_FRACTION:
             warnings.warn(f"the logvar clamp [{latent.LOGVAR_MIN:g}, {latent.LOGVAR_MAX:g}] held "
                           f"{clamped} of {entries} log-variances ({100 * clamped / entries:.1f}%) "

@@ -36,8 +36,8 @@ from npae.models.sklearn_protocol import ParamsMixin
 from npae.models.sizing import _SIZERS, _class_key, _shapes_by_building, check_declarable, footprint
 from npae.training.callbacks import check_callbacks
 from npae.training.loop import fit_loop
-from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_dtype, check_memory,
-                             check_scalar, check_unit_interval)
+from npae.validation import (InputError, NotFittedError, check_array, check_bool, check_data_scale,
+                             check_dtype, check_memory, check_scalar, check_unit_interval)
 from npae.version import __version__
 
 #: Every Model subclass, keyed ``"<module>:<qualname>"`` (filled by ``Model.__init_subclass__``).
@@ -111,7 +111,15 @@ class Model(ParamsMixin):
         self._building = True
         try:
             self._check_size(int(n_features))  # before anything of that size is allocated
-            self._build(int(n_features))
+            try:
+                self._build(int(n_features))
+            except (MemoryError, OverflowError, ValueError) as err:  # sizes NumPy cannot even shape
+                text = str(err)
+                if not isinstance(err, (MemoryError, OverflowError)) and "dimension" not in text \
+                        and "too big" not in text and "negative dimensions" not in text:
+                    raise
+                raise InputError(f"{type(self).__name__} with {self._size_args(n_features)}: arrays of "
+                                 f"these sizes cannot be allocated ({type(err).__name__}: {text})") from None
         finally:
             self._building = False
         self.n_features_in_ = int(n_features)
@@ -143,13 +151,25 @@ class Model(ParamsMixin):
         except (TypeError, ValueError, AttributeError, NotImplementedError):
             return None
 
+    #: Constructor arguments that set array sizes, named in the messages of the size checks.
+    _SIZE_ARGS = ("input_dim", "n_classes", "hidden", "latent_dim", "hidden1", "latent_dim1", "hidden2",
+                  "latent_dim2", "classifier_hidden", "flow_steps", "flow_hidden", "k")
+
+    def _size_args(self, n_features):
+        """``input_dim=..., hidden=..., ...``: the size-setting arguments this model has."""
+        said = [f"input_dim={n_features}"]
+        said += [f"{k}={getattr(self, k)!r:.40}" for k in self._SIZE_ARGS[1:] if k in vars(self)]
+        return ", ".join(said)
+
     def _check_size(self, n_features):
         """Refuse a model whose parameters, with their gradients and Adam's moments, would exceed
         the memory budget (npae.constants.MEMORY_MAX_BYTES), before building it."""
         size = self._footprint(n_features)
         if size is not None:
-            check_memory(f"a {type(self).__name__} of {n_features} input features (its parameters, "
-                         f"gradients and optimizer moments)", self._COPIES_IN_FIT * size[0],
+            sizes = self._size_args(n_features).partition(", ")[2]
+            check_memory(f"a {type(self).__name__} of {n_features} input features{' with ' if sizes else ''}"
+                         f"{sizes} (its parameters, gradients and optimizer moments)",
+                         self._COPIES_IN_FIT * size[0],
                          "use fewer or narrower layers (hidden, latent_dim)")
 
     def _check_step_size(self, n_rows, batch_size):
@@ -169,6 +189,10 @@ class Model(ParamsMixin):
         """The seed in effect: ``random_state`` when given (scikit-learn's name), else ``seed``."""
         random_state = getattr(self, "random_state", None)
         return self.seed if random_state is None else random_state
+
+    def _seed_name(self):
+        """The argument :meth:`_seed` took its value from, for error messages."""
+        return "seed" if getattr(self, "random_state", None) is None else "random_state"
 
     def _param_snapshot(self):
         """The parameters that shape the network (a change rebuilds it at the next fit)."""
@@ -197,8 +221,8 @@ class Model(ParamsMixin):
         model's dtype. ``targets``: X is also what the model reconstructs, so a Bernoulli / BCE
         model needs it in [0, 1]; encoding alone accepts any finite data."""
         self._require_built()
-        X = check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
-                        owner=type(self).__name__)
+        X = check_data_scale(check_array(X, name, n_features=self.n_features_in_, dtype=self.dtype,
+                                         owner=type(self).__name__), name)
         if targets and self.needs_unit_targets:
             check_unit_interval(name, X, self._real_valued_fix)
         return X

@@ -142,7 +142,7 @@ class SemiSupervisedVAE(Model):
         dtype = check_dtype(self.dtype)
         D = int(n_features)
         self.needs_unit_targets = self.likelihood == "bernoulli"
-        self.rng = make_rng(self._seed())
+        self.rng = make_rng(self._seed(), self._seed_name())
         kw = dict(rng=self.rng, dtype=dtype, slope=self.slope, alpha=self.elu_alpha)
         self.classifier = build_mlp([D, *c_hidden, K], self.activation, "identity",
                                     prefix="classifier.", **kw)

@@ -38,11 +38,12 @@ from npae.models.architectures import build_chains
 from npae.models.layers import ACTIVATION_NAMES, FlatParams
 from npae.models.model import Model
 from npae.models.sklearn_protocol import shared_docs
+from npae.training.loop import refuse_clamped_fit
 from npae.models.vae_flows import FLOWS, PLANAR_START, FlowPosterior  # noqa: F401 (re-exported)
 from npae.models.vae_likelihood import LIKELIHOODS, VARIANCES, DecoderLikelihood
 from npae.models.vae_objectives import OBJECTIVES, LogWeightBounds, LogWeightStep  # noqa: F401
-from npae.validation import (InputError, check_array, check_choice, check_dtype, check_labels,
-                             check_memory, check_scalar, check_sizes, check_unit_interval)
+from npae.validation import (InputError, check_array, check_choice, check_data_scale, check_dtype,
+                             check_labels, check_memory, check_scalar, check_sizes, check_unit_interval)
 
 
 class CollapseWarning(UserWarning):
@@ -159,7 +160,7 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         dtype = check_dtype(self.dtype)
         C = int(self.n_classes)
         self.needs_unit_targets = self.likelihood == "bernoulli"
-        self.rng = make_rng(self._seed())
+        self.rng = make_rng(self._seed(), self._seed_name())
         self.context_dim_ = Z if self.flow == "iaf" else 0  # the IAF's context h from the encoder
         learned_variance = self.likelihood == "gaussian" and self.variance == "learned"
         code_out = 2 * Z + self.context_dim_  # [mu | logvar_raw | h]
@@ -318,7 +319,8 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
         """
         if "params" not in vars(self):  # not built yet: build on first use, or say fit first
             self._require_built()
-        x = check_array(x, "x", n_features=self.n_features_in_, dtype=self.dtype, owner=type(self).__name__)
+        x = check_data_scale(check_array(x, "x", n_features=self.n_features_in_, dtype=self.dtype,
+                                         owner=type(self).__name__), "x")
         if self.needs_unit_targets:
             check_unit_interval("x", x, "likelihood='gaussian'")  # a Bernoulli decoder's targets
         c = self._condition(y, x.shape[0])
@@ -379,7 +381,9 @@ class VAE(DecoderLikelihood, LogWeightStep, FlowPosterior, Model):
     def _warn_after_fit(self, X, y, clamped, entries):
         """Say so (a warning, never silence) when training ended with no active latent unit, or
         when the logvar clamp held a large share of the encoder's outputs during this fit (its
-        gradient is 0 there: those entries cannot move back)."""
+        gradient is 0 there: those entries cannot move back); refuse a fit whose clamp held more
+        than half of them (:func:`refuse_clamped_fit`)."""
+        refuse_clamped_fit(self, X, clamped, entries)
         if entries and clamped / entries > LOGVAR_CLAMP_WARN_FRACTION:
             warnings.warn(f"the logvar clamp [{latent.LOGVAR_MIN:g}, {latent.LOGVAR_MAX:g}] held "
                           f"{clamped} of {entries} encoder log-variances ({100 * clamped / entries:.1f}%) "

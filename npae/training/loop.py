@@ -32,7 +32,8 @@ complete then, the final checkpoint is written, and ``fit`` still raises :class:
 rather than return as if nothing had been asked.
 
 Divergence (docs/derivations/clip.md#clip-3) raises :class:`DivergenceError` naming the epoch, the
-batch and the culprit, in three cases, and the parameters and the optimizer are always left finite:
+batch and the culprit, in three cases, and the parameters and the optimizer are always left finite
+(a fourth, [CLIP-4], judges the outcome: see :func:`check_outcome`):
 
 * before a step: a NaN or inf loss term or gradient, or a batch loss above ``DIVERGENCE_FACTOR``
   times the early reference (:data:`npae.constants.DIVERGENCE_FACTOR`; training that has run away
@@ -166,6 +167,50 @@ def check_step(model, loss, grads, epoch, batch, clip_norm=None, flat=None, refe
             else:
                 grads = {name: g * scale for name, g in grads.items()}  # [CLIP-2]
     return grads
+
+
+def check_outcome(st, epoch):
+    """Raise :class:`DivergenceError` when training ended far worse than it began [CLIP-4]: the mean
+    training loss of the epoch it ends with (the best epoch's, after early stopping) is more than
+    ``DIVERGENCE_OUTCOME_FACTOR`` times ``|L_1|``, the loss of the first batch (the untrained model).
+
+    Derivation: docs/derivations/clip.md#clip-4
+    """
+    losses = st.history.get("loss")
+    if not losses or st.first_loss is None:
+        return
+    at = st.best_epoch if st.best_params is not None else len(losses) - 1  # early stopping: the best
+    end, begin, factor = losses[at], st.first_loss, constants.DIVERGENCE_OUTCOME_FACTOR
+    if end > factor * begin:  # [CLIP-4]
+        raise DivergenceError(
+            f"training diverged: it ended far worse than it began. The mean loss of its "
+            f"{'best' if st.best_params is not None else 'last'} epoch ({at + 1} of {len(losses)}) is "
+            f"{end:.4g}, more than {factor:g} times the untrained model's loss scale {begin:.4g} (the "
+            f"first batch's |loss|; npae.constants.DIVERGENCE_OUTCOME_FACTOR). The parameters are "
+            f"those of the last step and no final checkpoint was written. Lower the learning rate or "
+            f"set clip_norm.", epoch=epoch, batch=None, source="outcome")
+
+
+def refuse_clamped_fit(model, X, clamped, entries):
+    """Raise :class:`DivergenceError` when the logvar clamp held more than
+    ``LOGVAR_CLAMP_ERROR_FRACTION`` of a VAE encoder's log-variances during a fit (``clamped`` of
+    ``entries``): those entries got no gradient, the encoder's variances say nothing and the loss it
+    reports is meaningless. Almost always data far from unit scale (pixels 0..255, raw values).
+    Called by the VAEs' ``fit`` (docs/derivations/clip.md#clip-4)."""
+    share, limit = (clamped / entries if entries else 0.0), constants.LOGVAR_CLAMP_ERROR_FRACTION
+    if share <= limit:
+        return
+    X = np.asarray(X)
+    span = (f"; X holds values in [{float(X.min()):.4g}, {float(X.max()):.4g}]"
+            if X.dtype.kind in "biuf" and X.size else "")
+    losses = (getattr(model, "history_", None) or {}).get("loss", ())
+    raise DivergenceError(
+        f"the logvar clamp [{constants.LOGVAR_MIN:g}, {constants.LOGVAR_MAX:g}] held {clamped} of "
+        f"{entries} encoder log-variances ({100 * share:.1f}%, more than {100 * limit:g}%: "
+        f"npae.constants.LOGVAR_CLAMP_ERROR_FRACTION) during this fit: they got no gradient and the "
+        f"model is meaningless{span}. Scale the data to about unit range (pixels: divide by 255; npae "
+        f"train: --scale), or lower the learning rate.",
+        epoch=max(0, len(losses) - 1), batch=None, source="logvar clamp")
 
 
 def _first_non_finite(params, opt):
@@ -440,7 +485,8 @@ def _run_epochs(model, data, opt, st, stop, bar, hooks, *, epochs, batch_size, n
             for key, value in model._evaluate(*validation_data).items():
                 if not math.isfinite(value):
                     raise DivergenceError(
-                        f"validation loss term {key!r} is {value} after epoch {epoch}",
+                        f"validation loss term {key!r} is {value} after epoch {epoch}: training diverged "
+                        f"(lower the learning rate or set clip_norm)",
                         epoch=epoch, batch=None, source=f"validation term {key!r}")
                 st.history.setdefault(f"val_{key}", []).append(value)
         st.epochs_done = epoch + 1
@@ -457,6 +503,8 @@ def _run_epochs(model, data, opt, st, stop, bar, hooks, *, epochs, batch_size, n
         if hooks.epoch_end(epoch, {k: v[-1] for k, v in st.history.items()}):
             st.stopped_early = st.stopped_by_callback = True  # a callback asked to stop
         last = st.stopped_early or epoch + 1 == epochs
+        if last:
+            check_outcome(st, epoch)  # [CLIP-4] before the last checkpoint: a diverged run saves none
         saved = checkpoint is not None and (last or (epoch + 1) % checkpoint_every == 0)
         if saved:
             _save_checkpoint(checkpoint, model, opt, st, epochs)
