@@ -73,7 +73,8 @@ def test_train_vae_default_folder_then_evaluate_anywhere(tmp_path, monkeypatch, 
     assert code == 0, err
     run_dir = tmp_path / "runs" / "vae-digits"
     expected = {"model.npz", "checkpoint.npz", "metrics.json", "run.json", "loss_curves.png",
-                "reconstructions.png", "samples.png", "latent_scatter.png", "manifold_grid.png", "explorer.html"}
+                "reconstructions.png", "samples.png", "latent_scatter.png", "manifold_grid.png",
+                "explorer.html"}
     assert expected == set(os.listdir(run_dir))
     assert "data: bundled UCI 8x8 digits" in out and "300 train / 270 held-out" in out
     assert re.search(r"epoch 1/1 \| loss +[0-9.]+ \| recon +[0-9.]+ \| kl +[0-9.]+ \| val_loss", out), out
