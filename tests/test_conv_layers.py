@@ -201,6 +201,7 @@ def test_input_grad_false_skips_dx_and_gives_the_same_parameter_gradients():
 @given(drawn=conv_layers(), transposed=st.booleans(), seed=seeds)
 @settings(max_examples=15)
 def test_fused_units_equal_the_reference(dtype, rtol, drawn, transposed, seed):
+    backends._load_kernels()  # the fused units are called directly here, not through a fit that loads them
     layer, x, act = drawn
     if transposed:
         layer = ConvTranspose2D(layer.in_channels, layer.out_channels, 3, 2, 1, 1, rng=seed)
