@@ -32,7 +32,8 @@ import os
 import re
 import tempfile
 
-from npae.data.locks import TEMP_TAIL, FileLock, _host, remove_temps, temp_is_stale, temp_prefix
+from npae.data.locks import (TEMP_TAIL, FileLock, _host, remove_temps, temp_is_stale,
+                             write_atomic)
 
 LOCK_NAME = ".npae-lock"
 
@@ -165,46 +166,18 @@ def check_writable(folder):
 
 
 def atomic_write(path, data):
-    """Write ``data`` to ``path`` so that ``path`` is always either the old file or the whole new one.
-
-    ``data``: bytes, str (UTF-8), or a function called with a binary file object that writes the
-    content. The bytes go to ``.<name>.<pid>-<start>-h<host>.<random>.tmp`` in the same folder,
-    are flushed and fsynced, get the permissions of the file they replace (else 0o644), and are renamed over
-    ``path``; the folder is fsynced so that the rename itself survives a crash. Any failure
-    removes the temporary file, leaves ``path`` as it was, and raises :class:`OutputError` naming
-    ``path`` (a KeyboardInterrupt is re-raised as it is, after the same clean-up). Returns ``path``.
+    """Write ``data`` to ``path`` so that ``path`` is always either the old file or the whole new one
+    (:func:`npae.data.locks.write_atomic`: bytes, str or a function writing to a binary file; a
+    temporary file ``.<name>.<pid>-<start>-h<host>.<random>.tmp`` beside it, fsynced, renamed over
+    it with the permissions of the file it replaces). Any failure removes the temporary file, leaves
+    ``path`` as it was, and raises :class:`OutputError` naming ``path`` (a KeyboardInterrupt is
+    re-raised as it is, after the same clean-up). Returns ``path``.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = 0o644
-    with contextlib.suppress(OSError):
-        mode = os.stat(path).st_mode & 0o777
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            if callable(data):
-                data(fh)
-            else:
-                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        tmp = None
+        return write_atomic(path, data)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {_why(exc)}", exc.errno) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    with contextlib.suppress(OSError, AttributeError):  # the rename made durable (POSIX)
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    return path
 
 
 def write_json(path, obj):

@@ -45,10 +45,8 @@ The code, by job: this module writes (:func:`write`) and is the face (``npae.dat
 ``write``, ``ModelFileError``); :mod:`npae.data.io_read` reads; :mod:`npae.data.io_format` holds
 what both share (names, version, the digest's bytes, the key).
 """
-import contextlib
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -101,31 +99,11 @@ def write(path, header, arrays, *, key=None):
 
 
 def _write_atomic(path, arrays):
-    """``np.savez`` into a temporary file next to ``path``, fsync, then rename over ``path``. The
-    temporary file's name says which process writes it (:func:`npae.data.locks.temp_prefix`); those
-    of earlier saves of ``path`` whose process is gone (killed by -9) are removed first."""
+    """``np.savez`` into ``path`` through :func:`npae.data.locks.write_atomic` (a temporary file
+    beside it, fsynced, renamed over it). The temporary files of earlier saves of ``path`` whose
+    process is gone (killed by -9) are removed first."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
-    mode = 0o644
-    with contextlib.suppress(OSError):
-        mode = os.stat(path).st_mode & 0o777  # keep the permissions of the file replaced
     locks.clean_stale_temps(path)  # what saves of this path killed by -9 left
-    fd, tmp = tempfile.mkstemp(prefix=locks.temp_prefix(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # a file object: savez appends no suffix
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError, AttributeError):  # make the rename itself durable (POSIX)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    locks.write_atomic(path, lambda fh: np.savez(fh, **arrays))  # a file object: savez adds no suffix

@@ -31,6 +31,7 @@ import re
 import secrets
 import socket
 import sys
+import tempfile
 import time
 
 #: An empty lock file older than this (seconds) is debris: writing a lock takes microseconds.
@@ -287,6 +288,46 @@ def temp_prefix(path):
     start = process_start(os.getpid())
     owner = f"{os.getpid()}-{start}" if start is not None else f"{os.getpid()}"
     return f".{os.path.basename(os.fspath(path))}.{owner}-h{host_tag()}."
+
+
+def write_atomic(path, data):
+    """Write ``data`` to ``path`` so that ``path`` is always either the old file or the whole new one:
+    the one atomic writer of npae (model files, run files, callbacks' files).
+
+    ``data``: bytes, str (UTF-8) or a function called with a binary file object that writes the
+    content. The bytes go to a temporary file beside ``path`` named by :func:`temp_prefix`, are
+    flushed and fsynced, get the permissions of the file they replace (else 0o644) and are renamed
+    over ``path``; the folder is then fsynced so that the rename itself survives a crash. Any failure
+    (a KeyboardInterrupt included) removes the temporary file, leaves ``path`` as it was and
+    re-raises. Returns ``path``.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    mode = 0o644
+    with contextlib.suppress(OSError):
+        mode = os.stat(path).st_mode & 0o777  # keep the permissions of the file replaced
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError, AttributeError):  # the rename made durable (POSIX)
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return path
 
 
 def temp_is_stale(tail, full):

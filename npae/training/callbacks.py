@@ -30,7 +30,6 @@ import io as text_io
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
@@ -280,24 +279,6 @@ class ModelCheckpoint(_FileCallback):
         return False
 
 
-def _atomic_text(path, text):
-    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, renamed over it)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=locks.temp_prefix(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _plain(value):
     """A logged value as a JSON number (NaN/inf as null, which strict JSON readers accept)."""
     value = float(value.item() if isinstance(value, np.generic) else value)
@@ -314,7 +295,7 @@ class _Logger(_FileCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({"epoch": epoch, **{k: _plain(v) for k, v in (logs or {}).items()}})
-        _atomic_text(self.path, self._text())
+        locks.write_atomic(self.path, self._text())
         self._written()
         return False
 
