@@ -62,7 +62,8 @@ class ConvActCache:
     """What a convolution+activation unit keeps for its backward, the same fields in both backends:
     the pre-activation ``a`` (B, C_out, Ho, Wo), the activation's name, hyperparameters and cache,
     the cache of the convolution pair (:func:`npae.pairs.conv.conv2d_forward` or
-    :func:`npae.pairs.conv.conv_transpose2d_forward`, so the two backends' caches can be mixed), and
+    :func:`npae.pairs.conv.conv_transpose2d_forward`; the fused conv2d keeps its patch matrix
+    transposed and says so, and its backward takes either), and
     ``work``: scratch arrays the fused unit recycles at the next forward (empty for ``reference``)."""
 
     __slots__ = ("a", "act", "hyper", "act_cache", "conv_cache", "work")
@@ -277,6 +278,8 @@ class FusedOps:
         """Replaces :meth:`ReferenceOps.conv2d_act_backward`: f', the rows layout and ``db`` in one
         pass, ``dW`` on BLAS written in place, and ``dx`` (patch gradients on BLAS, col2im) only
         when ``input_grad`` (:func:`npae.fast.conv_kernels.conv2d_act_backward_fused`)."""
+        if cache.conv_cache[-1] != conv_kernels.PLANES:  # a reference forward's cache
+            return ReferenceOps.conv2d_act_backward(dh, cache, dW, db, input_grad)
         code = kernels.ACT_CODES.get(cache.act)
         if code is None:
             dh, code = activation_pair(cache.act)[1](dh, cache.act_cache), 0

@@ -181,97 +181,194 @@ def conv_transpose2d_backward_fused(dy, cache):
 
 # ==================================================================================================
 # Convolution steps with their activation (npae.fast.backends: FusedOps.conv2d_act_* and
-# conv_transpose2d_act_*). Bias and a piecewise-linear activation ride along the passes that lay
-# the product's rows out as an image (forward) and back (backward); products stay on BLAS, and the
-# large scratch matrices (im2col, patch gradients, rows) are recycled from one step to the next
-# through a ``work`` dict that the layer's cache carries. Reference units:
-# npae.fast.backends.ReferenceOps.conv2d_act_forward / _backward and
+# conv_transpose2d_act_*). These run channel-major: the patch matrix is the reference's transposed,
+# (C·kH·kW, B·Ho·Wo), and the products give (C, B·Ho·Wo), so every loop below writes and reads runs
+# of contiguous numbers (one output row of a plane, or a whole plane) and the NCHW layout is a copy
+# of whole planes; the reference's row layout made im2col, col2im and the layout passes move one
+# number at a time, 60% of a conv VAE's step (docs/performance.md). Bias and a piecewise-linear
+# activation ride along those passes; products stay on BLAS, and the large scratch matrices are
+# recycled from one step to the next through a ``work`` dict that the layer's cache carries.
+# Reference units: npae.fast.backends.ReferenceOps.conv2d_act_forward / _backward and
 # conv_transpose2d_act_forward / _backward (conv pairs of npae.pairs.conv, then the activation's pair).
 # ==================================================================================================
-def _rows_bias_act(rows, b, a, h, act, slope):
-    """``a[n, c, i, j] = rows[(n·Ho + i)·Wo + j, c] + b[c]`` and ``h = f(a)`` (codes of
-    :data:`npae.fast.kernels.ACT_CODES`; ``h`` may be ``a`` itself for the identity), one pass. ``rows``:
-    (B·Ho·Wo, C), the product ``cols @ W_matᵀ``. Reference: conv.rows_to_nchw, the bias line of
-    conv.conv2d_forward, then relu_forward / leaky_relu_forward.
+def _planes_bias_act(y, b, a, h, act, slope):
+    """``a[n, c] = y[c, n·P:(n + 1)·P] + b[c]`` and ``h = f(a)`` (codes of
+    :data:`npae.fast.kernels.ACT_CODES`; for the identity ``h`` is not written: pass ``a``), one
+    pass. ``y``: (C, B·P), the product ``W_mat @ cols`` in channel-major order; ``a``, ``h``: the
+    image (B, C, P) with P = Ho·Wo. Each inner loop runs over P contiguous numbers of every array,
+    with the activation chosen outside it, so it vectorizes. Reference: conv.rows_to_nchw, the bias
+    line of conv.conv2d_forward, then relu_forward / leaky_relu_forward.
     """
-    B, C, Ho, Wo = a.shape
+    B, C, P = a.shape
     for n in range(B):
         for c in range(C):
             bc = b[c]
-            for i in range(Ho):
-                for j in range(Wo):
-                    s = rows[(n * Ho + i) * Wo + j, c] + bc
-                    a[n, c, i, j] = s
-                    if act == 1:
-                        h[n, c, i, j] = max(s, 0)
-                    elif act == 2:
-                        h[n, c, i, j] = s if s > 0 else slope * s
-                    else:
-                        h[n, c, i, j] = s
+            off = n * P
+            if act == 1:
+                for p in range(P):
+                    s = y[c, off + p] + bc
+                    a[n, c, p] = s
+                    h[n, c, p] = max(s, 0)
+            elif act == 2:
+                for p in range(P):
+                    s = y[c, off + p] + bc
+                    a[n, c, p] = s
+                    h[n, c, p] = s if s > 0 else slope * s
+            else:
+                for p in range(P):
+                    a[n, c, p] = y[c, off + p] + bc
 
 
 def _act_forward_flat(a, h, act, slope):
-    """``h = f(a)`` elementwise over 1-D views (codes of :data:`npae.fast.kernels.ACT_CODES`). Reference:
-    relu_forward / leaky_relu_forward."""
-    for k in range(a.shape[0]):
-        s = a[k]
-        if act == 1:
-            h[k] = max(s, 0)
-        elif act == 2:
+    """``h = f(a)`` elementwise over 1-D views (codes of :data:`npae.fast.kernels.ACT_CODES`; the
+    identity copies). Reference: relu_forward / leaky_relu_forward."""
+    if act == 1:
+        for k in range(a.shape[0]):
+            h[k] = max(a[k], 0)
+    elif act == 2:
+        for k in range(a.shape[0]):
+            s = a[k]
             h[k] = s if s > 0 else slope * s
-        else:
-            h[k] = s
+    else:
+        for k in range(a.shape[0]):
+            h[k] = a[k]
 
 
-def _act_backward_rows(dh, a, rows, db, act, slope):
-    """``rows[(n·Ho + i)·Wo + j, c] = dh[n, c, i, j] · f'(a[n, c, i, j])`` (B·Ho·Wo, C) and the
-    bias gradient ``db[c]`` = the sum of those entries, in one pass over the image. Reference:
-    relu_backward / leaky_relu_backward, then conv.nchw_to_rows and the db line of
+def _act_backward_planes(dh, a, g, db, act, slope):
+    """``g[c, n·P + p] = dh[n, c, p] · f'(a[n, c, p])`` (C, B·P), the channel-major layout the
+    products take, and the bias gradient ``db[c]`` = the sum of those entries, in one pass over the
+    image (B, C, P). Each (n, c) plane is summed on its own, then added to ``db[c]`` in the order of
+    n. Reference: relu_backward / leaky_relu_backward, then conv.nchw_to_rows and the db line of
     conv.conv2d_backward.
     """
-    B, C, Ho, Wo = dh.shape
+    B, C, P = dh.shape
     for c in range(C):
         db[c] = 0
     for n in range(B):
         for c in range(C):
             acc = 0 * db[c]
-            for i in range(Ho):
-                for j in range(Wo):
-                    g = dh[n, c, i, j]
-                    if act == 1:
-                        g = g if a[n, c, i, j] > 0 else 0 * g
-                    elif act == 2:
-                        g = g if a[n, c, i, j] > 0 else slope * g
-                    rows[(n * Ho + i) * Wo + j, c] = g
-                    acc += g
+            off = n * P
+            if act == 1:
+                for p in range(P):
+                    x = dh[n, c, p]
+                    x = x if a[n, c, p] > 0 else 0 * x
+                    g[c, off + p] = x
+                    acc += x
+            elif act == 2:
+                for p in range(P):
+                    x = dh[n, c, p]
+                    x = x if a[n, c, p] > 0 else slope * x
+                    g[c, off + p] = x
+                    acc += x
+            else:
+                for p in range(P):
+                    x = dh[n, c, p]
+                    g[c, off + p] = x
+                    acc += x
             db[c] += acc
 
 
 def _act_backward_image(dh, a, da, db, act, slope):
-    """``da = dh · f'(a)`` (B, C, H, W) and ``db[c] = Σ_{n,h,w} da[n, c]``, one pass. Reference:
-    relu_backward / leaky_relu_backward, then the db line of conv.conv_transpose2d_backward."""
-    B, C, H, W = dh.shape
+    """``da = dh · f'(a)`` (B, C, P) and ``db[c] = Σ_{n,p} da[n, c, p]``, one pass (each plane
+    summed on its own, then added in the order of n). Reference: relu_backward /
+    leaky_relu_backward, then the db line of conv.conv_transpose2d_backward."""
+    B, C, P = dh.shape
     for c in range(C):
         db[c] = 0
     for n in range(B):
         for c in range(C):
             acc = 0 * db[c]
-            for i in range(H):
-                for j in range(W):
-                    g = dh[n, c, i, j]
-                    if act == 1:
-                        g = g if a[n, c, i, j] > 0 else 0 * g
-                    elif act == 2:
-                        g = g if a[n, c, i, j] > 0 else slope * g
-                    da[n, c, i, j] = g
-                    acc += g
+            if act == 1:
+                for p in range(P):
+                    x = dh[n, c, p]
+                    x = x if a[n, c, p] > 0 else 0 * x
+                    da[n, c, p] = x
+                    acc += x
+            elif act == 2:
+                for p in range(P):
+                    x = dh[n, c, p]
+                    x = x if a[n, c, p] > 0 else slope * x
+                    da[n, c, p] = x
+                    acc += x
+            else:
+                for p in range(P):
+                    x = dh[n, c, p]
+                    da[n, c, p] = x
+                    acc += x
             db[c] += acc
 
 
-rows_bias_act = _jit(_rows_bias_act)
+def _columns(size, out, k, s, p):
+    """The range ``[lo, hi)`` of output positions ``o`` (0 <= o < out) whose tap ``k`` reads inside an
+    axis of ``size``: ``0 <= o·s + k − p < size``."""
+    lo = 0 if p - k <= 0 else (p - k + s - 1) // s
+    top = size - 1 - k + p
+    hi = 0 if top < 0 else min(out, top // s + 1)
+    return lo, max(lo, hi)
+
+
+def _im2col_planes(x, kH, kW, sH, sW, pH, pW, cols):
+    """Every receptive field of ``x`` (B, C, H, W) as one column of ``cols`` (C·kH·kW, B·Ho·Wo)
+    [CONV-3]: the im2col matrix transposed, channel-major. Row ``(c·kH + u)·kW + v`` holds tap
+    (u, v) of channel c at every output position, so each inner loop writes one output row's
+    positions contiguously; the padding is written as zeros, never read. Reference: conv.im2col
+    (transposed).
+    """
+    B, C, H, W = x.shape
+    Ho = (H + 2 * pH - kH) // sH + 1
+    Wo = (W + 2 * pW - kW) // sW + 1
+    for c in range(C):
+        for u in range(kH):
+            for v in range(kW):
+                r = (c * kH + u) * kW + v
+                lo, hi = _columns(W, Wo, v, sW, pW)
+                for n in range(B):
+                    for i in range(Ho):
+                        base = (n * Ho + i) * Wo
+                        h = i * sH + u - pH
+                        if h < 0 or h >= H:
+                            for j in range(Wo):
+                                cols[r, base + j] = 0
+                            continue
+                        for j in range(lo):
+                            cols[r, base + j] = 0
+                        for j in range(lo, hi):
+                            cols[r, base + j] = x[n, c, h, j * sW + v - pW]
+                        for j in range(hi, Wo):
+                            cols[r, base + j] = 0
+
+
+def _col2im_planes_add(cols, kH, kW, sH, sW, pH, pW, out):
+    """Add every column of ``cols`` (C·kH·kW, B·Ho·Wo) back onto its patch of ``out`` (B, C, H, W),
+    in place [CONV-7]: the adjoint of :func:`_im2col_planes`; taps in the padding are dropped.
+    ``out`` holds zeros (an input gradient) or the bias (a transposed convolution). Each pixel's
+    contributions arrive in kernel order (u, v), as in the reference. Reference: conv.col2im.
+    """
+    B, C, H, W = out.shape
+    Ho = (H + 2 * pH - kH) // sH + 1
+    Wo = (W + 2 * pW - kW) // sW + 1
+    for n in range(B):
+        for c in range(C):
+            for u in range(kH):
+                for v in range(kW):
+                    r = (c * kH + u) * kW + v
+                    lo, hi = _columns(W, Wo, v, sW, pW)
+                    for i in range(Ho):
+                        h = i * sH + u - pH
+                        if h < 0 or h >= H:
+                            continue
+                        base = (n * Ho + i) * Wo
+                        for j in range(lo, hi):
+                            out[n, c, h, j * sW + v - pW] += cols[r, base + j]
+
+
+planes_bias_act = _jit(_planes_bias_act)
 act_forward_flat = _jit(_act_forward_flat)
-act_backward_rows = _jit(_act_backward_rows)
+act_backward_planes = _jit(_act_backward_planes)
 act_backward_image = _jit(_act_backward_image)
+_columns = _jit(_columns)  # called by the two loops below (compiled into them)
+im2col_planes = _jit(_im2col_planes)
+col2im_planes_add = _jit(_col2im_planes_add)
 
 
 def scratch(work, key, shape, dtype):
@@ -287,23 +384,38 @@ def scratch(work, key, shape, dtype):
     return buf
 
 
-def _x_rows(x, work):
-    """``x`` (B, C, H, W) as (B·H·W, C) rows (conv.nchw_to_rows) written into a scratch array."""
+def _planes(x, work, key):
+    """``x`` (B, C, H, W) in channel-major order (C, B·H·W), written into a scratch array: a copy of
+    contiguous H·W blocks."""
     B, C, H, W = x.shape
-    rows = scratch(work, "x_rows", (B * H * W, C), x.dtype)
-    rows.reshape(B, H, W, C)[...] = x.transpose(0, 2, 3, 1)
-    return rows
+    planes = scratch(work, key, (C, B * H * W), x.dtype)
+    planes.reshape(C, B, H, W)[...] = x.transpose(1, 0, 2, 3)
+    return planes
+
+
+def _image(planes, shape):
+    """The channel-major ``planes`` (C, B·H·W) laid out as a new image of ``shape`` (B, C, H, W)."""
+    B, C, H, W = shape
+    return np.ascontiguousarray(planes.reshape(C, B, H, W).transpose(1, 0, 2, 3))
+
+
+#: Marks the cache of :func:`conv2d_act_forward_fused`, whose patch matrix is channel-major
+#: (C_in·kH·kW, B·Ho·Wo), the transpose of the reference's; the fused backward takes either.
+PLANES = "planes"
 
 
 def conv2d_act_forward_fused(x, W, b, stride, padding, act, slope, work):
     """Fused ``h = f(conv2d(x, W) + b)`` for an activation code ``act`` of
     :data:`npae.fast.kernels.ACT_CODES`.
 
-    im2col reading the padding as zeros, one BLAS product into a recycled rows array, then the
-    NCHW layout, bias and activation in one pass (:func:`rows_bias_act`). Returns
-    ``(h, a, conv_cache)``: ``a`` the pre-activation (``h is a`` for the identity), ``conv_cache``
-    the cache of conv.conv2d_forward (its im2col matrix lives in ``work`` and is reused by the
-    next call). Reference: npae.fast.backends.ReferenceOps.conv2d_act_forward.
+    Everything runs channel-major, so that no pass transposes numbers one at a time: the im2col
+    matrix transposed (C_in·kH·kW, B·Ho·Wo) with the padding written as zeros
+    (:func:`im2col_planes`), one BLAS product ``W_mat @ cols`` (C_out, B·Ho·Wo), then the NCHW
+    layout, bias and activation in one pass over contiguous planes (:func:`planes_bias_act`).
+    Returns ``(h, a, conv_cache)``: ``a`` the pre-activation (``h is a`` for the identity),
+    ``conv_cache`` as conv.conv2d_forward's with the patch matrix transposed and :data:`PLANES`
+    appended (the matrix lives in ``work`` and is reused by the next call). Reference:
+    npae.fast.backends.ReferenceOps.conv2d_act_forward.
     """
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     _check_arrays(x, W, b, 1, "conv2d")
@@ -311,60 +423,63 @@ def conv2d_act_forward_fused(x, W, b, stride, padding, act, slope, work):
     B = x.shape[0]
     C_out, C_in, kH, kW = W.shape
     Ho, Wo = conv_output_size(x.shape[2:], (kH, kW), stride, padding)
-    cols = scratch(work, "cols", (B * Ho * Wo, C_in * kH * kW), x.dtype)  # (B·Ho·Wo, C_in·kH·kW)
-    im2col(x, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)
-    rows = scratch(work, "rows", (B * Ho * Wo, C_out), x.dtype)  # (B·Ho·Wo, C_out)
-    np.matmul(cols, W.reshape(C_out, -1).T, out=rows)
+    cols = scratch(work, "cols", (C_in * kH * kW, B * Ho * Wo), x.dtype)  # (C_in·kH·kW, B·Ho·Wo)
+    im2col_planes(x, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)
+    y = scratch(work, "planes", (C_out, B * Ho * Wo), x.dtype)  # (C_out, B·Ho·Wo)
+    np.matmul(W.reshape(C_out, -1), cols, out=y)
     a = np.empty((B, C_out, Ho, Wo), dtype=x.dtype)  # (B, C_out, Ho, Wo)
     h = a if act == 0 else np.empty_like(a)  # (B, C_out, Ho, Wo)
-    rows_bias_act(rows, np.ascontiguousarray(b, dtype=x.dtype), a, h, act, scalar(slope, a))
-    return h, a, (x.shape, cols, W, stride, padding)
+    planes_bias_act(y, np.ascontiguousarray(b, dtype=x.dtype), a.reshape(B, C_out, -1),
+                    h.reshape(B, C_out, -1), act, scalar(slope, a))
+    return h, a, (x.shape, cols, W, stride, padding, PLANES)
 
 
 def conv2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, input_grad, work):
     """Backward of :func:`conv2d_act_forward_fused`: writes ``dW`` and ``db`` in place, returns
     ``dx`` (None when ``input_grad`` is False: the patch gradients and col2im are skipped).
 
-    One pass applies f' to ``dh``, lays it out as rows and sums ``db``
-    (:func:`act_backward_rows`); ``dW = rowsᵀ cols`` goes straight into ``dW``; the patch gradients
-    ``rows W_mat`` go into a recycled array that col2im adds into a zero ``dx``.
-    Reference: npae.fast.backends.ReferenceOps.conv2d_act_backward.
+    One pass applies f' to ``dh``, lays it out channel-major and sums ``db``
+    (:func:`act_backward_planes`); ``dW = g colsᵀ`` goes straight into ``dW``; the patch gradients
+    ``W_matᵀ g`` go into a recycled array that col2im adds into a zero ``dx``
+    (:func:`col2im_planes_add`). Reference: npae.fast.backends.ReferenceOps.conv2d_act_backward.
     """
-    x_shape, cols, W, stride, padding = conv_cache
+    x_shape, cols, W, stride, padding = conv_cache[:5]
     dh = np.ascontiguousarray(dh, dtype=a.dtype)
     B, C_out, Ho, Wo = dh.shape
     kH, kW = W.shape[2:]
-    rows = scratch(work, "rows", (B * Ho * Wo, C_out), dh.dtype)  # (B·Ho·Wo, C_out)
-    act_backward_rows(dh, a, rows, db, act, scalar(slope, a))
-    np.matmul(rows.T, cols, out=dW.reshape(C_out, -1))  # (C_out, C_in·kH·kW)
+    g = scratch(work, "planes", (C_out, B * Ho * Wo), dh.dtype)  # (C_out, B·Ho·Wo)
+    act_backward_planes(dh.reshape(B, C_out, -1), a.reshape(B, C_out, -1), g, db, act,
+                        scalar(slope, a))
+    np.matmul(g, cols.T, out=dW.reshape(C_out, -1))  # (C_out, C_in·kH·kW)
     if not input_grad:
         return None
-    dcols = scratch(work, "dcols", cols.shape, dh.dtype)  # (B·Ho·Wo, C_in·kH·kW)
-    np.matmul(rows, W.reshape(C_out, -1), out=dcols)
+    dcols = scratch(work, "dcols", cols.shape, dh.dtype)  # (C_in·kH·kW, B·Ho·Wo)
+    np.matmul(W.reshape(C_out, -1).T, g, out=dcols)
     dx = np.zeros(x_shape, dtype=dh.dtype)  # (B, C_in, H, W)
-    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], dx)
+    col2im_planes_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], dx)
     return dx
 
 
 def conv_transpose2d_act_forward_fused(x, W, b, stride, padding, output_padding, act, slope, work):
     """Fused ``h = f(conv_transpose2d(x, W) + b)`` for an activation code ``act``.
 
-    One BLAS product of the input rows into a recycled patch matrix, col2im adds the stamps onto an
-    output that starts as the bias, then one pass for the activation. Returns
-    ``(h, a, conv_cache)`` as :func:`conv2d_act_forward_fused` (the cache of
-    conv.conv_transpose2d_forward). Reference: npae.fast.backends.ReferenceOps.conv_transpose2d_act_forward.
+    The input channel-major (C_in, B·H·W), one BLAS product ``W_matᵀ @ x`` into a recycled patch
+    matrix (C_out·kH·kW, B·H·W), col2im adds the stamps onto an output that starts as the bias
+    (:func:`col2im_planes_add`), then one pass for the activation. Returns ``(h, a, conv_cache)``
+    as :func:`conv2d_act_forward_fused` (the cache of conv.conv_transpose2d_forward). Reference:
+    npae.fast.backends.ReferenceOps.conv_transpose2d_act_forward.
     """
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     _check_arrays(x, W, b, 0, "conv_transpose2d")
     B = x.shape[0]
     C_in, C_out, kH, kW = W.shape
     Ho, Wo = conv_transpose_output_size(x.shape[2:], (kH, kW), stride, padding, output_padding)
-    x_rows = _x_rows(x, work)  # (B·H·W, C_in)
-    dcols = scratch(work, "dcols", (x_rows.shape[0], C_out * kH * kW), x.dtype)  # (B·H·W, C_out·kH·kW)
-    np.matmul(x_rows, W.reshape(C_in, -1), out=dcols)
+    x_planes = _planes(x, work, "x_planes")  # (C_in, B·H·W)
+    dcols = scratch(work, "dcols", (C_out * kH * kW, x_planes.shape[1]), x.dtype)  # (C_out·kH·kW, B·H·W)
+    np.matmul(W.reshape(C_in, -1).T, x_planes, out=dcols)
     a = np.empty((B, C_out, Ho, Wo), dtype=x.dtype)  # (B, C_out, Ho, Wo)
     a[...] = np.reshape(b, (-1, 1, 1))
-    col2im_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], a)
+    col2im_planes_add(dcols, kH, kW, stride[0], stride[1], padding[0], padding[1], a)
     h = a
     if act != 0:
         h = np.empty_like(a)  # (B, C_out, Ho, Wo)
@@ -376,9 +491,10 @@ def conv_transpose2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, i
     """Backward of :func:`conv_transpose2d_act_forward_fused`: writes ``dW`` and ``db`` in place,
     returns ``dx`` (None when ``input_grad`` is False).
 
-    One pass gives ``da = dh · f'(a)`` and ``db`` (:func:`act_backward_image`); im2col of ``da``
-    into a recycled matrix serves both ``dW = x_rowsᵀ cols`` (into ``dW``) and
-    ``dx = cols W_matᵀ``, a conv2d forward without bias. Reference:
+    One pass gives ``da = dh · f'(a)`` and ``db`` (:func:`act_backward_image`); the channel-major
+    im2col of ``da`` (:func:`im2col_planes`) into a recycled matrix serves both
+    ``dW = x colsᵀ`` (into ``dW``) and ``dx = W_mat cols``, a conv2d forward without bias, laid
+    out as an image by copying contiguous planes. Reference:
     npae.fast.backends.ReferenceOps.conv_transpose2d_act_backward.
     """
     x, W, stride, padding = conv_cache
@@ -386,14 +502,13 @@ def conv_transpose2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, i
     B, C_in, H, W_in = x.shape
     C_out, kH, kW = W.shape[1:]
     da = scratch(work, "da", dh.shape, dh.dtype)  # (B, C_out, Ho, Wo)
-    act_backward_image(dh, a, da, db, act, scalar(slope, a))
-    cols = scratch(work, "cols", (B * H * W_in, C_out * kH * kW), dh.dtype)  # (B·H·W, C_out·kH·kW)
-    im2col(da, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)
-    np.matmul(_x_rows(x, work).T, cols, out=dW.reshape(C_in, -1))  # (C_in, C_out·kH·kW)
+    act_backward_image(dh.reshape(B, C_out, -1), a.reshape(B, C_out, -1), da.reshape(B, C_out, -1),
+                       db, act, scalar(slope, a))
+    cols = scratch(work, "cols", (C_out * kH * kW, B * H * W_in), dh.dtype)  # (C_out·kH·kW, B·H·W)
+    im2col_planes(da, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)
+    np.matmul(_planes(x, work, "x_planes"), cols.T, out=dW.reshape(C_in, -1))  # (C_in, C_out·kH·kW)
     if not input_grad:
         return None
-    dx_rows = scratch(work, "rows", (B * H * W_in, C_in), dh.dtype)  # (B·H·W, C_in)
-    np.matmul(cols, W.reshape(C_in, -1).T, out=dx_rows)
-    dx = np.empty(x.shape, dtype=dh.dtype)  # (B, C_in, H, W)
-    rows_to_nchw_bias(dx_rows, np.zeros(C_in, dtype=dh.dtype), dx)
-    return dx
+    dx_planes = scratch(work, "planes", (C_in, B * H * W_in), dh.dtype)  # (C_in, B·H·W)
+    np.matmul(W.reshape(C_in, -1), cols, out=dx_planes)
+    return _image(dx_planes, x.shape)  # (B, C_in, H, W)
