@@ -234,11 +234,32 @@ def _act_forward_flat(a, h, act, slope):
             h[k] = a[k]
 
 
+def _sum8(v):
+    """``Σ v`` over a 1-D array in float64, as eight interleaved partial sums combined in a fixed
+    order: a single running sum waits on each addition in turn. The order is written out, so the
+    bits do not depend on the compiler."""
+    n = v.shape[0]
+    n8 = n - n % 8
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for k in range(0, n8, 8):
+        a0 += float(v[k])
+        a1 += float(v[k + 1])
+        a2 += float(v[k + 2])
+        a3 += float(v[k + 3])
+        a4 += float(v[k + 4])
+        a5 += float(v[k + 5])
+        a6 += float(v[k + 6])
+        a7 += float(v[k + 7])
+    for k in range(n8, n):
+        a0 += float(v[k])
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
 def _act_backward_planes(dh, a, g, db, act, slope):
     """``g[c, n·P + p] = dh[n, c, p] · f'(a[n, c, p])`` (C, B·P), the channel-major layout the
-    products take, and the bias gradient ``db[c]`` = the sum of those entries, in one pass over the
-    image (B, C, P). Each (n, c) plane is summed on its own, then added to ``db[c]`` in the order of
-    n. Reference: relu_backward / leaky_relu_backward, then conv.nchw_to_rows and the db line of
+    products take, and the bias gradient ``db[c]`` = the sum of those entries: each (n, c) plane
+    summed on its own in float64 (:func:`_sum8`), then added to ``db[c]`` in the order of n.
+    Reference: relu_backward / leaky_relu_backward, then conv.nchw_to_rows and the db line of
     conv.conv2d_backward.
     """
     B, C, P = dh.shape
@@ -246,56 +267,42 @@ def _act_backward_planes(dh, a, g, db, act, slope):
         db[c] = 0
     for n in range(B):
         for c in range(C):
-            acc = 0 * db[c]
             off = n * P
             if act == 1:
                 for p in range(P):
                     x = dh[n, c, p]
-                    x = x if a[n, c, p] > 0 else 0 * x
-                    g[c, off + p] = x
-                    acc += x
+                    g[c, off + p] = x if a[n, c, p] > 0 else 0 * x
             elif act == 2:
                 for p in range(P):
                     x = dh[n, c, p]
-                    x = x if a[n, c, p] > 0 else slope * x
-                    g[c, off + p] = x
-                    acc += x
+                    g[c, off + p] = x if a[n, c, p] > 0 else slope * x
             else:
                 for p in range(P):
-                    x = dh[n, c, p]
-                    g[c, off + p] = x
-                    acc += x
-            db[c] += acc
+                    g[c, off + p] = dh[n, c, p]
+            db[c] += _sum8(g[c, off:off + P])
 
 
 def _act_backward_image(dh, a, da, db, act, slope):
-    """``da = dh · f'(a)`` (B, C, P) and ``db[c] = Σ_{n,p} da[n, c, p]``, one pass (each plane
-    summed on its own, then added in the order of n). Reference: relu_backward /
-    leaky_relu_backward, then the db line of conv.conv_transpose2d_backward."""
+    """``da = dh · f'(a)`` (B, C, P) and ``db[c] = Σ_{n,p} da[n, c, p]``, one pass: each plane
+    summed on its own in float64 (:func:`_sum8`), then added in the order of n. Reference:
+    relu_backward / leaky_relu_backward, then the db line of conv.conv_transpose2d_backward."""
     B, C, P = dh.shape
     for c in range(C):
         db[c] = 0
     for n in range(B):
         for c in range(C):
-            acc = 0 * db[c]
             if act == 1:
                 for p in range(P):
                     x = dh[n, c, p]
-                    x = x if a[n, c, p] > 0 else 0 * x
-                    da[n, c, p] = x
-                    acc += x
+                    da[n, c, p] = x if a[n, c, p] > 0 else 0 * x
             elif act == 2:
                 for p in range(P):
                     x = dh[n, c, p]
-                    x = x if a[n, c, p] > 0 else slope * x
-                    da[n, c, p] = x
-                    acc += x
+                    da[n, c, p] = x if a[n, c, p] > 0 else slope * x
             else:
                 for p in range(P):
-                    x = dh[n, c, p]
-                    da[n, c, p] = x
-                    acc += x
-            db[c] += acc
+                    da[n, c, p] = dh[n, c, p]
+            db[c] += _sum8(da[n, c])
 
 
 def _columns(size, out, k, s, p):
@@ -364,6 +371,7 @@ def _col2im_planes_add(cols, kH, kW, sH, sW, pH, pW, out):
 
 planes_bias_act = _jit(_planes_bias_act)
 act_forward_flat = _jit(_act_forward_flat)
+_sum8 = _jit(_sum8)  # called by the two loops below (compiled into them)
 act_backward_planes = _jit(_act_backward_planes)
 act_backward_image = _jit(_act_backward_image)
 _columns = _jit(_columns)  # called by the two loops below (compiled into them)
