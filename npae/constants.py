@@ -115,10 +115,11 @@ DIVERGENCE_REFERENCE_BATCHES = 10
 #: MNIST-size VAE 784-400-20 (856 k a step) at about 420 steps in float64 (3.6e8) and 1,000 in
 #: float32 (8.7e8).
 AUTO_FUSED_MIN_ENTRIES = 500_000_000
-#: The same for a model with convolution layers, in rows (examples through the model): their
-#: im2col and col2im loops save 40-90 ms a step of 128 MNIST images, so the kernels pay after
-#: about 30 such steps.
-AUTO_FUSED_MIN_CONV_ROWS = 4_096
+#: The same for a model with convolution layers, in rows (examples through the model): one epoch
+#: of the conv VAE on MNIST with an empty numba cache, as whole processes, paired: 4,096 rows
+#: (32 steps of 128) fused 8.1 s against reference 7.0 s, 8,192 rows 11.9 against 12.7 s
+#: (docs/performance.md), so the kernels pay from about 50 steps on.
+AUTO_FUSED_MIN_CONV_ROWS = 8_192
 
 # --------------------------------------------------------------------------------------------------
 # Budgets (npae.validation.check_memory / check_work): what one call may ask of the machine, estimated

@@ -154,7 +154,7 @@ def test_auto_runs_reference_for_the_main_job_and_fused_where_kernels_pay(digits
     """The rule of ``auto`` (:func:`npae.fast.backends.choose`) depends on the job alone: the main
     job (64-128-2, 1,527 digits, batch 64, 100 epochs: 2,400 steps) runs the pairs; an MNIST-size
     VAE over 20 epochs of 5,000 images runs the kernels, two steps of it or one IWAE-500 estimate
-    of 200 images (forward only) do not; a convolutional VAE runs them from 4,096 rows on;
+    of 200 images (forward only) do not; a convolutional VAE runs them from 8,192 rows on;
     ``model.backend_`` records what ran, and an explicit backend is never second-guessed."""
     main_job = npae.VAE(64, hidden=(128,), latent_dim=2)
     mnist = npae.VAE(784, hidden=(400,), latent_dim=20)
@@ -164,7 +164,8 @@ def test_auto_runs_reference_for_the_main_job_and_fused_where_kernels_pay(digits
     assert backends.choose(mnist, 800 * 128, 800) == "fused"  # 20 epochs of 5,000 images
     assert backends.choose(mnist, 2 * 128, 2) == "reference"
     assert backends.choose(mnist, 200 * 500) == "reference"  # the IWAE-500 estimate of 200 images
-    assert backends.choose(conv, 32 * 128, 32) == "fused"
+    assert backends.choose(conv, 64 * 128, 64) == "fused"
+    assert backends.choose(conv, 32 * 128, 32) == "reference"
     assert backends.choose(conv, 128, 1) == "reference"
     with npae.backend("auto"):
         model = npae.VAE(64, hidden=(16,), latent_dim=2).fit(digits[0], epochs=1, progress=False)
