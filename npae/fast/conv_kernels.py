@@ -1,11 +1,15 @@
 """Fused convolution loops of the ``fused`` backend, compiled with numba (the dense and loss loops
 are in :mod:`npae.fast.kernels`, whose switches, dtypes and jit settings apply here too).
 
-im2col, col2im and the NCHW <-> rows passes run as loops; the products stay on BLAS. Reference
-pairs: :func:`npae.pairs.conv.conv2d_forward` / ``_backward`` and
-:func:`npae.pairs.conv.conv_transpose2d_forward` / ``_backward`` with an activation pair. The fused
-functions take and return the same caches as the references, so the two can be mixed;
-``tests/test_conv.py`` checks they agree (float64 to rtol 1e-12, float32 to 2e-6).
+Two groups; in both, im2col, col2im and the layout passes run as loops and the products stay on BLAS.
+
+* Drop-ins for the conv pairs (``conv2d_forward_fused`` and its siblings): the reference's row
+  layout and caches, so the two can be mixed. Reference pairs: :func:`npae.pairs.conv.conv2d_forward`
+  / ``_backward`` and :func:`npae.pairs.conv.conv_transpose2d_forward` / ``_backward``;
+  ``tests/test_conv.py`` checks they agree (float64 to rtol 1e-12, float32 to 2e-6).
+* The convolution steps that training runs (``conv2d_act_forward_fused`` and its siblings, behind
+  ``FusedOps``), channel-major and with the activation folded in (the section below);
+  ``tests/test_conv_layers.py`` checks them against the reference units.
 """
 import numpy as np
 
