@@ -13,7 +13,7 @@ Two groups; in both, im2col, col2im and the layout passes run as loops and the p
 """
 import numpy as np
 
-from npae.fast.kernels import _jit, scalar
+from npae.fast.kernels import _jit, scalar, sum8
 from npae.pairs.conv import _check_arrays, _pair, conv_output_size, conv_transpose_output_size, nchw_to_rows
 
 
@@ -238,31 +238,10 @@ def _act_forward_flat(a, h, act, slope):
             h[k] = a[k]
 
 
-def _sum8(v):
-    """``Σ v`` over a 1-D array in float64, as eight interleaved partial sums combined in a fixed
-    order: a single running sum waits on each addition in turn. The order is written out, so the
-    bits do not depend on the compiler."""
-    n = v.shape[0]
-    n8 = n - n % 8
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    for k in range(0, n8, 8):
-        a0 += float(v[k])
-        a1 += float(v[k + 1])
-        a2 += float(v[k + 2])
-        a3 += float(v[k + 3])
-        a4 += float(v[k + 4])
-        a5 += float(v[k + 5])
-        a6 += float(v[k + 6])
-        a7 += float(v[k + 7])
-    for k in range(n8, n):
-        a0 += float(v[k])
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-
-
 def _act_backward_planes(dh, a, g, db, act, slope):
     """``g[c, n·P + p] = dh[n, c, p] · f'(a[n, c, p])`` (C, B·P), the channel-major layout the
     products take, and the bias gradient ``db[c]`` = the sum of those entries: each (n, c) plane
-    summed on its own in float64 (:func:`_sum8`), then added to ``db[c]`` in the order of n.
+    summed on its own in float64 (:func:`npae.fast.kernels.sum8`), then added to ``db[c]`` in the order of n.
     Reference: relu_backward / leaky_relu_backward, then conv.nchw_to_rows and the db line of
     conv.conv2d_backward.
     """
@@ -283,12 +262,12 @@ def _act_backward_planes(dh, a, g, db, act, slope):
             else:
                 for p in range(P):
                     g[c, off + p] = dh[n, c, p]
-            db[c] += _sum8(g[c, off:off + P])
+            db[c] += sum8(g[c, off:off + P])
 
 
 def _act_backward_image(dh, a, da, db, act, slope):
     """``da = dh · f'(a)`` (B, C, P) and ``db[c] = Σ_{n,p} da[n, c, p]``, one pass: each plane
-    summed on its own in float64 (:func:`_sum8`), then added in the order of n. Reference:
+    summed on its own in float64 (:func:`npae.fast.kernels.sum8`), then added in the order of n. Reference:
     relu_backward / leaky_relu_backward, then the db line of conv.conv_transpose2d_backward."""
     B, C, P = dh.shape
     for c in range(C):
@@ -306,7 +285,7 @@ def _act_backward_image(dh, a, da, db, act, slope):
             else:
                 for p in range(P):
                     da[n, c, p] = dh[n, c, p]
-            db[c] += _sum8(da[n, c])
+            db[c] += sum8(da[n, c])
 
 
 def _columns(size, out, k, s, p):
@@ -375,7 +354,6 @@ def _col2im_planes_add(cols, kH, kW, sH, sW, pH, pW, out):
 
 planes_bias_act = _jit(_planes_bias_act)
 act_forward_flat = _jit(_act_forward_flat)
-_sum8 = _jit(_sum8)  # called by the two loops below (compiled into them)
 act_backward_planes = _jit(_act_backward_planes)
 act_backward_image = _jit(_act_backward_image)
 _columns = _jit(_columns)  # called by the two loops below (compiled into them)
