@@ -228,6 +228,31 @@ def test_fused_units_equal_the_reference(dtype, rtol, drawn, transposed, seed):
 
 
 @fused_only
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "tanh"])
+def test_fused_conv2d_backward_takes_a_reference_forwards_cache(act):
+    """The fused conv2d keeps its patch matrix channel-major (the reference's transposed) and marks
+    its cache; given the cache of a reference forward, its backward runs the reference's."""
+    backends._load_kernels()
+    rng = np.random.default_rng(3)
+    x, W, b = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    hyper = {"slope": 0.2} if act == "leaky_relu" else {}
+    ref, fused = backends.IMPLEMENTATIONS["reference"], backends.IMPLEMENTATIONS["fused"]
+    h, cache = ref.conv2d_act_forward(x, W, b, (2, 2), (1, 1), act, hyper)
+    h_fused, cache_fused = fused.conv2d_act_forward(x, W, b, (2, 2), (1, 1), act, hyper)
+    assert cache_fused.conv_cache[-1] == "planes"
+    assert cache_fused.conv_cache[1].shape == cache.conv_cache[1].T.shape  # the patch matrix transposed
+    np.testing.assert_allclose(h_fused, h, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(h.shape)
+    grads = {}
+    for name, impl, c in [("reference", ref, cache), ("mixed", fused, cache), ("fused", fused, cache_fused)]:
+        dW, db = np.empty_like(W), np.empty_like(b)
+        grads[name] = (impl.conv2d_act_backward(dy, c, dW, db, True), dW, db)
+    for name in ("mixed", "fused"):
+        for got, want in zip(grads[name], grads["reference"]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@fused_only
 def test_fused_scratch_arrays_are_recycled_between_steps():
     layer = Conv2D(2, 4, 3, 2, 1, rng=0)
     x = np.random.default_rng(0).standard_normal((3, 2, 8, 8))
