@@ -81,10 +81,10 @@ def _cases(rng, dtype):
         "nchw_to_rows_sum [CONV-5]": (
             conv_kernels.nchw_to_rows_sum, [rng.standard_normal((B, 3, 4, 5)).astype(dtype)],
             [(B * 4 * 5, 3), (3,)], []),
-        "act_backward_planes [CONV-5]": (
-            conv_kernels.act_backward_planes, [rng.standard_normal((B, 3, 20)).astype(dtype),
-                                               rng.standard_normal((B, 3, 20)).astype(dtype)],
-            [(3, B * 20), (3,)], [2, dtype(0.2)]),
+        "act_backward_image [CONV-5]": (
+            conv_kernels.act_backward_image, [rng.standard_normal((B, 3, 20)).astype(dtype),
+                                              rng.standard_normal((B, 3, 20)).astype(dtype)],
+            [(B, 3, 20), (3,)], [2, dtype(0.2)]),
     }
 
 
@@ -110,5 +110,5 @@ def test_kernels_compile_without_fast_math():
     depends on the machine code, which is what broke exact resumes on a cold cache."""
     assert kernels.SAFE_FASTMATH is False
     for kernel in (kernels.bce_with_logits, kernels.adam, conv_kernels.im2col,
-                   conv_kernels.im2col_planes, conv_kernels.act_backward_planes):
+                   conv_kernels.im2col_planes, conv_kernels.act_backward_image):
         assert kernel.targetoptions.get("fastmath") in (None, False), kernel

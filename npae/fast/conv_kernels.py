@@ -238,37 +238,13 @@ def _act_forward_flat(a, h, act, slope):
             h[k] = a[k]
 
 
-def _act_backward_planes(dh, a, g, db, act, slope):
-    """``g[c, n·P + p] = dh[n, c, p] · f'(a[n, c, p])`` (C, B·P), the channel-major layout the
-    products take, and the bias gradient ``db[c]`` = the sum of those entries: each (n, c) plane
-    summed on its own in float64 (:func:`npae.fast.kernels.sum8`), then added to ``db[c]`` in the order of n.
-    Reference: relu_backward / leaky_relu_backward, then conv.nchw_to_rows and the db line of
-    conv.conv2d_backward.
-    """
-    B, C, P = dh.shape
-    for c in range(C):
-        db[c] = 0
-    for n in range(B):
-        for c in range(C):
-            off = n * P
-            if act == 1:
-                for p in range(P):
-                    x = dh[n, c, p]
-                    g[c, off + p] = x if a[n, c, p] > 0 else 0 * x
-            elif act == 2:
-                for p in range(P):
-                    x = dh[n, c, p]
-                    g[c, off + p] = x if a[n, c, p] > 0 else slope * x
-            else:
-                for p in range(P):
-                    g[c, off + p] = dh[n, c, p]
-            db[c] += sum8(g[c, off:off + P])
-
-
 def _act_backward_image(dh, a, da, db, act, slope):
     """``da = dh · f'(a)`` (B, C, P) and ``db[c] = Σ_{n,p} da[n, c, p]``, one pass: each plane
-    summed on its own in float64 (:func:`npae.fast.kernels.sum8`), then added in the order of n. Reference:
-    relu_backward / leaky_relu_backward, then the db line of conv.conv_transpose2d_backward."""
+    summed on its own in float64 (:func:`npae.fast.kernels.sum8`), then added in the order of n.
+    ``da`` may be a strided view whose planes are contiguous: the conv2d backward passes its
+    channel-major matrix (C, B·P) as ``g.reshape(C, B, P).transpose(1, 0, 2)``. Reference:
+    relu_backward / leaky_relu_backward, then the db line of conv.conv2d_backward (with
+    conv.nchw_to_rows for the channel-major layout) or conv.conv_transpose2d_backward."""
     B, C, P = dh.shape
     for c in range(C):
         db[c] = 0
@@ -354,7 +330,6 @@ def _col2im_planes_add(cols, kH, kW, sH, sW, pH, pW, out):
 
 planes_bias_act = _jit(_planes_bias_act)
 act_forward_flat = _jit(_act_forward_flat)
-act_backward_planes = _jit(_act_backward_planes)
 act_backward_image = _jit(_act_backward_image)
 _columns = _jit(_columns)  # called by the two loops below (compiled into them)
 im2col_planes = _jit(_im2col_planes)
@@ -429,17 +404,17 @@ def conv2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, input_grad,
     ``dx`` (None when ``input_grad`` is False: the patch gradients and col2im are skipped).
 
     One pass applies f' to ``dh``, lays it out channel-major and sums ``db``
-    (:func:`act_backward_planes`); ``dW = g colsᵀ`` goes straight into ``dW``; the patch gradients
-    ``W_matᵀ g`` go into a recycled array that col2im adds into a zero ``dx``
-    (:func:`col2im_planes_add`). Reference: npae.fast.backends.ReferenceOps.conv2d_act_backward.
+    (:func:`act_backward_image`, writing into the channel-major matrix); ``dW = g colsᵀ`` goes
+    straight into ``dW``; the patch gradients ``W_matᵀ g`` go into a recycled array that col2im
+    adds into a zero ``dx`` (:func:`col2im_planes_add`). Reference: npae.fast.backends.ReferenceOps.conv2d_act_backward.
     """
     x_shape, cols, W, stride, padding = conv_cache[:5]
     dh = np.ascontiguousarray(dh, dtype=a.dtype)
     B, C_out, Ho, Wo = dh.shape
     kH, kW = W.shape[2:]
     g = scratch(work, "planes", (C_out, B * Ho * Wo), dh.dtype)  # (C_out, B·Ho·Wo)
-    act_backward_planes(dh.reshape(B, C_out, -1), a.reshape(B, C_out, -1), g, db, act,
-                        scalar(slope, a))
+    act_backward_image(dh.reshape(B, C_out, -1), a.reshape(B, C_out, -1),
+                       g.reshape(C_out, B, -1).transpose(1, 0, 2), db, act, scalar(slope, a))
     np.matmul(g, cols.T, out=dW.reshape(C_out, -1))  # (C_out, C_in·kH·kW)
     if not input_grad:
         return None
