@@ -253,6 +253,27 @@ def test_fused_conv2d_backward_takes_a_reference_forwards_cache(act):
 
 
 @fused_only
+def test_fused_conv_transpose2d_backward_takes_a_reference_forwards_cache():
+    """The fused transposed convolution appends the input's channel-major planes to its cache for the
+    weight gradient; given a reference forward's cache, its backward lays them out itself."""
+    backends._load_kernels()
+    rng = np.random.default_rng(4)
+    x, W, b = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(3)
+    ref, fused = backends.IMPLEMENTATIONS["reference"], backends.IMPLEMENTATIONS["fused"]
+    _, cache = ref.conv_transpose2d_act_forward(x, W, b, (2, 2), (1, 1), (1, 1), "relu", {})
+    h, cache_fused = fused.conv_transpose2d_act_forward(x, W, b, (2, 2), (1, 1), (1, 1), "relu", {})
+    assert len(cache.conv_cache) == 4 and len(cache_fused.conv_cache) == 5
+    dy = rng.standard_normal(h.shape)
+    grads = {}
+    for name, impl, c in [("reference", ref, cache), ("mixed", fused, cache), ("fused", fused, cache_fused)]:
+        dW, db = np.empty_like(W), np.empty_like(b)
+        grads[name] = (impl.conv_transpose2d_act_backward(dy, c, dW, db, True), dW, db)
+    for name in ("mixed", "fused"):
+        for got, want in zip(grads[name], grads["reference"]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@fused_only
 def test_fused_scratch_arrays_are_recycled_between_steps():
     layer = Conv2D(2, 4, 3, 2, 1, rng=0)
     x = np.random.default_rng(0).standard_normal((3, 2, 8, 8))

@@ -62,8 +62,9 @@ class ConvActCache:
     """What a convolution+activation unit keeps for its backward, the same fields in both backends:
     the pre-activation ``a`` (B, C_out, Ho, Wo), the activation's name, hyperparameters and cache,
     the cache of the convolution pair (:func:`npae.pairs.conv.conv2d_forward` or
-    :func:`npae.pairs.conv.conv_transpose2d_forward`; the fused conv2d keeps its patch matrix
-    transposed and says so, and its backward takes either), and
+    :func:`npae.pairs.conv.conv_transpose2d_forward`; the fused units' caches hold their
+    channel-major scratch as well (conv2d: its patch matrix transposed, marked; transposed
+    convolution: the input's planes appended), and their backwards take either), and
     ``work``: scratch arrays the fused unit recycles at the next forward (empty for ``reference``)."""
 
     __slots__ = ("a", "act", "hyper", "act_cache", "conv_cache", "work")

@@ -406,7 +406,8 @@ def conv2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, input_grad,
     One pass applies f' to ``dh``, lays it out channel-major and sums ``db``
     (:func:`act_backward_image`, writing into the channel-major matrix); ``dW = g colsᵀ`` goes
     straight into ``dW``; the patch gradients ``W_matᵀ g`` go into a recycled array that col2im
-    adds into a zero ``dx`` (:func:`col2im_planes_add`). Reference: npae.fast.backends.ReferenceOps.conv2d_act_backward.
+    adds into a zero ``dx`` (:func:`col2im_planes_add`). Reference:
+    npae.fast.backends.ReferenceOps.conv2d_act_backward.
     """
     x_shape, cols, W, stride, padding = conv_cache[:5]
     dh = np.ascontiguousarray(dh, dtype=a.dtype)
@@ -431,7 +432,9 @@ def conv_transpose2d_act_forward_fused(x, W, b, stride, padding, output_padding,
     The input channel-major (C_in, B·H·W), one BLAS product ``W_matᵀ @ x`` into a recycled patch
     matrix (C_out·kH·kW, B·H·W), col2im adds the stamps onto an output that starts as the bias
     (:func:`col2im_planes_add`), then one pass for the activation. Returns ``(h, a, conv_cache)``
-    as :func:`conv2d_act_forward_fused` (the cache of conv.conv_transpose2d_forward). Reference:
+    as :func:`conv2d_act_forward_fused`: the cache of conv.conv_transpose2d_forward with the input's
+    channel-major planes appended (they live in ``work``; the backward's weight gradient uses them).
+    Reference:
     npae.fast.backends.ReferenceOps.conv_transpose2d_act_forward.
     """
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
@@ -449,7 +452,7 @@ def conv_transpose2d_act_forward_fused(x, W, b, stride, padding, output_padding,
     if act != 0:
         h = np.empty_like(a)  # (B, C_out, Ho, Wo)
         act_forward_flat(a.reshape(-1), h.reshape(-1), act, scalar(slope, a))
-    return h, a, (x, W, stride, padding)
+    return h, a, (x, W, stride, padding, x_planes)
 
 
 def conv_transpose2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, input_grad, work):
@@ -459,10 +462,11 @@ def conv_transpose2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, i
     One pass gives ``da = dh · f'(a)`` and ``db`` (:func:`act_backward_image`); the channel-major
     im2col of ``da`` (:func:`im2col_planes`) into a recycled matrix serves both
     ``dW = x colsᵀ`` (into ``dW``) and ``dx = W_mat cols``, a conv2d forward without bias, laid
-    out as an image by copying contiguous planes. Reference:
-    npae.fast.backends.ReferenceOps.conv_transpose2d_act_backward.
+    out as an image by copying contiguous planes. Given a reference forward's cache (no planes), it
+    lays the input out again. Reference: npae.fast.backends.ReferenceOps.conv_transpose2d_act_backward.
     """
-    x, W, stride, padding = conv_cache
+    x, W, stride, padding = conv_cache[:4]
+    x_planes = conv_cache[4] if len(conv_cache) > 4 else _planes(x, work, "x_planes")  # (C_in, B·H·W)
     dh = np.ascontiguousarray(dh, dtype=a.dtype)
     B, C_in, H, W_in = x.shape
     C_out, kH, kW = W.shape[1:]
@@ -471,7 +475,7 @@ def conv_transpose2d_act_backward_fused(dh, a, act, slope, conv_cache, dW, db, i
                        db, act, scalar(slope, a))
     cols = scratch(work, "cols", (C_out * kH * kW, B * H * W_in), dh.dtype)  # (C_out·kH·kW, B·H·W)
     im2col_planes(da, kH, kW, stride[0], stride[1], padding[0], padding[1], cols)
-    np.matmul(_planes(x, work, "x_planes"), cols.T, out=dW.reshape(C_in, -1))  # (C_in, C_out·kH·kW)
+    np.matmul(x_planes, cols.T, out=dW.reshape(C_in, -1))  # (C_in, C_out·kH·kW)
     if not input_grad:
         return None
     dx_planes = scratch(work, "planes", (C_in, B * H * W_in), dh.dtype)  # (C_in, B·H·W)
