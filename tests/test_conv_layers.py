@@ -228,46 +228,35 @@ def test_fused_units_equal_the_reference(dtype, rtol, drawn, transposed, seed):
 
 
 @fused_only
+@pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "tanh"])
-def test_fused_conv2d_backward_takes_a_reference_forwards_cache(act):
-    """The fused conv2d keeps its patch matrix channel-major (the reference's transposed) and marks
-    its cache; given the cache of a reference forward, its backward runs the reference's."""
+def test_fused_backward_takes_a_reference_forwards_cache(transposed, act):
+    """The fused units keep channel-major scratch in their caches (conv2d: its patch matrix, the
+    reference's transposed, marked "planes"; the transposed convolution: the input's planes,
+    appended); given the cache of a reference forward, their backwards give the reference's
+    gradients."""
     backends._load_kernels()
     rng = np.random.default_rng(3)
-    x, W, b = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    x = rng.standard_normal((2, 3, 7, 6) if not transposed else (2, 4, 5, 3))
+    W = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(3 if transposed else 4)
     hyper = {"slope": 0.2} if act == "leaky_relu" else {}
+    args = ((2, 2), (1, 1)) + (((1, 1),) if transposed else ())
     ref, fused = backends.IMPLEMENTATIONS["reference"], backends.IMPLEMENTATIONS["fused"]
-    h, cache = ref.conv2d_act_forward(x, W, b, (2, 2), (1, 1), act, hyper)
-    h_fused, cache_fused = fused.conv2d_act_forward(x, W, b, (2, 2), (1, 1), act, hyper)
-    assert cache_fused.conv_cache[-1] == "planes"
-    assert cache_fused.conv_cache[1].shape == cache.conv_cache[1].T.shape  # the patch matrix transposed
+    unit = "conv_transpose2d_act" if transposed else "conv2d_act"
+    h, cache = getattr(ref, f"{unit}_forward")(x, W, b, *args, act, hyper)
+    h_fused, cache_fused = getattr(fused, f"{unit}_forward")(x, W, b, *args, act, hyper)
+    if transposed:
+        assert len(cache.conv_cache) == 4 and len(cache_fused.conv_cache) == 5
+    else:
+        assert cache_fused.conv_cache[-1] == "planes"
+        assert cache_fused.conv_cache[1].shape == cache.conv_cache[1].T.shape  # the patch matrix transposed
     np.testing.assert_allclose(h_fused, h, rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(h.shape)
     grads = {}
     for name, impl, c in [("reference", ref, cache), ("mixed", fused, cache), ("fused", fused, cache_fused)]:
         dW, db = np.empty_like(W), np.empty_like(b)
-        grads[name] = (impl.conv2d_act_backward(dy, c, dW, db, True), dW, db)
-    for name in ("mixed", "fused"):
-        for got, want in zip(grads[name], grads["reference"]):
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
-
-
-@fused_only
-def test_fused_conv_transpose2d_backward_takes_a_reference_forwards_cache():
-    """The fused transposed convolution appends the input's channel-major planes to its cache for the
-    weight gradient; given a reference forward's cache, its backward lays them out itself."""
-    backends._load_kernels()
-    rng = np.random.default_rng(4)
-    x, W, b = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(3)
-    ref, fused = backends.IMPLEMENTATIONS["reference"], backends.IMPLEMENTATIONS["fused"]
-    _, cache = ref.conv_transpose2d_act_forward(x, W, b, (2, 2), (1, 1), (1, 1), "relu", {})
-    h, cache_fused = fused.conv_transpose2d_act_forward(x, W, b, (2, 2), (1, 1), (1, 1), "relu", {})
-    assert len(cache.conv_cache) == 4 and len(cache_fused.conv_cache) == 5
-    dy = rng.standard_normal(h.shape)
-    grads = {}
-    for name, impl, c in [("reference", ref, cache), ("mixed", fused, cache), ("fused", fused, cache_fused)]:
-        dW, db = np.empty_like(W), np.empty_like(b)
-        grads[name] = (impl.conv_transpose2d_act_backward(dy, c, dW, db, True), dW, db)
+        grads[name] = (getattr(impl, f"{unit}_backward")(dy, c, dW, db, True), dW, db)
     for name in ("mixed", "fused"):
         for got, want in zip(grads[name], grads["reference"]):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
